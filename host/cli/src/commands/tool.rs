@@ -1,0 +1,175 @@
+//! `oxydra-host tool list` and `oxydra-host tool call`.
+
+use crate::config::{self, Sources};
+use crate::{Failure, exit, tools};
+use clap::Subcommand;
+use oxydra_runtime::{CallError, Workspace};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+#[derive(Subcommand)]
+pub enum ToolCommand {
+    /// Name, profile, tier and a one-line description of every tool.
+    List {
+        /// Print JSON (name, description, parameters, tier, profiles).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one tool through the whole host path (profile linker, limits, path policy).
+    Call {
+        /// Tool name, e.g. file_read.
+        name: String,
+        /// Arguments as a JSON object, e.g. '{"path": "/shared/a.txt"}'.
+        arguments: String,
+        /// Workspace directory holding shared/, tmp/ and vault/ (created if missing).
+        /// Default: <workspace_root>/<user> from runner.toml.
+        #[arg(long, value_name = "DIR")]
+        workspace: Option<PathBuf>,
+        /// User whose workspace to use when --workspace is not given.
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+pub fn run(cmd: ToolCommand, sources: &Sources) -> Result<(), Failure> {
+    let agent = config::load_agent(sources)?;
+    match cmd {
+        ToolCommand::List { json } => list(&agent.value, agent.base_dir.as_deref(), json),
+        ToolCommand::Call {
+            name,
+            arguments,
+            workspace,
+            user,
+        } => {
+            let ws_dir = match workspace {
+                Some(d) => d,
+                None => default_workspace(sources, user)?,
+            };
+            call(
+                &agent.value,
+                agent.base_dir.as_deref(),
+                &name,
+                &arguments,
+                &ws_dir,
+            )
+        }
+    }
+}
+
+fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, Failure> {
+    let runner = config::load_runner(sources)?.value;
+    let user = match user {
+        Some(u) => u,
+        None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
+        None => "local".to_string(),
+    };
+    if user.is_empty()
+        || !user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("user id `{user}`: use letters, digits, `-` and `_`"),
+        ));
+    }
+    Ok(runner.workspace_root.join(user))
+}
+
+fn first_sentence(text: &str) -> String {
+    let end = text.find(". ").map(|i| i + 1).unwrap_or(text.len());
+    let s: String = text[..end].chars().take(90).collect();
+    if s.len() < end { format!("{s}...") } else { s }
+}
+
+fn list(
+    cfg: &config::AgentConfig,
+    base: Option<&std::path::Path>,
+    json: bool,
+) -> Result<(), Failure> {
+    let host = tools::host(&cfg.components)?;
+    let mut rows = Vec::new();
+    let mut refused = 0;
+    for spec in tools::specs(cfg, base)? {
+        match host.load(&spec) {
+            Ok(t) => rows.push(t.descriptor),
+            Err(e) => {
+                refused += 1;
+                eprintln!("refused: {e}");
+            }
+        }
+    }
+    if json {
+        let text = serde_json::to_string_pretty(&rows)
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+        println!("{text}");
+    } else {
+        println!(
+            "{:<16} {:<34} {:<15} DESCRIPTION",
+            "NAME", "PROFILE", "TIER"
+        );
+        for d in &rows {
+            let profiles: Vec<&str> = d.profiles.iter().map(|p| p.name()).collect();
+            println!(
+                "{:<16} {:<34} {:<15} {}",
+                d.name,
+                profiles.join("+"),
+                d.tier.name(),
+                first_sentence(&d.description)
+            );
+        }
+    }
+    if refused > 0 {
+        return Err(Failure::new(
+            exit::REFUSED,
+            format!("{refused} component(s) refused at load (see above)"),
+        ));
+    }
+    Ok(())
+}
+
+fn call(
+    cfg: &config::AgentConfig,
+    base: Option<&std::path::Path>,
+    name: &str,
+    arguments: &str,
+    ws_dir: &std::path::Path,
+) -> Result<(), Failure> {
+    let parsed: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
+        Failure::new(exit::USAGE, format!("arguments are not valid JSON ({e}); pass an object, e.g. '{{\"path\": \"/shared/a.txt\"}}'"))
+    })?;
+    if !parsed.is_object() {
+        return Err(Failure::new(
+            exit::USAGE,
+            "arguments must be a JSON object, e.g. '{\"path\": \"/shared/a.txt\"}'",
+        ));
+    }
+    let specs = tools::specs(cfg, base)?;
+    let Some(spec) = specs.iter().find(|s| s.name == name) else {
+        let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "no tool named `{name}`; the tools are: {} (see `oxydra-host tool list`)",
+                known.join(", ")
+            ),
+        ));
+    };
+    let host = tools::host(&cfg.components)?;
+    let tool = host
+        .load(spec)
+        .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
+    let ws = Workspace::open(ws_dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
+    match host.call(&tool, arguments, &Arc::new(ws)) {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+        Err(CallError::Tool(f)) => Err(Failure::new(exit::TOOL_ERROR, f.to_string())),
+        Err(e) => Err(Failure::new(exit::LIMIT, e.to_string())),
+    }
+}

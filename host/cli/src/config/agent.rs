@@ -1,0 +1,484 @@
+//! `agent.toml`: what the agent runs with. Keys follow the product spec; every default is
+//! written where it is defined.
+
+use oxydra_runtime::{Limits, Profile};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+type KeyError = (String, String);
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// Schema version of this file; major version 1.
+    pub config_version: Option<String>,
+    pub selection: Selection,
+    pub providers: Providers,
+    pub runtime: Runtime,
+    pub reliability: Reliability,
+    pub catalog: Catalog,
+    pub memory: Memory,
+    pub scheduler: Scheduler,
+    pub gateway: Gateway,
+    pub agents: BTreeMap<String, AgentDef>,
+    pub components: ComponentsConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Selection {
+    /// A key of `[providers.registry]`.
+    pub provider: String,
+    pub model: String,
+}
+
+impl Default for Selection {
+    fn default() -> Self {
+        Selection {
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Providers {
+    pub registry: BTreeMap<String, ProviderEntry>,
+}
+
+impl Default for Providers {
+    /// `openai` and `anthropic`, keys from their usual environment variables.
+    fn default() -> Self {
+        let mut registry = BTreeMap::new();
+        registry.insert(
+            "openai".into(),
+            ProviderEntry {
+                provider_type: ProviderType::Openai,
+                api_key_env: Some("OPENAI_API_KEY".into()),
+                ..Default::default()
+            },
+        );
+        registry.insert(
+            "anthropic".into(),
+            ProviderEntry {
+                provider_type: ProviderType::Anthropic,
+                api_key_env: Some("ANTHROPIC_API_KEY".into()),
+                ..Default::default()
+            },
+        );
+        Providers { registry }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderType {
+    #[default]
+    Openai,
+    OpenaiResponses,
+    Anthropic,
+    Gemini,
+}
+
+/// API keys are never written in config: `api_key_env` names the variable that holds one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProviderEntry {
+    pub provider_type: ProviderType,
+    pub base_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub extra_headers: BTreeMap<String, String>,
+    pub catalog_provider: Option<String>,
+    pub max_input_tokens: Option<u64>,
+    pub max_output_tokens: Option<u64>,
+    pub max_context_tokens: Option<u64>,
+    pub reasoning: Option<bool>,
+    pub attachment: Option<bool>,
+    pub input_modalities: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    pub turn_timeout_secs: u64,
+    pub max_turns: u32,
+    /// In money (US dollars), from the catalog's prices.
+    pub max_cost: Option<f64>,
+    pub context_budget: ContextBudget,
+    pub summarization: Summarization,
+}
+
+impl Default for Runtime {
+    fn default() -> Self {
+        Runtime {
+            turn_timeout_secs: 60,
+            max_turns: 100,
+            max_cost: None,
+            context_budget: ContextBudget::default(),
+            summarization: Summarization::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ContextBudget {
+    pub trigger_ratio: f64,
+    pub safety_buffer_tokens: u64,
+    pub fallback_max_context_tokens: u64,
+}
+
+impl Default for ContextBudget {
+    fn default() -> Self {
+        ContextBudget {
+            trigger_ratio: 0.85,
+            safety_buffer_tokens: 1024,
+            fallback_max_context_tokens: 128_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Summarization {
+    pub target_ratio: f64,
+    pub min_turns: u32,
+}
+
+impl Default for Summarization {
+    fn default() -> Self {
+        Summarization {
+            target_ratio: 0.5,
+            min_turns: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reliability {
+    pub max_attempts: u32,
+    pub backoff_base_ms: u64,
+    pub backoff_max_ms: u64,
+    /// Full jitter on every backoff.
+    pub jitter: bool,
+}
+
+impl Default for Reliability {
+    fn default() -> Self {
+        Reliability {
+            max_attempts: 3,
+            backoff_base_ms: 250,
+            backoff_max_ms: 2000,
+            jitter: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Catalog {
+    pub skip_catalog_validation: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Memory {
+    pub enabled: bool,
+    pub remote_url: Option<String>,
+    pub auth_token_env: Option<String>,
+    pub embedding_backend: String,
+    pub retrieval: Retrieval,
+}
+
+impl Default for Memory {
+    fn default() -> Self {
+        Memory {
+            enabled: false,
+            remote_url: None,
+            auth_token_env: None,
+            embedding_backend: "model2vec".into(),
+            retrieval: Retrieval::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Retrieval {
+    pub top_k: u32,
+    pub vector_weight: f64,
+    pub fts_weight: f64,
+}
+
+impl Default for Retrieval {
+    fn default() -> Self {
+        Retrieval {
+            top_k: 8,
+            vector_weight: 0.7,
+            fts_weight: 0.3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Scheduler {
+    pub enabled: bool,
+    pub poll_interval_secs: u64,
+    pub max_concurrent: u32,
+    pub max_schedules_per_user: u32,
+    pub max_turns: u32,
+    pub max_cost: f64,
+    pub max_run_history: u32,
+    pub min_interval_secs: u64,
+    pub default_timezone: String,
+    pub auto_disable_after_failures: u32,
+    pub notify_after_failures: u32,
+}
+
+impl Default for Scheduler {
+    fn default() -> Self {
+        Scheduler {
+            enabled: false,
+            poll_interval_secs: 15,
+            max_concurrent: 2,
+            max_schedules_per_user: 50,
+            max_turns: 10,
+            max_cost: 0.5,
+            max_run_history: 20,
+            min_interval_secs: 60,
+            default_timezone: "UTC".into(),
+            auto_disable_after_failures: 5,
+            notify_after_failures: 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gateway {
+    pub max_sessions_per_user: u32,
+    pub max_concurrent_turns_per_user: u32,
+    pub session_idle_ttl_hours: u32,
+}
+
+impl Default for Gateway {
+    fn default() -> Self {
+        Gateway {
+            max_sessions_per_user: 50,
+            max_concurrent_turns_per_user: 10,
+            session_idle_ttl_hours: 48,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentSelection {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentDef {
+    pub system_prompt: Option<String>,
+    /// Its *contents* become the system prompt.
+    pub system_prompt_file: Option<PathBuf>,
+    pub selection: AgentSelection,
+    /// Allowlist of tool names; absent means every tool.
+    pub tools: Option<Vec<String>>,
+    pub max_turns: Option<u32>,
+    pub max_cost: Option<f64>,
+}
+
+/// `[components]`: where components live, and what each is granted.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentsConfig {
+    /// Compiled-component cache; default `$XDG_CACHE_HOME/oxydra/components`.
+    pub cache_dir: Option<PathBuf>,
+    /// Bundled components; default `components/` beside the binary.
+    pub bundled_dir: Option<PathBuf>,
+    /// Defaults for every tool (built-in defaults: see `oxydra_runtime::limits`).
+    pub limits: Limits,
+    pub tools: BTreeMap<String, ComponentTool>,
+}
+
+/// One tool's entry: a third-party component (`path` + `grant`), or overrides for a
+/// bundled one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComponentTool {
+    pub enabled: bool,
+    /// A component file; required for tools that are not bundled.
+    pub path: Option<PathBuf>,
+    /// The profile granted to it. A component importing more is refused at load.
+    pub grant: Option<Profile>,
+    pub limits: LimitOverrides,
+}
+
+impl Default for ComponentTool {
+    fn default() -> Self {
+        ComponentTool {
+            enabled: true,
+            path: None,
+            grant: None,
+            limits: LimitOverrides::default(),
+        }
+    }
+}
+
+/// Per-tool limits; unset fields come from `[components.limits]`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitOverrides {
+    pub memory_mib: Option<u64>,
+    pub deadline_ms: Option<u64>,
+    pub table_elements: Option<usize>,
+    pub instances: Option<usize>,
+    pub tables: Option<usize>,
+    pub memories: Option<usize>,
+    pub max_output_bytes: Option<usize>,
+    pub log_bytes: Option<usize>,
+}
+
+impl ComponentsConfig {
+    /// Global limits with a tool's overrides applied.
+    pub fn limits_for(&self, tool: &str) -> Limits {
+        let mut l = self.limits;
+        if let Some(o) = self.tools.get(tool).map(|t| t.limits) {
+            l.memory_mib = o.memory_mib.unwrap_or(l.memory_mib);
+            l.deadline_ms = o.deadline_ms.unwrap_or(l.deadline_ms);
+            l.table_elements = o.table_elements.unwrap_or(l.table_elements);
+            l.instances = o.instances.unwrap_or(l.instances);
+            l.tables = o.tables.unwrap_or(l.tables);
+            l.memories = o.memories.unwrap_or(l.memories);
+            l.max_output_bytes = o.max_output_bytes.unwrap_or(l.max_output_bytes);
+            l.log_bytes = o.log_bytes.unwrap_or(l.log_bytes);
+        }
+        l
+    }
+
+    /// The largest memory limit any tool gets (sizes the engine's pool).
+    pub fn max_memory_mib(&self) -> u64 {
+        self.tools
+            .keys()
+            .map(|t| self.limits_for(t).memory_mib)
+            .chain([self.limits.memory_mib])
+            .max()
+            .unwrap_or(64)
+    }
+}
+
+fn ratio(key: &str, v: f64) -> Result<(), KeyError> {
+    if v > 0.0 && v < 1.0 {
+        Ok(())
+    } else {
+        Err((
+            key.into(),
+            format!("must be between 0 and 1 (exclusive), got {v}"),
+        ))
+    }
+}
+
+impl AgentConfig {
+    /// Checks that need more than one key; the error names the key.
+    pub fn validate(&self) -> Result<(), KeyError> {
+        if let Some(v) = &self.config_version
+            && !v.starts_with("1.")
+            && v != "1"
+        {
+            return Err((
+                "config_version".into(),
+                format!("this Oxydra reads config version 1.x, got {v}"),
+            ));
+        }
+        if !self
+            .providers
+            .registry
+            .contains_key(&self.selection.provider)
+        {
+            let known: Vec<&str> = self.providers.registry.keys().map(String::as_str).collect();
+            return Err((
+                "selection.provider".into(),
+                format!(
+                    "`{}` is not in [providers.registry] (configured: {}); add [providers.registry.{}] or pick one of those",
+                    self.selection.provider,
+                    known.join(", "),
+                    self.selection.provider
+                ),
+            ));
+        }
+        for (name, p) in &self.providers.registry {
+            if let Some(url) = &p.base_url
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err((
+                    format!("providers.registry.{name}.base_url"),
+                    format!("`{url}` is not an http(s) URL"),
+                ));
+            }
+        }
+        ratio(
+            "runtime.context_budget.trigger_ratio",
+            self.runtime.context_budget.trigger_ratio,
+        )?;
+        ratio(
+            "runtime.summarization.target_ratio",
+            self.runtime.summarization.target_ratio,
+        )?;
+        if let Some(c) = self.runtime.max_cost
+            && c <= 0.0
+        {
+            return Err((
+                "runtime.max_cost".into(),
+                format!("must be positive (money, e.g. 0.50), got {c}"),
+            ));
+        }
+        let r = &self.memory.retrieval;
+        if (r.vector_weight + r.fts_weight - 1.0).abs() > 1e-6 {
+            return Err((
+                "memory.retrieval".into(),
+                format!(
+                    "vector_weight + fts_weight must be 1, got {} + {}",
+                    r.vector_weight, r.fts_weight
+                ),
+            ));
+        }
+        if self.reliability.max_attempts == 0 {
+            return Err((
+                "reliability.max_attempts".into(),
+                "must be at least 1".into(),
+            ));
+        }
+        for (name, a) in &self.agents {
+            if a.system_prompt.is_some() && a.system_prompt_file.is_some() {
+                return Err((
+                    format!("agents.{name}"),
+                    "set system_prompt or system_prompt_file, not both".into(),
+                ));
+            }
+        }
+        self.components
+            .limits
+            .validate()
+            .map_err(|m| ("components.limits".to_string(), m))?;
+        for (name, t) in &self.components.tools {
+            self.components
+                .limits_for(name)
+                .validate()
+                .map_err(|m| (format!("components.tools.{name}.limits"), m))?;
+            if t.path.is_some() && t.grant.is_none() {
+                return Err((
+                    format!("components.tools.{name}.grant"),
+                    "a component from a file needs an explicit grant (file-read-only, file-read-write, ...)".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

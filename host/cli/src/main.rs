@@ -1,0 +1,108 @@
+//! `oxydra-host`: the Oxydra host binary.
+
+mod commands;
+mod config;
+mod tools;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "oxydra-host",
+    version,
+    about = "Oxydra: a self-hosted agent orchestrator built on WebAssembly components"
+)]
+struct Cli {
+    /// An extra agent.toml applied above the standard layers.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Override one agent.toml key, e.g. --set runtime.max_turns=20 (repeatable).
+    #[arg(long = "set", global = true, value_name = "KEY=VALUE")]
+    sets: Vec<String>,
+    /// Log more (info); OXYDRA_LOG takes a full filter, e.g. OXYDRA_LOG=debug.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Tools: list them, call one.
+    #[command(subcommand)]
+    Tool(commands::tool::ToolCommand),
+    /// Components: inspect a .wasm file.
+    #[command(subcommand)]
+    Component(commands::component::ComponentCommand),
+    /// Configuration: validate the layered config.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
+}
+
+/// Exit codes: what a script can branch on.
+pub mod exit {
+    /// The tool ran and returned an error (a denial included).
+    pub const TOOL_ERROR: u8 = 1;
+    /// Bad invocation or configuration.
+    pub const USAGE: u8 = 2;
+    /// A component was refused at load (grant, WIT version, checksum).
+    pub const REFUSED: u8 = 3;
+    /// A limit stopped the call (deadline, memory) or the component crashed.
+    pub const LIMIT: u8 = 4;
+}
+
+fn init_tracing(verbose: bool) {
+    let filter = std::env::var("OXYDRA_LOG").unwrap_or_else(|_| {
+        if verbose {
+            "info".into()
+        } else {
+            "warn".into()
+        }
+    });
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let sources = config::Sources::standard(cli.sets, cli.config);
+    let result = match cli.command {
+        Command::Tool(c) => commands::tool::run(c, &sources),
+        Command::Component(c) => commands::component::run(c, &sources),
+        Command::Config(c) => commands::config::run(c, &sources),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}
+
+/// A failure with its exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<config::ConfigError> for Failure {
+    fn from(e: config::ConfigError) -> Self {
+        Failure::new(exit::USAGE, e.to_string())
+    }
+}

@@ -1,0 +1,120 @@
+//! Assembling the tool set: bundled components (from their manifest) plus third-party
+//! components the operator configured, each under its grant and limits.
+
+use crate::config::{AgentConfig, ComponentsConfig};
+use crate::{Failure, exit};
+use oxydra_runtime::bundle::{self, BundleError};
+use oxydra_runtime::{ComponentHost, ComponentSpec, HostConfig, ToolSpec};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// `OXYDRA_COMPONENTS_DIR`, then `[components] bundled_dir`, then `components/` beside the binary.
+pub fn bundled_dir(cfg: &ComponentsConfig) -> PathBuf {
+    if let Some(d) = std::env::var_os("OXYDRA_COMPONENTS_DIR") {
+        return PathBuf::from(d);
+    }
+    if let Some(d) = &cfg.bundled_dir {
+        return d.clone();
+    }
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("components")))
+        .unwrap_or_else(|| PathBuf::from("components"))
+}
+
+/// `[components] cache_dir`, then `$XDG_CACHE_HOME/oxydra/components`, then `~/.cache/...`.
+pub fn cache_dir(cfg: &ComponentsConfig) -> Option<PathBuf> {
+    if let Some(d) = &cfg.cache_dir {
+        return Some(d.clone());
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("oxydra").join("components"))
+}
+
+pub fn host(cfg: &ComponentsConfig) -> Result<ComponentHost, Failure> {
+    ComponentHost::new(HostConfig {
+        cache_dir: cache_dir(cfg),
+        max_memory_mib: cfg.max_memory_mib(),
+    })
+    .map_err(|e| {
+        Failure::new(
+            exit::USAGE,
+            format!("could not start the component engine: {e:#}"),
+        )
+    })
+}
+
+/// Every enabled tool's spec. `base_dir` resolves relative component paths.
+pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>, Failure> {
+    let comps = &cfg.components;
+    let dir = bundled_dir(comps);
+    let mut specs = match bundle::read_manifest(&dir) {
+        Ok(manifest) => bundle::tool_specs(&dir, &manifest, |name| comps.limits_for(name))
+            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+        Err(e @ BundleError::Missing(_)) if !comps.tools.values().any(|t| t.path.is_some()) => {
+            return Err(Failure::new(exit::USAGE, e.to_string()));
+        }
+        Err(BundleError::Missing(_)) => Vec::new(),
+        Err(e) => return Err(Failure::new(exit::USAGE, e.to_string())),
+    };
+    for (name, t) in &comps.tools {
+        let bundled = specs.iter_mut().find(|s| &s.name == name);
+        match (bundled, &t.path) {
+            (_, Some(path)) => {
+                let path = match base_dir {
+                    Some(b) if path.is_relative() => b.join(path),
+                    _ => path.clone(),
+                };
+                let wasm = std::fs::read(&path).map_err(|e| {
+                    Failure::new(
+                        exit::USAGE,
+                        format!("components.tools.{name}.path: {}: {e}", path.display()),
+                    )
+                })?;
+                let Some(grant) = t.grant else {
+                    return Err(Failure::new(
+                        exit::USAGE,
+                        format!("components.tools.{name}.grant is required"),
+                    ));
+                };
+                specs.retain(|s| &s.name != name);
+                specs.push(ToolSpec {
+                    name: name.clone(),
+                    components: vec![ComponentSpec {
+                        name: name.clone(),
+                        wasm: Arc::new(wasm),
+                        grant,
+                        expected_sha256: None,
+                    }],
+                    limits: comps.limits_for(name),
+                });
+            }
+            (Some(spec), None) => {
+                if let Some(grant) = t.grant {
+                    if spec.components.len() != 1 {
+                        return Err(Failure::new(
+                            exit::USAGE,
+                            format!(
+                                "components.tools.{name}.grant: `{name}` is a two-step tool; its steps' grants are fixed"
+                            ),
+                        ));
+                    }
+                    spec.components[0].grant = grant;
+                }
+            }
+            (None, None) => {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!(
+                        "components.tools.{name}: there is no bundled tool named `{name}`; set `path` and `grant` to add a component"
+                    ),
+                ));
+            }
+        }
+    }
+    specs.retain(|s| comps.tools.get(&s.name).is_none_or(|t| t.enabled));
+    specs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(specs)
+}

@@ -1,0 +1,91 @@
+//! The bundled components: built by `scripts/build.sh` into a directory beside the
+//! binary, listed in `manifest.json` with their sha256 and the profile each is granted.
+//! A file whose hash does not match the manifest is refused at load.
+
+use crate::host::{ComponentSpec, ToolSpec};
+use crate::limits::Limits;
+use crate::profiles::Profile;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    pub wit_version: String,
+    pub tools: Vec<ManifestTool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestTool {
+    pub name: String,
+    pub components: Vec<ManifestComponent>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestComponent {
+    pub file: String,
+    pub sha256: String,
+    pub grant: Profile,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error(
+        "no bundled components at {0}: build them with `scripts/build.sh`, or point OXYDRA_COMPONENTS_DIR at a directory holding manifest.json"
+    )]
+    Missing(PathBuf),
+    #[error("{path}: {message}")]
+    Bad { path: PathBuf, message: String },
+}
+
+pub const MANIFEST: &str = "manifest.json";
+
+/// Read `dir/manifest.json`.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
+    let path = dir.join(MANIFEST);
+    let text =
+        std::fs::read_to_string(&path).map_err(|_| BundleError::Missing(dir.to_path_buf()))?;
+    serde_json::from_str(&text).map_err(|e| BundleError::Bad {
+        path,
+        message: e.to_string(),
+    })
+}
+
+/// Turn the manifest into tool specs, reading each component file.
+pub fn tool_specs(
+    dir: &Path,
+    manifest: &Manifest,
+    limits_for: impl Fn(&str) -> Limits,
+) -> Result<Vec<ToolSpec>, BundleError> {
+    let mut specs = Vec::new();
+    for tool in &manifest.tools {
+        let mut components = Vec::new();
+        for (i, c) in tool.components.iter().enumerate() {
+            let path = dir.join(&c.file);
+            let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
+            let name = if tool.components.len() > 1 {
+                format!("{}#step{}", tool.name, i + 1)
+            } else {
+                tool.name.clone()
+            };
+            components.push(ComponentSpec {
+                name,
+                wasm: Arc::new(wasm),
+                grant: c.grant,
+                expected_sha256: Some(c.sha256.clone()),
+            });
+        }
+        specs.push(ToolSpec {
+            name: tool.name.clone(),
+            components,
+            limits: limits_for(&tool.name),
+        });
+    }
+    Ok(specs)
+}

@@ -1,0 +1,5 @@
+//! Host implementations of the capabilities a component may import, one file each.
+
+pub mod fs;
+pub mod paths;
+pub mod vault;

@@ -1,0 +1,20 @@
+//! Oxydra's component host: the wasmtime engine, the profile linkers, the capability
+//! implementations, limits, and the compiled-component cache.
+
+pub mod bindings;
+pub mod bundle;
+pub mod cache;
+pub mod capabilities;
+pub mod engine;
+pub mod host;
+pub mod limits;
+mod linker;
+pub mod profiles;
+mod state;
+
+pub use capabilities::paths::Workspace;
+pub use host::{
+    CallError, ComponentHost, ComponentSpec, HostConfig, LoadedTool, Tier, ToolDescriptor, ToolSpec,
+};
+pub use limits::Limits;
+pub use profiles::{LoadError, Profile};

@@ -1,0 +1,361 @@
+//! Capability profiles: what each WIT world grants, how a component's imports map to a
+//! profile, and the WIT version range this host accepts.
+//!
+//! The host reads a component's imports and exports before instantiating it, derives the
+//! narrowest profile that covers them, and refuses the component when that is more than
+//! the operator granted. The linker of the granted profile is then the second key: it
+//! holds nothing outside the grant.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The oxydra WIT versions this host supports: `>=0.1.0, <0.2.0`.
+pub const WIT_MAJOR_MINOR: (u64, u64) = (0, 1);
+pub const SUPPORTED_WIT: &str = "0.1.x (>=0.1.0, <0.2.0)";
+
+/// An oxydra capability interface a component may import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Capability {
+    FsRead,
+    FsWrite,
+    VaultRead,
+}
+
+impl Capability {
+    pub fn interface(self) -> &'static str {
+        match self {
+            Capability::FsRead => "oxydra:fs/read",
+            Capability::FsWrite => "oxydra:fs/write",
+            Capability::VaultRead => "oxydra:vault/read",
+        }
+    }
+}
+
+/// What a component exports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExportKind {
+    Tool,
+    Step,
+}
+
+/// A profile world of `oxydra:profiles`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    FileReadOnly,
+    FileReadWrite,
+    VaultReadStep,
+    VaultWriteStep,
+}
+
+impl Profile {
+    /// Narrowest first: derivation takes the first that fits.
+    pub const ALL: [Profile; 4] = [
+        Profile::FileReadOnly,
+        Profile::FileReadWrite,
+        Profile::VaultReadStep,
+        Profile::VaultWriteStep,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::FileReadOnly => "file-read-only",
+            Profile::FileReadWrite => "file-read-write",
+            Profile::VaultReadStep => "vault-read-step",
+            Profile::VaultWriteStep => "vault-write-step",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| p.name() == s)
+    }
+
+    pub fn capabilities(self) -> &'static [Capability] {
+        match self {
+            Profile::FileReadOnly => &[Capability::FsRead],
+            Profile::FileReadWrite => &[Capability::FsRead, Capability::FsWrite],
+            Profile::VaultReadStep => &[Capability::VaultRead],
+            Profile::VaultWriteStep => &[Capability::FsWrite],
+        }
+    }
+
+    pub fn export(self) -> ExportKind {
+        match self {
+            Profile::FileReadOnly | Profile::FileReadWrite => ExportKind::Tool,
+            Profile::VaultReadStep | Profile::VaultWriteStep => ExportKind::Step,
+        }
+    }
+
+    fn allowed_list(self) -> String {
+        self.capabilities()
+            .iter()
+            .map(|c| c.interface())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+impl fmt::Display for Profile {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Why a component was refused at load. Every message names the component.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LoadError {
+    #[error(
+        "component `{component}` imports {interfaces}, which its grant `{grant}` does not include \
+         (`{grant}` allows: {allowed}); grant a profile that includes it, or rebuild the component without it"
+    )]
+    NotGranted {
+        component: String,
+        interfaces: String,
+        grant: Profile,
+        allowed: String,
+    },
+    #[error("component `{component}` imports `{interface}`, which no Oxydra profile grants: {why}")]
+    Forbidden {
+        component: String,
+        interface: String,
+        why: &'static str,
+    },
+    #[error(
+        "component `{component}` was built against `{found}`; this host supports oxydra WIT {SUPPORTED_WIT}: \
+         rebuild it with oxydra-sdk 0.1"
+    )]
+    WitVersion { component: String, found: String },
+    #[error("component `{component}` {problem}")]
+    Exports { component: String, problem: String },
+    #[error("component `{component}` is not a valid WebAssembly component: {message}")]
+    Invalid { component: String, message: String },
+    #[error("component `{component}` could not be linked: {message}")]
+    Link { component: String, message: String },
+    #[error(
+        "component `{component}`: its sha256 is {actual} but the manifest says {expected}; \
+         the file was changed after the build: rebuild with scripts/build.sh"
+    )]
+    Checksum {
+        component: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("component `{component}`: {message}")]
+    Other { component: String, message: String },
+}
+
+/// What a component asks for, read from its type before it runs.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub imports: Vec<String>,
+    pub exports: Vec<String>,
+    pub capabilities: BTreeSet<Capability>,
+    pub export: ExportKind,
+    /// Version of the `oxydra:tool` interface it exports, e.g. `0.1.0`.
+    pub wit_version: String,
+}
+
+impl Shape {
+    /// The narrowest profile that grants everything this component imports.
+    pub fn derived_profile(&self) -> Option<Profile> {
+        Profile::ALL.into_iter().find(|p| {
+            p.export() == self.export
+                && self
+                    .capabilities
+                    .iter()
+                    .all(|c| p.capabilities().contains(c))
+        })
+    }
+
+    /// Refuse the component if it needs more than `grant`.
+    pub fn check_grant(&self, component: &str, grant: Profile) -> Result<(), LoadError> {
+        let outside: Vec<String> = self
+            .imports
+            .iter()
+            .filter(|name| capability_of(name).is_some_and(|c| !grant.capabilities().contains(&c)))
+            .map(|n| format!("`{n}`"))
+            .collect();
+        if !outside.is_empty() {
+            return Err(LoadError::NotGranted {
+                component: component.to_string(),
+                interfaces: outside.join(", "),
+                grant,
+                allowed: grant.allowed_list(),
+            });
+        }
+        if grant.export() != self.export {
+            let (has, wants) = match self.export {
+                ExportKind::Tool => ("oxydra:tool/tool", "oxydra:tool/step"),
+                ExportKind::Step => ("oxydra:tool/step", "oxydra:tool/tool"),
+            };
+            return Err(LoadError::Exports {
+                component: component.to_string(),
+                problem: format!(
+                    "exports {has}, but its grant `{grant}` is for components that export {wants}"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// `ns:pkg/iface@version` → (`ns:pkg/iface`, version).
+fn split_version(name: &str) -> (&str, Option<&str>) {
+    match name.split_once('@') {
+        Some((n, v)) => (n, Some(v)),
+        None => (name, None),
+    }
+}
+
+fn capability_of(name: &str) -> Option<Capability> {
+    match split_version(name).0 {
+        "oxydra:fs/read" => Some(Capability::FsRead),
+        "oxydra:fs/write" => Some(Capability::FsWrite),
+        "oxydra:vault/read" => Some(Capability::VaultRead),
+        _ => None,
+    }
+}
+
+/// The harmless WASI that Rust's std imports; linked with a locked-down context.
+fn is_base_wasi(unversioned: &str) -> bool {
+    let Some(rest) = unversioned.strip_prefix("wasi:") else {
+        return false;
+    };
+    let (pkg, iface) = rest.split_once('/').unwrap_or((rest, ""));
+    match pkg {
+        "io" => matches!(iface, "error" | "poll" | "streams"),
+        "clocks" => matches!(iface, "wall-clock" | "monotonic-clock"),
+        "random" => matches!(iface, "random" | "insecure" | "insecure-seed"),
+        "cli" => matches!(
+            iface,
+            "environment"
+                | "exit"
+                | "stdin"
+                | "stdout"
+                | "stderr"
+                | "terminal-input"
+                | "terminal-output"
+                | "terminal-stdin"
+                | "terminal-stdout"
+                | "terminal-stderr"
+        ),
+        _ => false,
+    }
+}
+
+fn version_supported(v: &str) -> bool {
+    let mut it = v.split(['.', '-', '+']);
+    let major = it.next().and_then(|x| x.parse::<u64>().ok());
+    let minor = it.next().and_then(|x| x.parse::<u64>().ok());
+    major == Some(WIT_MAJOR_MINOR.0) && minor == Some(WIT_MAJOR_MINOR.1)
+}
+
+fn check_oxydra_version(component: &str, name: &str) -> Result<(), LoadError> {
+    match split_version(name).1 {
+        Some(v) if version_supported(v) => Ok(()),
+        _ => Err(LoadError::WitVersion {
+            component: component.to_string(),
+            found: name.to_string(),
+        }),
+    }
+}
+
+/// Read a component's imports and exports and classify them.
+pub fn inspect(
+    engine: &Engine,
+    component_name: &str,
+    component: &Component,
+) -> Result<Shape, LoadError> {
+    let ty = component.component_type();
+    let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
+    let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+
+    // Exports first: they carry the WIT version the component was built against.
+    let mut export = None;
+    let mut wit_version = String::new();
+    for name in &exports {
+        let (unversioned, version) = split_version(name);
+        let kind = match unversioned {
+            "oxydra:tool/tool" => ExportKind::Tool,
+            "oxydra:tool/step" => ExportKind::Step,
+            _ if unversioned.starts_with("oxydra:") => {
+                check_oxydra_version(component_name, name)?;
+                continue;
+            }
+            _ => continue,
+        };
+        check_oxydra_version(component_name, name)?;
+        if export.is_some() {
+            return Err(LoadError::Exports {
+                component: component_name.to_string(),
+                problem: "exports both oxydra:tool/tool and oxydra:tool/step; a component is one or the other".into(),
+            });
+        }
+        export = Some(kind);
+        wit_version = version.unwrap_or_default().to_string();
+    }
+    let Some(export) = export else {
+        return Err(LoadError::Exports {
+            component: component_name.to_string(),
+            problem: format!(
+                "exports neither oxydra:tool/tool nor oxydra:tool/step (it exports: {}); build it with oxydra-sdk's export_tool! or export_step!",
+                if exports.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    exports.join(", ")
+                }
+            ),
+        });
+    };
+
+    let mut capabilities = BTreeSet::new();
+    for name in &imports {
+        let unversioned = split_version(name).0;
+        if is_base_wasi(unversioned) {
+            continue;
+        }
+        let forbidden = |why| LoadError::Forbidden {
+            component: component_name.to_string(),
+            interface: name.clone(),
+            why,
+        };
+        if unversioned.starts_with("wasi:filesystem/") {
+            return Err(forbidden(
+                "tools reach files only through oxydra:fs/read and oxydra:fs/write",
+            ));
+        }
+        if unversioned.starts_with("wasi:sockets/") {
+            return Err(forbidden(
+                "tools get no sockets; network access comes through a web profile",
+            ));
+        }
+        if unversioned.starts_with("wasi:http/") {
+            return Err(forbidden("this host does not yet grant a web profile"));
+        }
+        if let Some(cap) = capability_of(name) {
+            check_oxydra_version(component_name, name)?;
+            capabilities.insert(cap);
+            continue;
+        }
+        match unversioned {
+            // Type-only interfaces: no functions, no authority.
+            "oxydra:fs/types" | "oxydra:tool/types" => check_oxydra_version(component_name, name)?,
+            _ if unversioned.starts_with("oxydra:") => {
+                check_oxydra_version(component_name, name)?;
+                return Err(forbidden("it is not an interface this host provides"));
+            }
+            _ => return Err(forbidden("it is not an interface this host provides")),
+        }
+    }
+    Ok(Shape {
+        imports,
+        exports,
+        capabilities,
+        export,
+        wit_version,
+    })
+}

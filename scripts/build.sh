@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Build everything: the bundled tool components (wasm32-wasip2), their sha256 manifest,
+# and the host. Afterwards target/release/oxydra-host runs, with its components in
+# target/release/components/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+# tool name | crate | grant   (two-step tools list one line per step, in order)
+BUNDLE=(
+  "file_read|oxydra-tool-file-read|file-read-only"
+  "file_list|oxydra-tool-file-list|file-read-only"
+  "file_search|oxydra-tool-file-search|file-read-only"
+  "file_write|oxydra-tool-file-write|file-read-write"
+  "file_edit|oxydra-tool-file-edit|file-read-write"
+  "file_delete|oxydra-tool-file-delete|file-read-write"
+  "vault_copyto|oxydra-tool-vault-copyto-read|vault-read-step"
+  "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
+)
+
+pkgs=()
+for row in "${BUNDLE[@]}"; do IFS='|' read -r _ crate _ <<<"$row"; pkgs+=(-p "$crate"); done
+cargo build --locked --target wasm32-wasip2 --profile wasm-release "${pkgs[@]}"
+
+out=target/release/components
+rm -rf "$out" && mkdir -p "$out"
+manifest='{"wit_version": "0.1.0", "tools": ['
+prev=""; first_tool=1
+for row in "${BUNDLE[@]}"; do
+  IFS='|' read -r tool crate grant <<<"$row"
+  file="${crate//-/_}.wasm"
+  cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
+  sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
+  comp="{\"file\": \"$file\", \"sha256\": \"$sum\", \"grant\": \"$grant\"}"
+  if [ "$tool" = "$prev" ]; then
+    manifest+=", $comp"
+  else
+    [ -n "$prev" ] && manifest+=']}'
+    [ $first_tool = 1 ] || manifest+=', '
+    first_tool=0
+    manifest+="{\"name\": \"$tool\", \"components\": [$comp"
+  fi
+  prev=$tool
+done
+manifest+=']}]}'
+echo "$manifest" | python3 -m json.tool > "$out/manifest.json"
+
+cargo build --locked --release -p oxydra-cli
+echo "built target/release/oxydra-host with $(ls "$out"/*.wasm | wc -l) components in $out"

@@ -1,0 +1,104 @@
+//! `export_tool!` / `export_step!`: the component glue, generated in the author's crate
+//! from the SDK's copy of `oxydra:tool` (so the author writes no WIT).
+
+use proc_macro2::TokenStream;
+use quote::quote;
+
+/// The WIT this SDK builds against, plus the two export-only worlds the glue uses.
+const TOOL_WIT: &str = include_str!("../../../wit/v0.1/tool/tool.wit");
+
+pub(crate) enum Kind {
+    Tool,
+    Step,
+}
+
+pub(crate) fn expand(item: TokenStream, kind: Kind) -> syn::Result<TokenStream> {
+    let ty: syn::Path = syn::parse2(item)?;
+    let wit = format!(
+        "{TOOL_WIT}\nworld tool-export {{ export tool; }}\nworld step-export {{ export step; }}\n"
+    );
+    let common = quote! {
+        use oxydra::tool::types::{SafetyTier as WitTier, ToolError as WitError, ToolInfo};
+        fn to_wit(e: ::oxydra_sdk::ToolError) -> WitError {
+            match e {
+                ::oxydra_sdk::ToolError::InvalidArguments(m) => WitError::InvalidArguments(m),
+                ::oxydra_sdk::ToolError::Denied(m) => WitError::Denied(m),
+                ::oxydra_sdk::ToolError::NotFound(m) => WitError::NotFound(m),
+                ::oxydra_sdk::ToolError::TooLarge(m) => WitError::TooLarge(m),
+                ::oxydra_sdk::ToolError::Failed(m) => WitError::Failed(m),
+            }
+        }
+        fn tier(t: ::oxydra_sdk::SafetyTier) -> WitTier {
+            match t {
+                ::oxydra_sdk::SafetyTier::ReadOnly => WitTier::ReadOnly,
+                ::oxydra_sdk::SafetyTier::SideEffecting => WitTier::SideEffecting,
+                ::oxydra_sdk::SafetyTier::Privileged => WitTier::Privileged,
+            }
+        }
+    };
+    let body = match kind {
+        Kind::Tool => quote! {
+            ::oxydra_sdk::__private::wit_bindgen::generate!({
+                inline: #wit,
+                world: "oxydra:tool/tool-export",
+                runtime_path: "::oxydra_sdk::__private::wit_bindgen::rt",
+            });
+            #common
+            struct Glue;
+            impl exports::oxydra::tool::tool::Guest for Glue {
+                fn describe() -> ToolInfo {
+                    use ::oxydra_sdk::Tool as _;
+                    ToolInfo {
+                        name: super::#ty::NAME.to_string(),
+                        description: super::#ty::DESCRIPTION.to_string(),
+                        parameters_schema: super::#ty::schema().to_string(),
+                        tier: tier(super::#ty::TIER),
+                    }
+                }
+                fn invoke(arguments: ::std::string::String) -> ::core::result::Result<::std::string::String, WitError> {
+                    <super::#ty as ::oxydra_sdk::Tool>::invoke(&arguments).map_err(to_wit)
+                }
+            }
+            export!(Glue);
+        },
+        Kind::Step => quote! {
+            ::oxydra_sdk::__private::wit_bindgen::generate!({
+                inline: #wit,
+                world: "oxydra:tool/step-export",
+                runtime_path: "::oxydra_sdk::__private::wit_bindgen::rt",
+            });
+            #common
+            use exports::oxydra::tool::step::StepOutput as WitOutput;
+            struct Glue;
+            impl exports::oxydra::tool::step::Guest for Glue {
+                fn describe() -> ToolInfo {
+                    use ::oxydra_sdk::Step as _;
+                    ToolInfo {
+                        name: super::#ty::NAME.to_string(),
+                        description: super::#ty::DESCRIPTION.to_string(),
+                        parameters_schema: super::#ty::schema().to_string(),
+                        tier: tier(super::#ty::TIER),
+                    }
+                }
+                fn run(
+                    operation_id: ::std::string::String,
+                    arguments: ::std::string::String,
+                    input: ::std::vec::Vec<u8>,
+                ) -> ::core::result::Result<WitOutput, WitError> {
+                    <super::#ty as ::oxydra_sdk::Step>::run(&operation_id, &arguments, input)
+                        .map(|o| WitOutput { data: o.data, message: o.message })
+                        .map_err(to_wit)
+                }
+            }
+            export!(Glue);
+        },
+    };
+    Ok(quote! {
+        #[doc(hidden)]
+        // The canonical-ABI export shims wit-bindgen generates are unsafe by nature.
+        #[allow(clippy::all, dead_code, unused_imports, unsafe_code)]
+        mod __oxydra_component_glue {
+            #body
+        }
+    })
+}
