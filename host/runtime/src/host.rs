@@ -198,6 +198,24 @@ impl ComponentHost {
         Ok((profiles::inspect(&self.engine, name, &component)?, outcome))
     }
 
+    /// Raw import and export names, for display even when the component is refused.
+    pub fn interfaces(
+        &self,
+        name: &str,
+        wasm: &[u8],
+    ) -> Result<(Vec<String>, Vec<String>), LoadError> {
+        let (component, _) = self.compile(name, wasm)?;
+        let ty = component.component_type();
+        Ok((
+            ty.imports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+            ty.exports(&self.engine)
+                .map(|(n, _)| n.to_string())
+                .collect(),
+        ))
+    }
+
     fn compile(&self, name: &str, wasm: &[u8]) -> Result<(Component, CacheOutcome), LoadError> {
         self.cache
             .load(&self.engine, wasm)

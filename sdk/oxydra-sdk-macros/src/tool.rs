@@ -234,7 +234,7 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
         });
         match &arg.default {
             Some(d) => {
-                fields.push(quote!(#[serde(default)] #ident: ::core::option::Option<#ty>));
+                fields.push(quote!(#ident: ::core::option::Option<#ty>));
                 bindings.push(quote! {
                     let #ident: #ty = match a.#ident {
                         Some(v) => v,
@@ -245,7 +245,9 @@ pub(crate) fn expand(attr: TokenStream, item: TokenStream) -> syn::Result<TokenS
                 });
             }
             None => {
-                fields.push(quote!(#[serde(default)] #ident: #ty));
+                // Presence is checked against the schema first; serde treats a
+                // missing `Option` as `None` by itself.
+                fields.push(quote!(#ident: #ty));
                 bindings.push(quote!(let #ident: #ty = a.#ident;));
             }
         }

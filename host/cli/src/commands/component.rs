@@ -27,41 +27,53 @@ pub fn run(cmd: ComponentCommand, sources: &Sources) -> Result<(), Failure> {
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let (shape, _) = host
-        .inspect(&name, &wasm)
+    let (imports, exports) = host
+        .interfaces(&name, &wasm)
         .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
-    let profile = shape.derived_profile();
+    let verdict = host.inspect(&name, &wasm).map(|(shape, _)| shape);
+    let profile = verdict.as_ref().ok().and_then(|s| s.derived_profile());
+    // Read from the export name, so it shows even for a refused component.
+    let wit_version = exports
+        .iter()
+        .find_map(|e| {
+            e.strip_prefix("oxydra:tool/tool@")
+                .or_else(|| e.strip_prefix("oxydra:tool/step@"))
+        })
+        .unwrap_or("unknown (exports no oxydra:tool interface)")
+        .to_string();
+    let refused = verdict.as_ref().err().map(|e| e.to_string());
     if json {
         let v = serde_json::json!({
             "file": file.display().to_string(),
             "sha256": sha256_hex(&wasm),
             "size": wasm.len(),
-            "imports": shape.imports,
-            "exports": shape.exports,
-            "wit_version": shape.wit_version,
+            "imports": imports,
+            "exports": exports,
+            "wit_version": wit_version,
             "profile": profile.map(|p| p.name()),
+            "refused": refused,
         });
         println!("{v:#}");
-        return Ok(());
+        return refused.map_or(Ok(()), |r| Err(Failure::new(exit::REFUSED, r)));
     }
     println!("file:        {}", file.display());
     println!("size:        {} bytes", wasm.len());
     println!("sha256:      {}", sha256_hex(&wasm));
-    println!(
-        "wit version: {} (this host supports {SUPPORTED_WIT})",
-        shape.wit_version
-    );
-    match profile {
-        Some(p) => println!("profile:     {p} (the narrowest profile that grants its imports)"),
-        None => println!("profile:     none: no single profile grants all of its imports"),
+    println!("wit version: {wit_version} (this host supports {SUPPORTED_WIT})");
+    match (profile, &refused) {
+        (Some(p), _) => {
+            println!("profile:     {p} (the narrowest profile that grants its imports)")
+        }
+        (None, Some(_)) => println!("profile:     none (refused, see below)"),
+        (None, None) => println!("profile:     none: no single profile grants all of its imports"),
     }
     println!("imports:");
-    for i in &shape.imports {
+    for i in &imports {
         println!("  {i}");
     }
     println!("exports:");
-    for e in &shape.exports {
+    for e in &exports {
         println!("  {e}");
     }
-    Ok(())
+    refused.map_or(Ok(()), |r| Err(Failure::new(exit::REFUSED, r)))
 }

@@ -175,8 +175,15 @@ pub fn write_file(ws: &Workspace, path: &str, data: &[u8]) -> Result<(), PathErr
         Some((p, n)) => (p, n),
         None => ("", vp.rel.as_str()),
     };
-    if !parent.is_empty() {
-        dir.create_dir_all(parent).map_err(|e| io_error(&vp, e))?;
+    if !parent.is_empty()
+        && let Err(e) = dir.create_dir_all(parent)
+    {
+        // A parent that is a symlink leaving the root shows up as "already exists";
+        // resolving it says why.
+        return Err(match dir.metadata(parent) {
+            Err(resolve) => io_error(&vp, resolve),
+            Ok(_) => io_error(&vp, e),
+        });
     }
     match dir.symlink_metadata(vp.rel_path()) {
         Ok(m) if m.is_dir() => return Err(PathError::IsADirectory(vp.to_string())),
