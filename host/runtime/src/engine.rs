@@ -1,7 +1,7 @@
 //! The one wasmtime engine: epoch interruption always on, pooling allocator, and the
 //! ticker thread that drives deadlines.
 
-use crate::limits::{EPOCH_TICK, MAX_MEMORY_MIB, POOL_INSTANCES};
+use crate::limits::{EPOCH_TICK, KEEP_RESIDENT_BYTES, MAX_MEMORY_MIB, POOL_INSTANCES};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 /// Build the engine. `max_memory_mib` is the largest memory limit any loaded component
@@ -16,7 +16,12 @@ pub fn build(max_memory_mib: u64) -> wasmtime::Result<Engine> {
         .max_memories_per_component(4)
         .max_tables_per_component(16)
         .max_core_instances_per_component(16)
-        .max_memory_size((max_memory_mib.min(MAX_MEMORY_MIB) as usize) << 20);
+        .max_memory_size((max_memory_mib.min(MAX_MEMORY_MIB) as usize) << 20)
+        // A fresh instance per call would otherwise page-fault its stack and heap in
+        // again on every call; keeping the first pages resident (zeroed with memset on
+        // release) is cheaper than those faults. See limits::KEEP_RESIDENT_BYTES.
+        .linear_memory_keep_resident(KEEP_RESIDENT_BYTES)
+        .table_keep_resident(KEEP_RESIDENT_BYTES / 8);
     let mut config = Config::new();
     config.epoch_interruption(true);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));

@@ -68,7 +68,6 @@ fn cold_then_warm_then_corrupt_then_truncated() {
 
 #[test]
 fn a_stale_entry_with_a_valid_checksum_is_recompiled() {
-    use sha2::{Digest, Sha256};
     let engine = engine::build(64).unwrap();
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let bytes = wasm("oxydra-tool-file-list");
@@ -78,8 +77,9 @@ fn a_stale_entry_with_a_valid_checksum_is_recompiled() {
     // Well-formed entry, intact checksum, but not something this engine produced.
     let entry = only_entry(dir.path());
     let payload = b"not a serialized component".to_vec();
-    let mut raw = b"OXYCWASM1\n".to_vec();
-    raw.extend_from_slice(&Sha256::digest(&payload));
+    let mut raw = b"OXYCWASM2\n".to_vec();
+    raw.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    raw.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
     raw.extend_from_slice(&payload);
     std::fs::write(&entry, raw).unwrap();
     let c = ComponentCache::new(&engine, Some(dir.path().to_path_buf()));

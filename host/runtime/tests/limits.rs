@@ -90,6 +90,23 @@ fn a_panic_is_a_clear_error_with_the_guest_message() {
 }
 
 #[test]
+fn a_stack_overflow_traps_and_the_next_call_works() {
+    let h = host();
+    let tool = h
+        .load(&spec("fx_probe", "fx-probe", Profile::FileReadOnly))
+        .unwrap();
+    let (_d, ws) = workspace();
+    let err = h.call(&tool, r#"{"mode":"recurse"}"#, &ws).unwrap_err();
+    assert!(matches!(err, CallError::Trap { .. }), "{err:?}");
+    assert!(
+        err.to_string()
+            .starts_with("tool `fx_probe` crashed (trap: "),
+        "{err}"
+    );
+    assert_eq!(h.call(&tool, r#"{"mode":"noop"}"#, &ws).unwrap(), "");
+}
+
+#[test]
 fn output_over_the_limit_is_refused() {
     let h = host();
     let mut s = spec("fx_probe", "fx-probe", Profile::FileReadOnly);
@@ -142,7 +159,7 @@ fn arguments_are_checked_against_the_schema_inside_the_component() {
     for (args, want) in [
         (
             r#"{"mode":"fly"}"#,
-            "`mode` must be one of \"noop\", \"spin\", \"alloc\", \"panic\", \"big_output\", \"print\", got \"fly\"",
+            "`mode` must be one of \"noop\", \"spin\", \"alloc\", \"panic\", \"big_output\", \"print\", \"recurse\", got \"fly\"",
         ),
         (
             r#"{"mode":"alloc","mib":99999}"#,

@@ -89,10 +89,15 @@ fn check_layer<T: DeserializeOwned>(
     {
         return Err(ConfigError::Invalid {
             source_name: source_name.to_string(),
-            message: format!("key `{}`: {}", e.path(), e.inner()),
+            message: format!("key `{}`: {}", e.path(), first_line(&e.inner().to_string())),
         });
     }
     Ok(())
+}
+
+/// toml's value deserializer repeats the key on later lines; the path is already given.
+fn first_line(s: &str) -> &str {
+    s.lines().next().unwrap_or(s).trim()
 }
 
 fn key_path<T: DeserializeOwned>(table: &Table) -> Option<String> {
@@ -223,7 +228,7 @@ fn load_layers<T: DeserializeOwned + Default>(
     let value = serde_path_to_error::deserialize::<_, T>(Value::Table(merged)).map_err(|e| {
         ConfigError::Invalid {
             source_name: "merged configuration".into(),
-            message: format!("key `{}`: {}", e.path(), e.inner()),
+            message: format!("key `{}`: {}", e.path(), first_line(&e.inner().to_string())),
         }
     })?;
     Ok(Loaded {

@@ -1,0 +1,462 @@
+//! `oxydra-host` end to end: the real binary, its bundled components, a temporary
+//! workspace and config directories.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn fixture(name: &str) -> PathBuf {
+    let p = repo()
+        .join("target/wasm32-wasip2/wasm-release")
+        .join(format!("{name}.wasm"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test.sh, which builds the components first",
+        p.display()
+    );
+    p
+}
+
+/// A clean home, config dirs and working directory per test.
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
+        let bundled = PathBuf::from(env!("CARGO_BIN_EXE_oxydra-host"))
+            .parent()
+            .unwrap()
+            .join("components/manifest.json");
+        assert!(
+            bundled.exists(),
+            "{} is missing: run scripts/test.sh (it runs scripts/build.sh)",
+            bundled.display()
+        );
+        Sandbox { dir }
+    }
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+    fn write(&self, rel: &str, text: &str) {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.path().join("home"))
+            .env("XDG_CONFIG_HOME", self.path().join("home/.config"))
+            .env("XDG_CACHE_HOME", self.path().join("home/.cache"))
+            .current_dir(self.path());
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
+    let s = Sandbox::new();
+    let o = s.run(&["tool", "list"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    for (name, profile, tier) in [
+        ("file_read", "file-read-only", "read-only"),
+        ("file_list", "file-read-only", "read-only"),
+        ("file_search", "file-read-only", "read-only"),
+        ("file_write", "file-read-write", "side-effecting"),
+        ("file_edit", "file-read-write", "side-effecting"),
+        ("file_delete", "file-read-write", "side-effecting"),
+        (
+            "vault_copyto",
+            "vault-read-step+vault-write-step",
+            "side-effecting",
+        ),
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing:\n{out}"));
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((cols[1], cols[2]), (profile, tier), "{line}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&s.run(&["tool", "list", "--json"]).stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 7);
+    assert_eq!(
+        json[0]["parameters"]["required"],
+        serde_json::json!(["path"])
+    );
+}
+
+#[test]
+fn tool_call_end_to_end_with_exit_codes() {
+    let s = Sandbox::new();
+    let ws = s.path().join("ws");
+    let ws = ws.to_str().unwrap();
+    let o = s.run(&[
+        "tool",
+        "call",
+        "file_write",
+        r#"{"path":"/shared/x/hello.txt","content":"hi there\n"}"#,
+        "--workspace",
+        ws,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "wrote 9 bytes to /shared/x/hello.txt\n");
+    let o = s.run(&[
+        "tool",
+        "call",
+        "file_read",
+        r#"{"path":"/shared/x/hello.txt"}"#,
+        "--workspace",
+        ws,
+    ]);
+    assert_eq!(stdout(&o), "hi there\n");
+
+    std::fs::write(s.path().join("ws/vault/pw.txt"), "hunter2").unwrap();
+    let o = s.run(&[
+        "tool",
+        "call",
+        "file_read",
+        r#"{"path":"/vault/pw.txt"}"#,
+        "--workspace",
+        ws,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: denied: /vault/pw.txt (root /vault): file tools cannot read the vault; use vault_copyto to copy a vault file into /shared or /tmp\n"
+    );
+    let o = s.run(&[
+        "tool",
+        "call",
+        "vault_copyto",
+        r#"{"source_path":"/vault/pw.txt","destination_path":"/shared/pw.txt"}"#,
+        "--workspace",
+        ws,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("ws/shared/pw.txt")).unwrap(),
+        "hunter2"
+    );
+
+    let o = s.run(&[
+        "tool",
+        "call",
+        "file_read",
+        r#"{"path":"/shared/../../etc/passwd"}"#,
+        "--workspace",
+        ws,
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("`..` is not allowed"), "{}", stderr(&o));
+
+    let o = s.run(&["tool", "call", "no_such_tool", "{}", "--workspace", ws]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with(
+            "error: no tool named `no_such_tool`; the tools are: file_delete, file_edit"
+        ),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.run(&["tool", "call", "file_read", "{path:", "--workspace", ws]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("arguments are not valid JSON"));
+}
+
+#[test]
+fn default_workspace_comes_from_runner_toml() {
+    let s = Sandbox::new();
+    s.write(
+        ".oxydra/runner.toml",
+        "workspace_root = \"wsroot\"\n[users.bob]\n",
+    );
+    let o = s.run(&[
+        "tool",
+        "call",
+        "file_write",
+        r#"{"path":"/tmp/a.txt","content":"x"}"#,
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(s.path().join("wsroot/bob/tmp/a.txt").exists());
+}
+
+#[test]
+fn a_component_beyond_its_grant_is_refused_with_exit_code_3() {
+    let s = Sandbox::new();
+    s.write(
+        ".oxydra/agent.toml",
+        &format!(
+            "[components.tools.fx_ro_writes]\npath = {:?}\ngrant = \"file-read-only\"\n",
+            fixture("fx_ro_writes")
+        ),
+    );
+    let o = s.run(&[
+        "tool",
+        "call",
+        "fx_ro_writes",
+        r#"{"from":"a","to":"b"}"#,
+        "--workspace",
+        "ws",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        stderr(&o),
+        "error: component `fx_ro_writes` imports `oxydra:fs/write@0.1.0`, which its grant `file-read-only` does not \
+         include (`file-read-only` allows: oxydra:fs/read); grant a profile that includes it, or rebuild the component without it\n"
+    );
+    // `tool list` still lists the rest, and says what it refused.
+    let o = s.run(&["tool", "list"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("file_read "));
+    assert!(stderr(&o).contains("refused: component `fx_ro_writes`"));
+    // Granting what it needs makes it load.
+    s.write(
+        ".oxydra/agent.toml",
+        &format!(
+            "[components.tools.fx_ro_writes]\npath = {:?}\ngrant = \"file-read-write\"\n",
+            fixture("fx_ro_writes")
+        ),
+    );
+    s.write("ws/shared/a", "payload");
+    let o = s.run(&[
+        "tool",
+        "call",
+        "fx_ro_writes",
+        r#"{"from":"a","to":"b"}"#,
+        "--workspace",
+        "ws",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read_to_string(s.path().join("ws/shared/b")).unwrap(),
+        "payload"
+    );
+}
+
+#[test]
+fn a_runaway_tool_is_stopped_with_exit_code_4() {
+    let s = Sandbox::new();
+    s.write(
+        ".oxydra/agent.toml",
+        &format!(
+            "[components.tools.fx_probe]\npath = {:?}\ngrant = \"file-read-only\"\nlimits = {{ deadline_ms = 250 }}\n",
+            fixture("fx_probe")
+        ),
+    );
+    let o = s.run(&[
+        "tool",
+        "call",
+        "fx_probe",
+        r#"{"mode":"spin"}"#,
+        "--workspace",
+        "ws",
+    ]);
+    assert_eq!(o.status.code(), Some(4));
+    assert_eq!(
+        stderr(&o),
+        "error: tool `fx_probe` ran past its deadline of 250 ms and was stopped; raise deadline_ms in [components.tools.fx_probe.limits] if it needs longer\n"
+    );
+}
+
+#[test]
+fn a_tampered_bundle_is_refused() {
+    let s = Sandbox::new();
+    let src = PathBuf::from(env!("CARGO_BIN_EXE_oxydra-host"))
+        .parent()
+        .unwrap()
+        .join("components");
+    let dst = s.path().join("bundle");
+    std::fs::create_dir_all(&dst).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
+    }
+    let target = dst.join("oxydra_tool_file_read.wasm");
+    let mut bytes = std::fs::read(&target).unwrap();
+    bytes.extend_from_slice(b"\0\0\0"); // a trailing change still breaks the hash
+    std::fs::write(&target, bytes).unwrap();
+    let o = s
+        .cmd()
+        .env("OXYDRA_COMPONENTS_DIR", &dst)
+        .args([
+            "tool",
+            "call",
+            "file_read",
+            r#"{"path":"a"}"#,
+            "--workspace",
+            "ws",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("component `file_read`: its sha256 is"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("the file was changed after the build"));
+}
+
+#[test]
+fn component_inspect_shows_imports_profile_and_version() {
+    let s = Sandbox::new();
+    let o = s.run(&[
+        "component",
+        "inspect",
+        fixture("oxydra_tool_file_edit").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("wit version: 0.1.0"), "{out}");
+    assert!(out.contains("profile:     file-read-write"), "{out}");
+    assert!(out.contains("  oxydra:fs/write@0.1.0\n"), "{out}");
+    assert!(
+        out.contains("exports:\n  oxydra:tool/tool@0.1.0\n"),
+        "{out}"
+    );
+    let o = s.run(&[
+        "component",
+        "inspect",
+        fixture("fx_future_wit").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stdout(&o).contains("wit version: 0.9.0"));
+    assert!(stderr(&o).contains("this host supports oxydra WIT 0.1.x"));
+}
+
+#[test]
+fn config_validate_accepts_the_examples() {
+    let s = Sandbox::new();
+    for f in ["agent.toml", "runner.toml", "users/alice.toml"] {
+        s.write(
+            &format!(".oxydra/{f}"),
+            &std::fs::read_to_string(repo().join("config").join(f)).unwrap(),
+        );
+    }
+    let o = s.run(&["config", "validate"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("user files:         .oxydra/users/alice.toml"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn config_errors_name_the_file_the_key_and_the_line() {
+    let s = Sandbox::new();
+    s.write(
+        ".oxydra/agent.toml",
+        "[selection]\nprovider = \"openai\"\nmodle = \"gpt-4o\"\n",
+    );
+    let o = s.run(&["config", "validate"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(
+        err.starts_with(
+            "error: .oxydra/agent.toml: key `selection.modle`: TOML parse error at line 3, column 1"
+        ),
+        "{err}"
+    );
+    assert!(
+        err.contains("unknown field `modle`, expected `provider` or `model`"),
+        "{err}"
+    );
+
+    s.write(".oxydra/agent.toml", "");
+    s.write(
+        "home/.config/oxydra/agent.toml",
+        "[runtime]\nmax_turns = \"many\"\n",
+    );
+    let err = stderr(&s.run(&["config", "validate"]));
+    assert!(
+        err.contains("home/.config/oxydra/agent.toml: key `runtime.max_turns`"),
+        "{err}"
+    );
+
+    std::fs::remove_file(s.path().join("home/.config/oxydra/agent.toml")).unwrap();
+    let o = s
+        .cmd()
+        .env("OXYDRA__RUNTIME__MAX_TURNS", "lots")
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stderr(&o),
+        "error: environment variable OXYDRA__RUNTIME__MAX_TURNS: key `runtime.max_turns`: invalid type: string \"lots\", expected u32\n"
+    );
+
+    s.write(
+        ".oxydra/users/alice.toml",
+        "[channels.telegram]\nenabled = true\nbot_token_env = \"T\"\n",
+    );
+    s.write(".oxydra/runner.toml", "[users.alice]\n");
+    let err = stderr(&s.run(&["config", "validate"]));
+    assert!(
+        err.contains("users/alice.toml: key `channels.telegram.senders`: add at least one"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_layers_apply_in_order() {
+    let s = Sandbox::new();
+    s.write(
+        "home/.config/oxydra/agent.toml",
+        "[selection]\nprovider = \"anthropic\"\nmodel = \"from-user-dir\"\n",
+    );
+    let model = |o: Output| {
+        stdout(&o)
+            .lines()
+            .find(|l| l.starts_with("selection:"))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert_eq!(
+        model(s.run(&["config", "validate"])),
+        "selection:          anthropic / from-user-dir"
+    );
+    s.write(
+        ".oxydra/agent.toml",
+        "[selection]\nmodel = \"from-workspace\"\n",
+    );
+    assert_eq!(
+        model(s.run(&["config", "validate"])),
+        "selection:          anthropic / from-workspace"
+    );
+    let o = s
+        .cmd()
+        .env("OXYDRA__SELECTION__MODEL", "from-env")
+        .args(["config", "validate"])
+        .output()
+        .unwrap();
+    assert_eq!(model(o), "selection:          anthropic / from-env");
+    let o = s
+        .cmd()
+        .env("OXYDRA__SELECTION__MODEL", "from-env")
+        .args(["config", "validate", "--set", "selection.model=from-flag"])
+        .output()
+        .unwrap();
+    assert_eq!(model(o), "selection:          anthropic / from-flag");
+}
