@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Build everything (bundled components, host, test fixture components), then run every
+# test. Tests use the real binary and real components: nothing is mocked.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/build.sh
+
+fixtures=()
+for d in tests/fixtures/components/*/; do fixtures+=(-p "$(basename "$d")"); done
+cargo build --locked --target wasm32-wasip2 --profile wasm-release "${fixtures[@]}"
+
+cargo test --locked --release "$@"
