@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 ./scripts/build.sh
 
 fixtures=()
-for d in tests/fixtures/components/*/; do fixtures+=(-p "$(basename "$d")"); done
+for d in tests/fixtures/components/*/ sdk/examples/*/; do fixtures+=(-p "$(basename "$d")"); done
 cargo build --locked --target wasm32-wasip2 --profile wasm-release "${fixtures[@]}"
 
-cargo test --locked --release "$@"
+cargo test --locked --release --no-fail-fast "$@"

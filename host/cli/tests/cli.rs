@@ -460,3 +460,45 @@ fn config_layers_apply_in_order() {
         .unwrap();
     assert_eq!(model(o), "selection:          anthropic / from-flag");
 }
+
+#[test]
+fn the_guide_example_works_as_written() {
+    let s = Sandbox::new();
+    s.write(
+        ".oxydra/agent.toml",
+        &format!(
+            "[components.tools.word_count]\npath = {:?}\ngrant = \"file-read-only\"\nlimits = {{ deadline_ms = 2000 }}\n",
+            fixture("word_count")
+        ),
+    );
+    s.write("ws/shared/notes.md", "one two three\nfour five\n");
+    let o = s.run(&[
+        "tool",
+        "call",
+        "word_count",
+        r#"{"path": "/shared/notes.md"}"#,
+        "--workspace",
+        "ws",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "5 words\n");
+    let o = s.run(&[
+        "tool",
+        "call",
+        "word_count",
+        r#"{"path": "notes.md", "unit": "lines"}"#,
+        "--workspace",
+        "ws",
+    ]);
+    assert_eq!(stdout(&o), "2 lines\n");
+    let o = s.run(&[
+        "component",
+        "inspect",
+        fixture("word_count").to_str().unwrap(),
+    ]);
+    assert!(
+        stdout(&o).contains("profile:     file-read-only"),
+        "{}",
+        stdout(&o)
+    );
+}

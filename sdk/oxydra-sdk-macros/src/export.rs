@@ -28,11 +28,21 @@ pub(crate) fn expand(item: TokenStream, kind: Kind) -> syn::Result<TokenStream> 
                 ::oxydra_sdk::ToolError::Failed(m) => WitError::Failed(m),
             }
         }
-        fn tier(t: ::oxydra_sdk::SafetyTier) -> WitTier {
-            match t {
-                ::oxydra_sdk::SafetyTier::ReadOnly => WitTier::ReadOnly,
-                ::oxydra_sdk::SafetyTier::SideEffecting => WitTier::SideEffecting,
-                ::oxydra_sdk::SafetyTier::Privileged => WitTier::Privileged,
+        fn info(
+            name: &str,
+            description: &str,
+            schema: ::oxydra_sdk::__private::serde_json::Value,
+            tier: ::oxydra_sdk::SafetyTier,
+        ) -> ToolInfo {
+            ToolInfo {
+                name: name.to_string(),
+                description: description.to_string(),
+                parameters_schema: schema.to_string(),
+                tier: match tier {
+                    ::oxydra_sdk::SafetyTier::ReadOnly => WitTier::ReadOnly,
+                    ::oxydra_sdk::SafetyTier::SideEffecting => WitTier::SideEffecting,
+                    ::oxydra_sdk::SafetyTier::Privileged => WitTier::Privileged,
+                },
             }
         }
     };
@@ -48,12 +58,7 @@ pub(crate) fn expand(item: TokenStream, kind: Kind) -> syn::Result<TokenStream> 
             impl exports::oxydra::tool::tool::Guest for Glue {
                 fn describe() -> ToolInfo {
                     use ::oxydra_sdk::Tool as _;
-                    ToolInfo {
-                        name: super::#ty::NAME.to_string(),
-                        description: super::#ty::DESCRIPTION.to_string(),
-                        parameters_schema: super::#ty::schema().to_string(),
-                        tier: tier(super::#ty::TIER),
-                    }
+                    info(super::#ty::NAME, super::#ty::DESCRIPTION, super::#ty::schema(), super::#ty::TIER)
                 }
                 fn invoke(arguments: ::std::string::String) -> ::core::result::Result<::std::string::String, WitError> {
                     <super::#ty as ::oxydra_sdk::Tool>::invoke(&arguments).map_err(to_wit)
@@ -73,12 +78,7 @@ pub(crate) fn expand(item: TokenStream, kind: Kind) -> syn::Result<TokenStream> 
             impl exports::oxydra::tool::step::Guest for Glue {
                 fn describe() -> ToolInfo {
                     use ::oxydra_sdk::Step as _;
-                    ToolInfo {
-                        name: super::#ty::NAME.to_string(),
-                        description: super::#ty::DESCRIPTION.to_string(),
-                        parameters_schema: super::#ty::schema().to_string(),
-                        tier: tier(super::#ty::TIER),
-                    }
+                    info(super::#ty::NAME, super::#ty::DESCRIPTION, super::#ty::schema(), super::#ty::TIER)
                 }
                 fn run(
                     operation_id: ::std::string::String,
