@@ -165,6 +165,7 @@ pub struct HostConfig {
 pub struct ComponentHost {
     engine: Engine,
     linkers: Linkers,
+    provider_linker: wasmtime::component::Linker<crate::llm::ProviderState>,
     cache: ComponentCache,
 }
 
@@ -180,16 +181,28 @@ impl ComponentHost {
     pub fn new(config: HostConfig) -> wasmtime::Result<ComponentHost> {
         let engine = engine::build(config.max_memory_mib)?;
         let linkers = Linkers::new(&engine)?;
+        let provider_linker = crate::llm::provider_linker(&engine)?;
         let cache = ComponentCache::new(&engine, config.cache_dir);
         Ok(ComponentHost {
             engine,
             linkers,
+            provider_linker,
             cache,
         })
     }
 
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    pub(crate) fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
+    pub(crate) fn provider_linker(
+        &self,
+    ) -> &wasmtime::component::Linker<crate::llm::ProviderState> {
+        &self.provider_linker
     }
 
     /// Compile (or fetch from the cache) and inspect, without checking any grant.

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod host;
 pub mod limits;
 mod linker;
+pub mod llm;
 pub mod profiles;
 mod state;
 

@@ -22,34 +22,32 @@ impl HasData for HasIo {
 
 /// wasi:io, wasi:clocks, wasi:random and wasi:cli (empty environment, closed stdin,
 /// captured stdout/stderr): what Rust's std imports even in a tool that never uses it.
-fn add_wasi_base(l: &mut Linker<CallState>) -> wasmtime::Result<()> {
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<CallState, HasIo>(l, |t| {
-        t.ctx().table
-    })?;
-    sync::io::poll::add_to_linker::<CallState, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::streams::add_to_linker::<CallState, HasIo>(l, |t| t.ctx().table)?;
-    clocks::wall_clock::add_to_linker::<CallState, WasiClocks>(l, |t| {
+pub(crate) fn add_wasi_base<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
+    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, |t| {
         use wasmtime_wasi::clocks::WasiClocksView;
         t.clocks()
     })?;
-    clocks::monotonic_clock::add_to_linker::<CallState, WasiClocks>(l, |t| {
+    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, |t| {
         use wasmtime_wasi::clocks::WasiClocksView;
         t.clocks()
     })?;
-    random::random::add_to_linker::<CallState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure::add_to_linker::<CallState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure_seed::add_to_linker::<CallState, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
+    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
     use wasmtime_wasi::cli::WasiCliView;
-    cli::exit::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::environment::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::stdin::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::stdout::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::stderr::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_input::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_output::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdin::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdout::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stderr::add_to_linker::<CallState, WasiCli>(l, |t| t.cli())?;
+    cli::exit::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::environment::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_input::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_output::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
+    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
     Ok(())
 }
 
@@ -75,6 +73,8 @@ fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState
             Capability::VaultRead => {
                 vault::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
             }
+            // Tools get no HTTP; providers have their own linker (llm.rs).
+            Capability::HttpOutgoing => {}
         }
     }
     Ok(l)
@@ -87,7 +87,9 @@ impl Linkers {
     pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
         let mut map = HashMap::new();
         for p in Profile::ALL {
-            map.insert(p, build(engine, p)?);
+            if p.export() != crate::profiles::ExportKind::Provider {
+                map.insert(p, build(engine, p)?);
+            }
         }
         Ok(Linkers(map))
     }

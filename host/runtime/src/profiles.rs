@@ -21,6 +21,8 @@ pub enum Capability {
     FsRead,
     FsWrite,
     VaultRead,
+    /// `wasi:http/outgoing-handler` (with `wasi:http/types`), to one origin.
+    HttpOutgoing,
 }
 
 impl Capability {
@@ -29,6 +31,7 @@ impl Capability {
             Capability::FsRead => "oxydra:fs/read",
             Capability::FsWrite => "oxydra:fs/write",
             Capability::VaultRead => "oxydra:vault/read",
+            Capability::HttpOutgoing => "wasi:http/outgoing-handler",
         }
     }
 }
@@ -38,6 +41,17 @@ impl Capability {
 pub enum ExportKind {
     Tool,
     Step,
+    Provider,
+}
+
+impl ExportKind {
+    fn interface(self) -> &'static str {
+        match self {
+            ExportKind::Tool => "oxydra:tool/tool",
+            ExportKind::Step => "oxydra:tool/step",
+            ExportKind::Provider => "oxydra:llm/provider",
+        }
+    }
 }
 
 /// A profile world of `oxydra:profiles`.
@@ -50,15 +64,17 @@ pub enum Profile {
     FileReadWrite,
     VaultReadStep,
     VaultWriteStep,
+    LlmProvider,
 }
 
 impl Profile {
     /// Narrowest first: derivation takes the first that fits.
-    pub const ALL: [Profile; 4] = [
+    pub const ALL: [Profile; 5] = [
         Profile::FileReadOnly,
         Profile::FileReadWrite,
         Profile::VaultReadStep,
         Profile::VaultWriteStep,
+        Profile::LlmProvider,
     ];
 
     pub fn name(self) -> &'static str {
@@ -67,6 +83,7 @@ impl Profile {
             Profile::FileReadWrite => "file-read-write",
             Profile::VaultReadStep => "vault-read-step",
             Profile::VaultWriteStep => "vault-write-step",
+            Profile::LlmProvider => "llm-provider",
         }
     }
 
@@ -80,6 +97,7 @@ impl Profile {
             Profile::FileReadWrite => &[Capability::FsRead, Capability::FsWrite],
             Profile::VaultReadStep => &[Capability::VaultRead],
             Profile::VaultWriteStep => &[Capability::FsWrite],
+            Profile::LlmProvider => &[Capability::HttpOutgoing],
         }
     }
 
@@ -87,6 +105,7 @@ impl Profile {
         match self {
             Profile::FileReadOnly | Profile::FileReadWrite => ExportKind::Tool,
             Profile::VaultReadStep | Profile::VaultWriteStep => ExportKind::Step,
+            Profile::LlmProvider => ExportKind::Provider,
         }
     }
 
@@ -188,14 +207,12 @@ impl Shape {
             });
         }
         if grant.export() != self.export {
-            let (has, wants) = match self.export {
-                ExportKind::Tool => ("oxydra:tool/tool", "oxydra:tool/step"),
-                ExportKind::Step => ("oxydra:tool/step", "oxydra:tool/tool"),
-            };
             return Err(LoadError::Exports {
                 component: component.to_string(),
                 problem: format!(
-                    "exports {has}, but its grant `{grant}` is for components that export {wants}"
+                    "exports {}, but its grant `{grant}` is for components that export {}",
+                    self.export.interface(),
+                    grant.export().interface()
                 ),
             });
         }
@@ -216,6 +233,7 @@ fn capability_of(name: &str) -> Option<Capability> {
         "oxydra:fs/read" => Some(Capability::FsRead),
         "oxydra:fs/write" => Some(Capability::FsWrite),
         "oxydra:vault/read" => Some(Capability::VaultRead),
+        "wasi:http/outgoing-handler" | "wasi:http/types" => Some(Capability::HttpOutgoing),
         _ => None,
     }
 }
@@ -282,6 +300,7 @@ pub fn inspect(
         let kind = match unversioned {
             "oxydra:tool/tool" => ExportKind::Tool,
             "oxydra:tool/step" => ExportKind::Step,
+            "oxydra:llm/provider" => ExportKind::Provider,
             _ if unversioned.starts_with("oxydra:") => {
                 check_oxydra_version(component_name, name)?;
                 continue;
@@ -292,7 +311,7 @@ pub fn inspect(
         if export.is_some() {
             return Err(LoadError::Exports {
                 component: component_name.to_string(),
-                problem: "exports both oxydra:tool/tool and oxydra:tool/step; a component is one or the other".into(),
+                problem: "exports more than one of oxydra:tool/tool, oxydra:tool/step and oxydra:llm/provider; a component is one of them".into(),
             });
         }
         export = Some(kind);
@@ -302,7 +321,7 @@ pub fn inspect(
         return Err(LoadError::Exports {
             component: component_name.to_string(),
             problem: format!(
-                "exports neither oxydra:tool/tool nor oxydra:tool/step (it exports: {}); build it with oxydra-sdk's export_tool! or export_step!",
+                "exports none of oxydra:tool/tool, oxydra:tool/step, oxydra:llm/provider (it exports: {}); build it with oxydra-sdk's export_tool!, export_step! or export_provider!",
                 if exports.is_empty() {
                     "nothing".to_string()
                 } else {
@@ -333,17 +352,18 @@ pub fn inspect(
                 "tools get no sockets; network access comes through a web profile",
             ));
         }
-        if unversioned.starts_with("wasi:http/") {
-            return Err(forbidden("this host does not yet grant a web profile"));
-        }
         if let Some(cap) = capability_of(name) {
-            check_oxydra_version(component_name, name)?;
+            if unversioned.starts_with("oxydra:") {
+                check_oxydra_version(component_name, name)?;
+            }
             capabilities.insert(cap);
             continue;
         }
         match unversioned {
             // Type-only interfaces: no functions, no authority.
-            "oxydra:fs/types" | "oxydra:tool/types" => check_oxydra_version(component_name, name)?,
+            "oxydra:fs/types" | "oxydra:tool/types" | "oxydra:llm/types" => {
+                check_oxydra_version(component_name, name)?
+            }
             _ if unversioned.starts_with("oxydra:") => {
                 check_oxydra_version(component_name, name)?;
                 return Err(forbidden("it is not an interface this host provides"));

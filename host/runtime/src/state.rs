@@ -15,6 +15,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 /// Store limits that also remember *which* limit stopped the guest, so the error can
 /// say "memory limit" instead of a bare `unreachable` trap.
+#[derive(Debug)]
 pub struct CallLimiter {
     memory_bytes: usize,
     table_elements: usize,
