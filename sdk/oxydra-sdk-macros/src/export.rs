@@ -7,6 +7,49 @@ use quote::quote;
 /// The WIT this SDK builds against, plus the two export-only worlds the glue uses.
 const TOOL_WIT: &str = include_str!("../../../wit/v0.1/tool/tool.wit");
 
+/// The `oxydra:llm` package, for `export_provider!`.
+const LLM_WIT: &str = include_str!("../../../wit/v0.1/llm/llm.wit");
+
+/// Glue for an LLM provider adapter. The `oxydra:llm/types` types are the SDK's own
+/// (`with`), so adapters and glue share them and nothing is converted.
+pub(crate) fn expand_provider(item: TokenStream) -> syn::Result<TokenStream> {
+    let ty: syn::Path = syn::parse2(item)?;
+    let wit = format!("{LLM_WIT}\nworld provider-export {{ export provider; }}\n");
+    Ok(quote! {
+        #[doc(hidden)]
+        // The canonical-ABI export shims wit-bindgen generates are unsafe by nature.
+        #[allow(clippy::all, dead_code, unused_imports, unsafe_code)]
+        mod __oxydra_provider_glue {
+            ::oxydra_sdk::__private::wit_bindgen::generate!({
+                inline: #wit,
+                world: "oxydra:llm/provider-export",
+                runtime_path: "::oxydra_sdk::__private::wit_bindgen::rt",
+                with: { "oxydra:llm/types@0.1.0": ::oxydra_sdk::llm::types },
+            });
+            use ::oxydra_sdk::llm::types::{Event, LlmError, ProviderInfo, Request};
+            use exports::oxydra::llm::provider::{CompletionStream, Guest, GuestCompletionStream};
+            struct Glue;
+            struct Stream(::core::cell::RefCell<::std::boxed::Box<dyn ::oxydra_sdk::llm::EventSource>>);
+            impl Guest for Glue {
+                type CompletionStream = Stream;
+                fn describe() -> ProviderInfo {
+                    <super::#ty as ::oxydra_sdk::llm::Provider>::info()
+                }
+                fn complete(base_url: ::std::string::String, request: Request) -> ::core::result::Result<CompletionStream, LlmError> {
+                    <super::#ty as ::oxydra_sdk::llm::Provider>::complete(&base_url, request)
+                        .map(|s| CompletionStream::new(Stream(::core::cell::RefCell::new(s))))
+                }
+            }
+            impl GuestCompletionStream for Stream {
+                fn next(&self) -> ::core::option::Option<::core::result::Result<Event, LlmError>> {
+                    self.0.borrow_mut().next_event()
+                }
+            }
+            export!(Glue);
+        }
+    })
+}
+
 pub(crate) enum Kind {
     Tool,
     Step,

@@ -38,6 +38,14 @@ pub fn export_tool(item: TokenStream) -> TokenStream {
         .into()
 }
 
+/// Export an `oxydra_sdk::llm::Provider` as this component's `oxydra:llm/provider`.
+#[proc_macro]
+pub fn export_provider(item: TokenStream) -> TokenStream {
+    export::expand_provider(item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
 /// Export a `Step` as this component's `oxydra:tool/step` interface.
 #[proc_macro]
 pub fn export_step(item: TokenStream) -> TokenStream {

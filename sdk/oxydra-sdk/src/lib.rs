@@ -24,12 +24,14 @@
 mod bindings;
 mod error;
 pub mod fs;
+#[cfg(feature = "llm")]
+pub mod llm;
 mod schema;
 mod validate;
 pub mod vault;
 
 pub use error::ToolError;
-pub use oxydra_sdk_macros::{ToolEnum, export_step, export_tool, tool};
+pub use oxydra_sdk_macros::{ToolEnum, export_provider, export_step, export_tool, tool};
 pub use schema::ArgSchema;
 pub use validate::validate_arguments;
 
