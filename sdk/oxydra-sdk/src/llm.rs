@@ -9,6 +9,7 @@
 pub mod base64;
 pub mod http;
 pub mod sse;
+pub mod stream;
 
 /// The `oxydra:llm/types` types, shared with the export glue.
 pub mod types {

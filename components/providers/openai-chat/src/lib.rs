@@ -11,6 +11,7 @@ mod request;
 mod stream;
 mod textual;
 
+use oxydra_sdk::llm::stream::SseStream;
 use oxydra_sdk::llm::types::{AuthScheme, LlmError, ProviderInfo, Request};
 use oxydra_sdk::llm::{EventSource, Provider, http};
 
@@ -40,9 +41,9 @@ impl Provider for OpenAiChat {
         if !(200..300).contains(&resp.status) {
             return Err(resp.failure());
         }
-        Ok(Box::new(stream::ChatStream::new(
+        Ok(Box::new(SseStream::new(
             resp,
-            built.textual_tool_calls,
+            stream::ChatStream::new(built.textual_tool_calls),
         )))
     }
 }

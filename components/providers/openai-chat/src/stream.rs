@@ -1,9 +1,8 @@
 //! Chat Completions SSE → `oxydra:llm` events, one `next_event` at a time.
 
 use crate::textual;
-use oxydra_sdk::llm::EventSource;
-use oxydra_sdk::llm::http::Response;
-use oxydra_sdk::llm::sse::{SseEvent, SseParser};
+use oxydra_sdk::llm::sse::SseEvent;
+use oxydra_sdk::llm::stream::SseHandler;
 use oxydra_sdk::llm::types::{Event, LlmError, StopReason, ToolCallStart, Usage};
 use serde_json::Value;
 use std::collections::{BTreeMap, VecDeque};
@@ -18,14 +17,11 @@ struct Call {
 }
 
 pub struct ChatStream {
-    resp: Response,
-    parser: SseParser,
     queue: VecDeque<Event>,
     calls: BTreeMap<u32, Call>,
     finish: Option<StopReason>,
     usage: Option<Usage>,
     finished: bool,
-    done: bool,
     /// `Some` when textual tool calls are parsed: the text is held until the end.
     held_text: Option<String>,
 }
@@ -45,16 +41,13 @@ fn num(v: &Value, key: &str) -> u64 {
 }
 
 impl ChatStream {
-    pub fn new(resp: Response, textual_tool_calls: bool) -> ChatStream {
+    pub fn new(textual_tool_calls: bool) -> ChatStream {
         ChatStream {
-            resp,
-            parser: SseParser::new(),
             queue: VecDeque::new(),
             calls: BTreeMap::new(),
             finish: None,
             usage: None,
             finished: false,
-            done: false,
             held_text: textual_tool_calls.then(String::new),
         }
     }
@@ -235,45 +228,26 @@ fn clip(s: &str) -> String {
     s.chars().take(200).collect()
 }
 
-impl EventSource for ChatStream {
-    fn next_event(&mut self) -> Option<Result<Event, LlmError>> {
-        loop {
-            if let Some(e) = self.queue.pop_front() {
-                return Some(Ok(e));
-            }
-            if self.done || self.finished {
-                return None;
-            }
-            match self.resp.read() {
-                Ok(Some(bytes)) => {
-                    for sse in self.parser.push(&bytes) {
-                        if self.finished {
-                            break;
-                        }
-                        if let Err(e) = self.handle(sse) {
-                            self.done = true;
-                            self.queue.clear();
-                            return Some(Err(e));
-                        }
-                    }
-                }
-                Ok(None) => {
-                    self.done = true;
-                    // Servers that end the body after the finish reason without `[DONE]`
-                    // (some compatible servers do) are complete; a body cut earlier is not.
-                    if self.finish.is_some() && !self.parser.pending() {
-                        self.finalize();
-                        continue;
-                    }
-                    return Some(Err(LlmError::Transport(
-                        "the connection closed before the response was complete".into(),
-                    )));
-                }
-                Err(e) => {
-                    self.done = true;
-                    return Some(Err(e));
-                }
-            }
+impl SseHandler for ChatStream {
+    fn on_event(&mut self, sse: SseEvent, out: &mut VecDeque<Event>) -> Result<bool, LlmError> {
+        let r = self.handle(sse);
+        out.extend(self.queue.drain(..));
+        r.map(|()| self.finished)
+    }
+
+    fn on_end(&mut self, clean: bool, out: &mut VecDeque<Event>) -> Result<(), LlmError> {
+        // Servers that end the body after the finish reason without `[DONE]` (some
+        // compatible servers do) are complete; a body cut earlier is not.
+        if !self.finished && self.finish.is_some() && clean {
+            self.finalize();
+        }
+        out.extend(self.queue.drain(..));
+        if self.finished {
+            Ok(())
+        } else {
+            Err(LlmError::Transport(
+                "the connection closed before the response was complete".into(),
+            ))
         }
     }
 }
