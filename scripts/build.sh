@@ -19,8 +19,17 @@ BUNDLE=(
   "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
 )
 
+# provider_type | crate
+PROVIDERS=(
+  "openai|oxydra-provider-openai-chat"
+  "openai_responses|oxydra-provider-openai-responses"
+  "anthropic|oxydra-provider-anthropic"
+  "gemini|oxydra-provider-gemini"
+)
+
 pkgs=()
 for row in "${BUNDLE[@]}"; do IFS='|' read -r _ crate _ <<<"$row"; pkgs+=(-p "$crate"); done
+for row in "${PROVIDERS[@]}"; do IFS='|' read -r _ crate <<<"$row"; pkgs+=(-p "$crate"); done
 cargo build --locked --target wasm32-wasip2 --profile wasm-release "${pkgs[@]}"
 
 out=target/release/components
@@ -43,7 +52,17 @@ for row in "${BUNDLE[@]}"; do
   fi
   prev=$tool
 done
-manifest+=']}]}'
+manifest+=']}], "providers": ['
+sep=""
+for row in "${PROVIDERS[@]}"; do
+  IFS='|' read -r ptype crate <<<"$row"
+  file="${crate//-/_}.wasm"
+  cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
+  sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
+  manifest+="$sep{\"provider_type\": \"$ptype\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
+  sep=", "
+done
+manifest+=']}'
 echo "$manifest" | python3 -m json.tool > "$out/manifest.json"
 
 cargo build --locked --release -p oxydra-cli

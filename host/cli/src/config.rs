@@ -5,7 +5,7 @@
 //! are errors that name the file or variable, the key, and the line), so a mistake is
 //! reported where it was made.
 
-mod agent;
+pub mod agent;
 mod layers;
 mod runner;
 

@@ -2,6 +2,7 @@
 
 mod commands;
 mod config;
+mod providers;
 mod tools;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +40,12 @@ enum Command {
     /// Configuration: validate the layered config.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
+    /// LLM providers: run one completion.
+    #[command(subcommand)]
+    Llm(commands::llm::LlmCommand),
+    /// The pinned model catalog.
+    #[command(subcommand)]
+    Catalog(commands::catalog::CatalogCommand),
 }
 
 /// Exit codes: what a script can branch on.
@@ -75,6 +82,8 @@ fn main() -> ExitCode {
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
+        Command::Llm(c) => commands::llm::run(c, &sources),
+        Command::Catalog(c) => commands::catalog::run(c),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -424,7 +424,7 @@ fn config_layers_apply_in_order() {
     let s = Sandbox::new();
     s.write(
         "home/.config/oxydra/agent.toml",
-        "[selection]\nprovider = \"anthropic\"\nmodel = \"from-user-dir\"\n",
+        "[catalog]\nskip_catalog_validation = true\n[selection]\nprovider = \"anthropic\"\nmodel = \"from-user-dir\"\n",
     );
     let model = |o: Output| {
         stdout(&o)
@@ -501,4 +501,101 @@ fn the_guide_example_works_as_written() {
         "{}",
         stdout(&o)
     );
+}
+
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+fn openai_stream(text: &[&str]) -> server::Reply {
+    let mut pieces: Vec<String> = text
+        .iter()
+        .map(|t| format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":{}}},\"finish_reason\":null}}]}}\n\n", serde_json::to_string(t).unwrap()))
+        .collect();
+    pieces.push(
+        "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n".into(),
+    );
+    pieces.push(
+        "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":1000,\"completion_tokens\":2000}}\n\n"
+            .into(),
+    );
+    pieces.push("data: [DONE]\n\n".into());
+    server::Reply::sse(&pieces.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn llm_complete_streams_through_a_provider_component() {
+    let s = Sandbox::new();
+    let srv = server::Server::start(vec![
+        openai_stream(&["Hello", " wörld"]),
+        openai_stream(&["local"]),
+    ]);
+    s.write(
+        ".oxydra/agent.toml",
+        &format!(
+            "[selection]\nprovider = \"mine\"\nmodel = \"gpt-4o-mini\"\n\
+             [providers.registry.mine]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"MY_KEY\"\n",
+            srv.url
+        ),
+    );
+    let o = s
+        .cmd()
+        .env("MY_KEY", "sk-cli-test-1")
+        .args(["llm", "complete", "--system", "terse", "hi"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "Hello wörld\n");
+    let err = stderr(&o);
+    // gpt-4o-mini: 1000 x $0.15/M + 2000 x $0.60/M = $0.00135
+    assert!(
+        err.contains("[usage] input=1000 output=2000 cached=0 reasoning=0 cost=$0.001350"),
+        "{err}"
+    );
+    assert!(err.contains("[stop] EndTurn"), "{err}");
+    let req = &srv.requests()[0];
+    assert_eq!(req.header("authorization"), Some("Bearer sk-cli-test-1"));
+    let body = req.json();
+    assert_eq!(body["max_completion_tokens"], 16384, "from the catalog");
+    assert_eq!(body["messages"][0]["content"], "terse");
+
+    // A loopback server needs no key: the request goes out without one.
+    let o = s.run(&["llm", "complete", "hi"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "local\n");
+    assert!(srv.requests()[1].header("authorization").is_none());
+}
+
+#[test]
+fn llm_complete_errors_say_what_to_do() {
+    let s = Sandbox::new();
+    let o = s
+        .cmd()
+        .env_remove("OPENAI_API_KEY")
+        .args(["llm", "complete", "hi"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        stderr(&o),
+        "error: no API key for provider `openai`: set OPENAI_API_KEY (named by api_key_env in [providers.registry.openai]), \
+         or point base_url at a local OpenAI-compatible server (e.g. http://127.0.0.1:8080/v1), which needs no key\n"
+    );
+    let o = s.run(&["llm", "complete", "--model", "gpt-9", "hi"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("unknown model `gpt-9` for catalog provider `openai`: `oxydra-host catalog show openai` lists"));
+    s.write(".oxydra/agent.toml", "[selection]\nmodel = \"gpt-9\"\n");
+    let o = s.run(&["config", "validate"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("key `selection.model`: unknown model `gpt-9`"),
+        "{}",
+        stderr(&o)
+    );
+    s.write(
+        ".oxydra/agent.toml",
+        "[selection]\nmodel = \"gpt-9\"\n[catalog]\nskip_catalog_validation = true\n",
+    );
+    assert!(s.run(&["config", "validate"]).status.success());
+    let o = s.run(&["catalog", "show", "google"]);
+    assert!(stdout(&o).contains("gemini-2.5-pro"), "{}", stdout(&o));
 }

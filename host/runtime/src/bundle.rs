@@ -14,6 +14,17 @@ use std::sync::Arc;
 pub struct Manifest {
     pub wit_version: String,
     pub tools: Vec<ManifestTool>,
+    /// Provider adapters by `provider_type` (openai, openai_responses, anthropic, gemini).
+    #[serde(default)]
+    pub providers: Vec<ManifestProvider>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestProvider {
+    pub provider_type: String,
+    pub file: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -52,6 +63,36 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
         path,
         message: e.to_string(),
     })
+}
+
+/// The adapter for `provider_type`: its bytes and expected sha256.
+pub fn provider_component(
+    dir: &Path,
+    manifest: &Manifest,
+    provider_type: &str,
+) -> Result<(Arc<Vec<u8>>, String), BundleError> {
+    let entry = manifest
+        .providers
+        .iter()
+        .find(|p| p.provider_type == provider_type)
+        .ok_or_else(|| BundleError::Bad {
+            path: dir.join(MANIFEST),
+            message: format!(
+                "no bundled provider component for provider_type `{provider_type}` (bundled: {})",
+                manifest
+                    .providers
+                    .iter()
+                    .map(|p| p.provider_type.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+    let path = dir.join(&entry.file);
+    let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((Arc::new(wasm), entry.sha256.clone()))
 }
 
 /// Turn the manifest into tool specs, reading each component file.

@@ -386,6 +386,52 @@ fn ratio(key: &str, v: f64) -> Result<(), KeyError> {
 }
 
 impl AgentConfig {
+    /// Every model named in the config must be in the catalog, unless validation is skipped.
+    fn check_models(&self) -> Result<(), KeyError> {
+        if self.catalog.skip_catalog_validation {
+            return Ok(());
+        }
+        let check = |key: String, provider: &str, model: &str| -> Result<(), KeyError> {
+            let Some(entry) = self.providers.registry.get(provider) else {
+                return Err((
+                    key,
+                    format!("provider `{provider}` is not in [providers.registry]"),
+                ));
+            };
+            let catalog_provider = entry.catalog_provider.clone().unwrap_or_else(|| {
+                oxydra_agent::catalog::catalog_provider(crate::providers::type_name(
+                    entry.provider_type,
+                ))
+                .into()
+            });
+            oxydra_agent::catalog::pinned()
+                .require(&catalog_provider, model)
+                .map(|_| ())
+                .map_err(|m| (key, m))
+        };
+        check(
+            "selection.model".into(),
+            &self.selection.provider,
+            &self.selection.model,
+        )?;
+        for (name, a) in &self.agents {
+            if a.selection.provider.is_some() || a.selection.model.is_some() {
+                let provider = a
+                    .selection
+                    .provider
+                    .as_deref()
+                    .unwrap_or(&self.selection.provider);
+                let model = a
+                    .selection
+                    .model
+                    .as_deref()
+                    .unwrap_or(&self.selection.model);
+                check(format!("agents.{name}.selection"), provider, model)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Checks that need more than one key; the error names the key.
     pub fn validate(&self) -> Result<(), KeyError> {
         if let Some(v) = &self.config_version
@@ -423,6 +469,7 @@ impl AgentConfig {
                 ));
             }
         }
+        self.check_models()?;
         ratio(
             "runtime.context_budget.trigger_ratio",
             self.runtime.context_budget.trigger_ratio,

@@ -1,0 +1,4 @@
+//! The agent layer. Today: the pinned model catalog (context windows, output limits,
+//! capabilities, prices) that config validation, request defaults and money budgets use.
+
+pub mod catalog;

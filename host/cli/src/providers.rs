@@ -1,0 +1,106 @@
+//! From `[providers.registry.<name>]` to a loaded provider component: the bundled adapter
+//! for its `provider_type`, the key read from `api_key_env` (by the host, for the host),
+//! retries from `[reliability]`, and the model checked against the catalog.
+
+use crate::config::AgentConfig;
+use crate::config::agent::{ProviderEntry, ProviderType};
+use crate::{Failure, exit, tools};
+use oxydra_agent::catalog::{self, ModelInfo};
+use oxydra_runtime::Limits;
+use oxydra_runtime::bundle;
+use oxydra_runtime::llm::{ProviderSpec, RetryPolicy};
+use std::time::Duration;
+
+pub fn type_name(t: ProviderType) -> &'static str {
+    match t {
+        ProviderType::Openai => "openai",
+        ProviderType::OpenaiResponses => "openai_responses",
+        ProviderType::Anthropic => "anthropic",
+        ProviderType::Gemini => "gemini",
+    }
+}
+
+fn default_key_env(t: ProviderType) -> &'static str {
+    match t {
+        ProviderType::Openai | ProviderType::OpenaiResponses => "OPENAI_API_KEY",
+        ProviderType::Anthropic => "ANTHROPIC_API_KEY",
+        ProviderType::Gemini => "GEMINI_API_KEY",
+    }
+}
+
+pub fn entry<'a>(cfg: &'a AgentConfig, name: &str) -> Result<&'a ProviderEntry, Failure> {
+    cfg.providers.registry.get(name).ok_or_else(|| {
+        let known: Vec<&str> = cfg.providers.registry.keys().map(String::as_str).collect();
+        Failure::new(
+            exit::USAGE,
+            format!(
+                "no provider `{name}` in [providers.registry] (configured: {})",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// The catalog entry for `model`, or `None` when validation is skipped and it is unknown.
+pub fn model_info(
+    cfg: &AgentConfig,
+    entry: &ProviderEntry,
+    model: &str,
+) -> Result<Option<&'static ModelInfo>, Failure> {
+    let provider = entry
+        .catalog_provider
+        .clone()
+        .unwrap_or_else(|| catalog::catalog_provider(type_name(entry.provider_type)).into());
+    match catalog::pinned().require(&provider, model) {
+        Ok(m) => Ok(Some(m)),
+        Err(_) if cfg.catalog.skip_catalog_validation => Ok(None),
+        Err(msg) => Err(Failure::new(exit::USAGE, msg)),
+    }
+}
+
+pub fn spec(cfg: &AgentConfig, name: &str) -> Result<ProviderSpec, Failure> {
+    let e = entry(cfg, name)?;
+    let dir = tools::bundled_dir(&cfg.components);
+    let manifest =
+        bundle::read_manifest(&dir).map_err(|err| Failure::new(exit::USAGE, err.to_string()))?;
+    let (wasm, sha) = bundle::provider_component(&dir, &manifest, type_name(e.provider_type))
+        .map_err(|err| Failure::new(exit::USAGE, err.to_string()))?;
+    let env = e
+        .api_key_env
+        .clone()
+        .unwrap_or_else(|| default_key_env(e.provider_type).to_string());
+    let api_key = std::env::var(&env).ok().filter(|k| !k.trim().is_empty());
+    let r = &cfg.reliability;
+    Ok(ProviderSpec {
+        name: name.to_string(),
+        wasm,
+        expected_sha256: Some(sha),
+        base_url: e.base_url.clone(),
+        api_key,
+        api_key_env: Some(env),
+        extra_headers: e
+            .extra_headers
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+        limits: Limits {
+            deadline_ms: cfg.runtime.turn_timeout_secs.max(1) * 1000,
+            ..cfg.components.limits
+        },
+        retry: RetryPolicy {
+            max_attempts: r.max_attempts,
+            backoff_base: Duration::from_millis(r.backoff_base_ms),
+            backoff_max: Duration::from_millis(r.backoff_max_ms),
+            jitter: r.jitter,
+            ..RetryPolicy::default()
+        },
+    })
+}
+
+/// `max_output_tokens` for a request: config, else the catalog. Never a constant.
+pub fn max_output(entry: &ProviderEntry, model: Option<&ModelInfo>) -> Option<u32> {
+    entry
+        .max_output_tokens
+        .or(model.map(|m| m.max_output))
+        .map(|n| n.min(u64::from(u32::MAX)) as u32)
+}
