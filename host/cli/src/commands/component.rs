@@ -38,8 +38,9 @@ pub fn run(cmd: ComponentCommand, sources: &Sources) -> Result<(), Failure> {
         .find_map(|e| {
             e.strip_prefix("oxydra:tool/tool@")
                 .or_else(|| e.strip_prefix("oxydra:tool/step@"))
+                .or_else(|| e.strip_prefix("oxydra:llm/provider@"))
         })
-        .unwrap_or("unknown (exports no oxydra:tool interface)")
+        .unwrap_or("unknown (exports no oxydra interface)")
         .to_string();
     let refused = verdict.as_ref().err().map(|e| e.to_string());
     if json {
