@@ -2,3 +2,4 @@
 //! capabilities, prices) that config validation, request defaults and money budgets use.
 
 pub mod catalog;
+pub mod scrub;
