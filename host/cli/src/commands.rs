@@ -4,4 +4,5 @@ pub mod catalog;
 pub mod component;
 pub mod config;
 pub mod llm;
+pub mod run;
 pub mod tool;

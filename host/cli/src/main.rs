@@ -31,6 +31,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run one turn: the agent answers the prompt, using tools (answer on stdout).
+    Run(commands::run::RunArgs),
     /// Tools: list them, call one.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
     init_tracing(cli.verbose);
     let sources = config::Sources::standard(cli.sets, cli.config);
     let result = match cli.command {
+        Command::Run(a) => commands::run::run(a, &sources),
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),

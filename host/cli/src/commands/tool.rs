@@ -56,7 +56,7 @@ pub fn run(cmd: ToolCommand, sources: &Sources) -> Result<(), Failure> {
     }
 }
 
-fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, Failure> {
+pub fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, Failure> {
     let runner = config::load_runner(sources)?.value;
     let user = match user {
         Some(u) => u,

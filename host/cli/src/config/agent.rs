@@ -106,6 +106,10 @@ pub struct Runtime {
     pub max_turns: u32,
     /// In money (US dollars), from the catalog's prices.
     pub max_cost: Option<f64>,
+    /// Input + output tokens over one turn.
+    pub max_tokens: Option<u64>,
+    /// Wall-clock seconds for one turn.
+    pub max_wall_secs: Option<u64>,
     pub context_budget: ContextBudget,
     pub summarization: Summarization,
 }
@@ -116,6 +120,8 @@ impl Default for Runtime {
             turn_timeout_secs: 60,
             max_turns: 100,
             max_cost: None,
+            max_tokens: None,
+            max_wall_secs: None,
             context_budget: ContextBudget::default(),
             summarization: Summarization::default(),
         }

@@ -1,0 +1,504 @@
+//! One turn: a user message in, an answer out, with as many provider calls and tool calls
+//! as the model needs within its budgets.
+//!
+//! Every message is persisted before it is used: the user message before the first
+//! provider call, the assistant message before its tool calls run, each tool result
+//! before the next provider call. A turn that fails or hits a budget keeps its history.
+
+use crate::catalog::ModelInfo;
+use crate::scrub::Scrubber;
+use oxydra_runtime::host::{CallError, Tier};
+use oxydra_runtime::llm::LoadedProvider;
+use oxydra_runtime::llm::types::{
+    ContentPart, LlmEvent, LlmFailure, LlmRequest, Message, Reasoning, Role, StopReason, ToolCall,
+    ToolDefinition, Usage,
+};
+use oxydra_runtime::{ComponentHost, LoadedTool, Workspace};
+use oxydra_store::{Store, TurnStatus};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What one turn may spend. Hitting any of them ends the turn with a message naming it.
+#[derive(Debug, Clone)]
+pub struct Budgets {
+    /// Provider calls in one turn (`runtime.max_turns`).
+    pub max_steps: u32,
+    /// Input + output tokens over the turn.
+    pub max_tokens: Option<u64>,
+    /// Money (US dollars) over the turn, from the catalog's prices.
+    pub max_cost: Option<f64>,
+    pub wall_time: Option<Duration>,
+}
+
+/// The agent a session runs: its prompt, the tools it may use, its budgets.
+#[derive(Debug, Clone)]
+pub struct AgentProfile {
+    pub name: String,
+    pub system_prompt: String,
+    /// `None`: every loaded tool.
+    pub tools: Option<Vec<String>>,
+    pub budgets: Budgets,
+}
+
+/// What front ends show while a turn runs.
+#[derive(Debug)]
+pub enum Progress<'a> {
+    ProviderCall {
+        step: u32,
+        max: u32,
+    },
+    Text(&'a str),
+    Reasoning(&'a str),
+    ToolStart {
+        name: &'a str,
+        arguments: &'a str,
+    },
+    ToolEnd {
+        name: &'a str,
+        elapsed: Duration,
+        ok: bool,
+    },
+    Usage {
+        usage: Usage,
+        cost: Option<f64>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TurnOutcome {
+    pub answer: String,
+    pub steps: u32,
+    pub usage: Usage,
+    pub cost: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TurnError {
+    #[error("{0}")]
+    Budget(String),
+    #[error("{0}")]
+    Provider(String),
+    #[error("{0}")]
+    Store(String),
+}
+
+impl From<oxydra_store::StoreError> for TurnError {
+    fn from(e: oxydra_store::StoreError) -> Self {
+        TurnError::Store(e.to_string())
+    }
+}
+
+/// Everything a turn needs, shared by all sessions of one runtime.
+pub struct Runtime {
+    pub host: Arc<ComponentHost>,
+    pub provider: LoadedProvider,
+    pub model: String,
+    pub model_info: Option<ModelInfo>,
+    pub max_output_tokens: Option<u32>,
+    pub tools: Vec<Arc<LoadedTool>>,
+    pub workspace: Arc<Workspace>,
+    pub store: Store,
+    pub scrubber: Scrubber,
+    /// Tokens kept free besides the output (`runtime.context_budget.safety_buffer_tokens`).
+    pub safety_buffer_tokens: u64,
+    pub fallback_context_tokens: u64,
+}
+
+/// Rough tokens of a message: 4 characters a token, plus overhead.
+fn estimate_tokens(m: &Message) -> u64 {
+    let chars: usize = m
+        .content
+        .iter()
+        .map(|c| match c {
+            ContentPart::Text(t) => t.len(),
+            ContentPart::Image { .. } => 4000,
+        })
+        .sum::<usize>()
+        + m.tool_calls
+            .iter()
+            .map(|c| c.arguments.len() + c.name.len())
+            .sum::<usize>()
+        + m.reasoning.iter().map(|r| r.text.len()).sum::<usize>();
+    (chars / 4) as u64 + 8
+}
+
+fn text_of(m: &Message) -> String {
+    m.content
+        .iter()
+        .filter_map(|c| {
+            if let ContentPart::Text(t) = c {
+                Some(t.as_str())
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
+impl Runtime {
+    fn tools_for(&self, agent: &AgentProfile) -> Vec<Arc<LoadedTool>> {
+        self.tools
+            .iter()
+            .filter(|t| {
+                agent
+                    .tools
+                    .as_ref()
+                    .is_none_or(|allow| allow.iter().any(|a| a == &t.descriptor.name))
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// The history that fits the model's window: whole turns are dropped from the oldest,
+    /// so a tool call and its result are never split; the current turn always stays.
+    fn context(&self, session: &str, current_turn: i64) -> Result<Vec<Message>, TurnError> {
+        let stored = self.store.messages(session)?;
+        let mut by_turn: BTreeMap<i64, Vec<Message>> = BTreeMap::new();
+        for m in stored {
+            let msg: Message = serde_json::from_str(&m.body).map_err(|e| {
+                TurnError::Store(format!(
+                    "message {} of session {session} is unreadable: {e}",
+                    m.seq
+                ))
+            })?;
+            by_turn.entry(m.turn).or_default().push(msg);
+        }
+        let window = self
+            .model_info
+            .as_ref()
+            .map_or(self.fallback_context_tokens, |m| m.context_window);
+        let reserve = u64::from(self.max_output_tokens.unwrap_or(4096)) + self.safety_buffer_tokens;
+        let budget = window.saturating_sub(reserve);
+        let mut total: u64 = by_turn.values().flatten().map(estimate_tokens).sum();
+        let turns: Vec<i64> = by_turn.keys().copied().collect();
+        for t in turns {
+            if total <= budget || t == current_turn {
+                break;
+            }
+            if let Some(dropped) = by_turn.remove(&t) {
+                total -= dropped.iter().map(estimate_tokens).sum::<u64>();
+            }
+        }
+        Ok(by_turn.into_values().flatten().collect())
+    }
+
+    fn persist(&self, session: &str, turn: i64, m: &Message) -> Result<(), TurnError> {
+        let body = serde_json::to_string(m).map_err(|e| TurnError::Store(e.to_string()))?;
+        self.store.append(session, turn, &body)?;
+        Ok(())
+    }
+
+    /// Run one turn of `session` for `prompt`.
+    pub fn run_turn(
+        &self,
+        session: &str,
+        agent: &AgentProfile,
+        prompt: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<TurnOutcome, TurnError> {
+        let turn = self.store.begin_turn(session)?;
+        let result = self.turn_inner(session, turn, agent, prompt, progress);
+        let (status, detail, cost) = match &result {
+            Ok(o) => (TurnStatus::Completed, String::new(), o.cost.unwrap_or(0.0)),
+            Err(TurnError::Budget(m)) => (TurnStatus::Budget, m.clone(), 0.0),
+            Err(e) => (TurnStatus::Failed, e.to_string(), 0.0),
+        };
+        self.store.end_turn(session, turn, status, &detail, cost)?;
+        result
+    }
+
+    fn turn_inner(
+        &self,
+        session: &str,
+        turn: i64,
+        agent: &AgentProfile,
+        prompt: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<TurnOutcome, TurnError> {
+        let started = Instant::now();
+        self.persist(session, turn, &Message::text(Role::User, prompt))?;
+        let tools = self.tools_for(agent);
+        let definitions: Vec<ToolDefinition> = tools
+            .iter()
+            .map(|t| ToolDefinition {
+                name: t.descriptor.name.clone(),
+                description: t.descriptor.description.clone(),
+                parameters_schema: t.descriptor.parameters.to_string(),
+            })
+            .collect();
+        let b = &agent.budgets;
+        let mut usage = Usage::default();
+        let mut cost: Option<f64> = self.model_info.as_ref().map(|_| 0.0);
+        let mut step = 0u32;
+        loop {
+            if step >= b.max_steps {
+                return Err(TurnError::Budget(format!(
+                    "the turn stopped: it used its {} model calls (max_turns); raise runtime.max_turns (or agents.{}.max_turns), then continue with --session {session}",
+                    b.max_steps, agent.name
+                )));
+            }
+            if let Some(limit) = b.wall_time
+                && started.elapsed() > limit
+            {
+                return Err(TurnError::Budget(format!(
+                    "the turn stopped: it ran past its wall-time budget of {} s; continue with --session {session}",
+                    limit.as_secs()
+                )));
+            }
+            step += 1;
+            progress(Progress::ProviderCall {
+                step,
+                max: b.max_steps,
+            });
+            let mut messages = vec![Message::text(Role::System, agent.system_prompt.clone())];
+            messages.extend(self.context(session, turn)?);
+            let request = LlmRequest {
+                model: self.model.clone(),
+                messages,
+                tools: definitions.clone(),
+                max_output_tokens: self.max_output_tokens,
+                ..Default::default()
+            };
+            let (assistant, step_usage, stop) = self.call_model(&request, progress)?;
+            usage.input_tokens += step_usage.input_tokens;
+            usage.output_tokens += step_usage.output_tokens;
+            usage.cached_tokens += step_usage.cached_tokens;
+            usage.reasoning_tokens += step_usage.reasoning_tokens;
+            let step_cost = self.model_info.as_ref().map(|m| m.cost(&step_usage));
+            if let (Some(c), Some(s)) = (cost.as_mut(), step_cost) {
+                *c += s;
+            }
+            progress(Progress::Usage {
+                usage: step_usage,
+                cost: step_cost,
+            });
+            self.persist(session, turn, &assistant)?;
+
+            if let Some(max) = b.max_tokens
+                && usage.input_tokens + usage.output_tokens > max
+            {
+                return Err(TurnError::Budget(format!(
+                    "the turn stopped: it used {} tokens, over its budget of {max}; raise the token budget, then continue with --session {session}",
+                    usage.input_tokens + usage.output_tokens
+                )));
+            }
+            if let (Some(max), Some(spent)) = (b.max_cost, cost)
+                && spent > max
+            {
+                return Err(TurnError::Budget(format!(
+                    "the turn stopped: it cost ${spent:.4}, over its budget of ${max:.4}; raise runtime.max_cost (or agents.{}.max_cost), then continue with --session {session}",
+                    agent.name
+                )));
+            }
+            if assistant.tool_calls.is_empty() {
+                if stop == Some(StopReason::MaxTokens) {
+                    progress(Progress::Text(
+                        "\n[the answer was cut at the output token limit]",
+                    ));
+                }
+                return Ok(TurnOutcome {
+                    answer: text_of(&assistant),
+                    steps: step,
+                    usage,
+                    cost,
+                });
+            }
+            for result in self.dispatch(&tools, &assistant.tool_calls, progress) {
+                self.persist(session, turn, &result)?;
+            }
+        }
+    }
+
+    /// One provider call, streamed: deltas go to `progress` as they arrive.
+    fn call_model(
+        &self,
+        request: &LlmRequest,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(Message, Usage, Option<StopReason>), TurnError> {
+        let completion = self
+            .host
+            .complete(&self.provider, request)
+            .map_err(provider_error)?;
+        let mut text = String::new();
+        let mut reasoning: Vec<Reasoning> = Vec::new();
+        let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
+        let mut usage = Usage::default();
+        let mut stop = None;
+        for event in completion {
+            match event.map_err(provider_error)? {
+                LlmEvent::TextDelta(t) => {
+                    progress(Progress::Text(&t));
+                    text.push_str(&t);
+                }
+                LlmEvent::ReasoningDelta(t) => {
+                    progress(Progress::Reasoning(&t));
+                    match reasoning.last_mut() {
+                        Some(r) if r.signature.is_none() => r.text.push_str(&t),
+                        _ => reasoning.push(Reasoning {
+                            text: t,
+                            ..Default::default()
+                        }),
+                    }
+                }
+                LlmEvent::ReasoningSignature(s) => match reasoning.last_mut() {
+                    Some(r) => r.signature = Some(s),
+                    None => reasoning.push(Reasoning {
+                        signature: Some(s),
+                        ..Default::default()
+                    }),
+                },
+                LlmEvent::ToolCallStart { index, id, name } => {
+                    calls.insert(
+                        index,
+                        ToolCall {
+                            id,
+                            name,
+                            ..Default::default()
+                        },
+                    );
+                }
+                LlmEvent::ToolCallArguments { index, fragment } => {
+                    if let Some(c) = calls.get_mut(&index) {
+                        c.arguments.push_str(&fragment);
+                    }
+                }
+                LlmEvent::ToolCallEnd {
+                    index,
+                    provider_data,
+                } => {
+                    if let Some(c) = calls.get_mut(&index) {
+                        c.provider_data = provider_data;
+                    }
+                }
+                LlmEvent::Usage(u) => usage = u,
+                LlmEvent::Stop(s) => stop = Some(s),
+            }
+        }
+        let message = Message {
+            role: Role::Assistant,
+            content: if text.is_empty() {
+                vec![]
+            } else {
+                vec![ContentPart::Text(text)]
+            },
+            tool_calls: calls.into_values().collect(),
+            tool_call_id: None,
+            tool_name: None,
+            reasoning,
+        };
+        Ok((message, usage, stop))
+    }
+
+    /// Run the calls: consecutive read-only ones in parallel, the others one at a time;
+    /// results come back in call order. A failure becomes a result the model can read.
+    fn dispatch(
+        &self,
+        tools: &[Arc<LoadedTool>],
+        calls: &[ToolCall],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Vec<Message> {
+        let find = |name: &str| tools.iter().find(|t| t.descriptor.name == name).cloned();
+        let mut results = Vec::with_capacity(calls.len());
+        let mut i = 0;
+        while i < calls.len() {
+            let read_only =
+                |c: &ToolCall| find(&c.name).is_some_and(|t| t.descriptor.tier == Tier::ReadOnly);
+            let mut j = i + 1;
+            if read_only(&calls[i]) {
+                while j < calls.len() && read_only(&calls[j]) {
+                    j += 1;
+                }
+            }
+            let batch = &calls[i..j];
+            for c in batch {
+                progress(Progress::ToolStart {
+                    name: &c.name,
+                    arguments: &c.arguments,
+                });
+            }
+            let outputs: Vec<(String, bool, Duration)> = if batch.len() > 1 {
+                std::thread::scope(|s| {
+                    let handles: Vec<_> = batch
+                        .iter()
+                        .map(|c| s.spawn(|| self.run_tool(find(&c.name), tools, c)))
+                        .collect();
+                    handles
+                        .into_iter()
+                        .map(|h| {
+                            h.join().unwrap_or_else(|_| {
+                                (
+                                    "error: the tool call crashed the host thread".into(),
+                                    false,
+                                    Duration::ZERO,
+                                )
+                            })
+                        })
+                        .collect()
+                })
+            } else {
+                batch
+                    .iter()
+                    .map(|c| self.run_tool(find(&c.name), tools, c))
+                    .collect()
+            };
+            for (c, (text, ok, elapsed)) in batch.iter().zip(outputs) {
+                progress(Progress::ToolEnd {
+                    name: &c.name,
+                    elapsed,
+                    ok,
+                });
+                results.push(Message {
+                    tool_call_id: Some(c.id.clone()),
+                    tool_name: Some(c.name.clone()),
+                    ..Message::text(Role::Tool, text)
+                });
+            }
+            i = j;
+        }
+        results
+    }
+
+    fn run_tool(
+        &self,
+        tool: Option<Arc<LoadedTool>>,
+        tools: &[Arc<LoadedTool>],
+        call: &ToolCall,
+    ) -> (String, bool, Duration) {
+        let started = Instant::now();
+        let Some(tool) = tool else {
+            let names: Vec<&str> = tools.iter().map(|t| t.descriptor.name.as_str()).collect();
+            return (
+                format!(
+                    "error: there is no tool `{}`; the tools are: {}",
+                    call.name,
+                    names.join(", ")
+                ),
+                false,
+                started.elapsed(),
+            );
+        };
+        let args = if call.arguments.trim().is_empty() {
+            "{}"
+        } else {
+            call.arguments.as_str()
+        };
+        if let Err(e) = serde_json::from_str::<serde_json::Value>(args) {
+            return (
+                format!("error: the arguments are not valid JSON ({e}); send a JSON object"),
+                false,
+                started.elapsed(),
+            );
+        }
+        let (text, ok) = match self.host.call(&tool, args, &self.workspace) {
+            Ok(out) => (out, true),
+            Err(CallError::Tool(f)) => (format!("error: {f}"), false),
+            Err(e) => (format!("error: {e}"), false),
+        };
+        (self.scrubber.scrub(&text), ok, started.elapsed())
+    }
+}
+
+fn provider_error(e: LlmFailure) -> TurnError {
+    TurnError::Provider(e.to_string())
+}

@@ -1,0 +1,203 @@
+//! `oxydra-host run "prompt"`: one turn in a fresh (or `--session`) session. The answer
+//! streams to stdout; the session id, model calls and tool calls go to stderr.
+
+use crate::config::{self, AgentConfig, Sources};
+use crate::{Failure, exit, providers, tools};
+use oxydra_agent::scrub::Scrubber;
+use oxydra_agent::turn::{AgentProfile, Budgets, Progress, Runtime};
+use oxydra_runtime::Workspace;
+use oxydra_store::{Store, StoreError};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+const DEFAULT_PROMPT: &str = "You are Oxydra, an agent working in a sandboxed workspace. Files live under \
+/shared (kept) and /tmp (scratch); /vault holds secrets and is reachable only through vault_copyto. \
+Use the tools to look before you answer and to act; answer concisely.";
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Continue this session (its id is printed on stderr when a session starts).
+    #[arg(long)]
+    session: Option<String>,
+    /// Run as this agent from [agents.<name>] (its prompt, tools, model and budgets).
+    #[arg(long)]
+    agent: Option<String>,
+    /// Workspace directory (shared/, tmp/, vault/); default <workspace_root>/<user>.
+    #[arg(long, value_name = "DIR")]
+    workspace: Option<PathBuf>,
+    #[arg(long)]
+    user: Option<String>,
+    prompt: String,
+}
+
+fn session_id() -> String {
+    let mut bytes = [0u8; 12];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut bytes);
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn profile(cfg: &AgentConfig, name: &str, base: Option<&Path>) -> Result<AgentProfile, Failure> {
+    let def = if name == "default" {
+        None
+    } else {
+        Some(cfg.agents.get(name).ok_or_else(|| {
+            let known: Vec<&str> = cfg.agents.keys().map(String::as_str).collect();
+            Failure::new(
+                exit::USAGE,
+                format!(
+                    "no agent `{name}` in [agents] (configured: {})",
+                    known.join(", ")
+                ),
+            )
+        })?)
+    };
+    let system_prompt = match def {
+        Some(d) if d.system_prompt.is_some() => d.system_prompt.clone().unwrap_or_default(),
+        Some(d) if d.system_prompt_file.is_some() => {
+            let file = d.system_prompt_file.clone().unwrap_or_default();
+            let path = match base {
+                Some(b) if file.is_relative() => b.join(&file),
+                _ => file,
+            };
+            std::fs::read_to_string(&path).map_err(|e| {
+                Failure::new(
+                    exit::USAGE,
+                    format!("agents.{name}.system_prompt_file: {}: {e}", path.display()),
+                )
+            })?
+        }
+        _ => DEFAULT_PROMPT.to_string(),
+    };
+    Ok(AgentProfile {
+        name: name.to_string(),
+        system_prompt,
+        tools: def.and_then(|d| d.tools.clone()),
+        budgets: Budgets {
+            max_steps: def
+                .and_then(|d| d.max_turns)
+                .unwrap_or(cfg.runtime.max_turns),
+            max_tokens: cfg.runtime.max_tokens,
+            max_cost: def.and_then(|d| d.max_cost).or(cfg.runtime.max_cost),
+            wall_time: cfg.runtime.max_wall_secs.map(Duration::from_secs),
+        },
+    })
+}
+
+pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
+    let loaded = config::load_agent(sources)?;
+    let cfg = &loaded.value;
+    let base = loaded.base_dir.as_deref();
+    let ws_dir = match args.workspace.clone() {
+        Some(d) => d,
+        None => crate::commands::tool::default_workspace(sources, args.user.clone())?,
+    };
+    let workspace = Workspace::open(&ws_dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
+    let store = Store::open(&ws_dir.join(".oxydra").join("store.db"))
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+
+    let (session, agent_name) = match &args.session {
+        Some(id) => {
+            let stored = store.session_agent(id).map_err(|e| match e {
+                StoreError::NoSession(_) => Failure::new(exit::USAGE, e.to_string()),
+                other => Failure::new(exit::TOOL_ERROR, other.to_string()),
+            })?;
+            (id.clone(), args.agent.clone().unwrap_or(stored))
+        }
+        None => {
+            let id = session_id();
+            let agent = args.agent.clone().unwrap_or_else(|| "default".into());
+            store
+                .create_session(&id, &agent)
+                .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+            (id, agent)
+        }
+    };
+    let agent = profile(cfg, &agent_name, base)?;
+    let def = cfg.agents.get(&agent_name);
+    let provider_name = def
+        .and_then(|d| d.selection.provider.clone())
+        .unwrap_or_else(|| cfg.selection.provider.clone());
+    let model = def
+        .and_then(|d| d.selection.model.clone())
+        .unwrap_or_else(|| cfg.selection.model.clone());
+    let entry = providers::entry(cfg, &provider_name)?;
+    let info = providers::model_info(cfg, entry, &model)?;
+    let spec = providers::spec(cfg, &provider_name)?;
+    let secrets: Vec<String> = spec.api_key.iter().cloned().collect();
+    let host = Arc::new(tools::host(&cfg.components)?);
+    let provider = host
+        .load_provider(spec)
+        .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
+    let mut loaded_tools = Vec::new();
+    for s in tools::specs(cfg, base)? {
+        match host.load(&s) {
+            Ok(t) => loaded_tools.push(Arc::new(t)),
+            Err(e) => eprintln!("[warning] tool not loaded: {e}"),
+        }
+    }
+    let runtime = Runtime {
+        host,
+        provider,
+        model,
+        model_info: info.cloned(),
+        max_output_tokens: providers::max_output(entry, info),
+        tools: loaded_tools,
+        scrubber: Scrubber::new(Some(workspace.host_root()), secrets),
+        workspace: Arc::new(workspace),
+        store,
+        safety_buffer_tokens: cfg.runtime.context_budget.safety_buffer_tokens,
+        fallback_context_tokens: cfg.runtime.context_budget.fallback_max_context_tokens,
+    };
+
+    eprintln!("[session] {session} (agent {agent_name})");
+    let mut out = std::io::stdout().lock();
+    let mut at_line_start = true;
+    let mut progress = |p: Progress| match p {
+        Progress::Text(t) => {
+            let _ = out.write_all(t.as_bytes());
+            let _ = out.flush();
+            if !t.is_empty() {
+                at_line_start = t.ends_with('\n');
+            }
+        }
+        Progress::Reasoning(_) => {}
+        Progress::ProviderCall { step, max } => {
+            if step > 1 {
+                eprintln!("[model] call {step}/{max}");
+            }
+        }
+        Progress::ToolStart { name, arguments } => {
+            let shown: String = arguments.chars().take(160).collect();
+            eprintln!("[tool] {name} {shown}");
+        }
+        Progress::ToolEnd { name, elapsed, ok } => {
+            eprintln!(
+                "[tool] {name} {} ({} ms)",
+                if ok { "ok" } else { "failed" },
+                elapsed.as_millis()
+            );
+        }
+        Progress::Usage { .. } => {}
+    };
+    let result = runtime.run_turn(&session, &agent, &args.prompt, &mut progress);
+    if !at_line_start {
+        println!();
+    }
+    match result {
+        Ok(o) => {
+            let cost = o.cost.map(|c| format!(", ${c:.6}")).unwrap_or_default();
+            eprintln!(
+                "[done] {} model call(s), {} input + {} output tokens{cost}; continue with --session {session}",
+                o.steps, o.usage.input_tokens, o.usage.output_tokens
+            );
+            Ok(())
+        }
+        Err(e) => Err(Failure::new(exit::TOOL_ERROR, e.to_string())),
+    }
+}

@@ -1,0 +1,318 @@
+//! `oxydra-host run` end to end: the real binary, a scripted OpenAI-compatible server on
+//! 127.0.0.1 playing the model (it calls tools), the bundled tool components, a workspace.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use serde_json::{Value, json};
+use server::{Reply, Server};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+struct Env {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
+    let list: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (id, name, args))| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .collect();
+    let a = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": list}, "finish_reason": null}]})
+    );
+    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
+    let u = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}\n\n";
+    Reply::sse(&[&a, b, u, "data: [DONE]\n\n"])
+}
+
+fn answer(text: &str) -> Reply {
+    let a = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+    );
+    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    let u = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":200,\"completion_tokens\":10}}\n\n";
+    Reply::sse(&[&a, b, u, "data: [DONE]\n\n"])
+}
+
+impl Env {
+    fn new(replies: Vec<Reply>) -> Env {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let server = Server::start(replies);
+        let cfg = format!(
+            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
+             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
+            server.url
+        );
+        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
+        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
+        Env { dir, server }
+    }
+    fn ws(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+    fn run(&self, extra: &[&str], prompt: &str) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
+            .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
+            .current_dir(self.dir.path())
+            .arg("run")
+            .args(["--workspace", self.ws().to_str().unwrap()])
+            .args(extra)
+            .arg(prompt)
+            .output()
+            .unwrap()
+    }
+    fn request(&self, n: usize) -> Value {
+        self.server.requests()[n].json()
+    }
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn session_of(o: &Output) -> String {
+    let err = stderr(o);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("[session] "))
+        .unwrap_or_else(|| panic!("no session line: {err}"));
+    line["[session] ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The tool messages of a request, as (tool_call_id, content).
+fn tool_results(req: &Value) -> Vec<(String, String)> {
+    req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| {
+            (
+                m["tool_call_id"].as_str().unwrap().to_string(),
+                m["content"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn write_then_read_then_answer_and_resume_with_context() {
+    let env = Env::new(vec![
+        tool_calls(&[(
+            "c1",
+            "file_write",
+            json!({"path": "/shared/note.txt", "content": "hello from the model"}),
+        )]),
+        tool_calls(&[("c2", "file_read", json!({"path": "/shared/note.txt"}))]),
+        answer("The note says: hello from the model"),
+        answer("You asked me to write a note."),
+    ]);
+    let o = env.run(&[], "write a note, then read it back");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "The note says: hello from the model\n");
+    assert_eq!(
+        std::fs::read_to_string(env.ws().join("shared/note.txt")).unwrap(),
+        "hello from the model"
+    );
+    let err = stderr(&o);
+    assert!(err.contains("[tool] file_write ok"), "{err}");
+    assert!(
+        err.contains("[done] 3 model call(s), 400 input + 50 output tokens, $0.000090"),
+        "{err}"
+    );
+    assert_eq!(
+        tool_results(&env.request(2)),
+        vec![
+            ("c1".into(), "wrote 20 bytes to /shared/note.txt".into()),
+            ("c2".into(), "hello from the model".into())
+        ]
+    );
+    let first = env.request(0);
+    let tools: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        tools.contains(&"file_read") && tools.contains(&"vault_copyto"),
+        "{tools:?}"
+    );
+
+    // A new process continues the session with its whole history.
+    let session = session_of(&o);
+    let o = env.run(&["--session", &session], "what did I ask before?");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let req = env.request(3);
+    let msgs = req["messages"].as_array().unwrap();
+    assert_eq!(
+        msgs[1],
+        json!({"role": "user", "content": "write a note, then read it back"})
+    );
+    assert_eq!(tool_results(&req).len(), 2);
+    assert_eq!(
+        msgs.last().unwrap(),
+        &json!({"role": "user", "content": "what did I ask before?"})
+    );
+    assert_eq!(
+        msgs[msgs.len() - 2]["content"],
+        "The note says: hello from the model"
+    );
+}
+
+#[test]
+fn three_reads_in_one_answer_come_back_in_call_order() {
+    let env = Env::new(vec![
+        tool_calls(&[
+            ("r1", "file_read", json!({"path": "/shared/a.txt"})),
+            ("r2", "file_read", json!({"path": "/shared/b.txt"})),
+            ("r3", "file_read", json!({"path": "/shared/c.txt"})),
+        ]),
+        answer("abc"),
+    ]);
+    std::fs::create_dir_all(env.ws().join("shared")).unwrap();
+    for f in ["a", "b", "c"] {
+        std::fs::write(
+            env.ws().join(format!("shared/{f}.txt")),
+            format!("content {f}"),
+        )
+        .unwrap();
+    }
+    let o = env.run(&[], "read three files");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        tool_results(&env.request(1)),
+        vec![
+            ("r1".into(), "content a".into()),
+            ("r2".into(), "content b".into()),
+            ("r3".into(), "content c".into())
+        ]
+    );
+}
+
+#[test]
+fn a_failing_tool_call_goes_back_to_the_model_which_corrects_itself() {
+    let env = Env::new(vec![
+        tool_calls(&[("x1", "file_read", json!({"pth": "/shared/a.txt"}))]),
+        tool_calls(&[("x2", "no_such_tool", json!({}))]),
+        tool_calls(&[("x3", "file_read", json!({"path": "/shared/a.txt"}))]),
+        answer("fixed"),
+    ]);
+    std::fs::create_dir_all(env.ws().join("shared")).unwrap();
+    std::fs::write(env.ws().join("shared/a.txt"), "A").unwrap();
+    let o = env.run(&[], "read a");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = tool_results(&env.request(3));
+    assert_eq!(
+        results[0],
+        (
+            "x1".into(),
+            "error: invalid arguments: missing required argument `path`".into()
+        )
+    );
+    assert!(
+        results[1]
+            .1
+            .starts_with("error: there is no tool `no_such_tool`; the tools are: "),
+        "{}",
+        results[1].1
+    );
+    assert_eq!(results[2], ("x3".into(), "A".into()));
+    assert!(stderr(&o).contains("[tool] file_read failed"));
+}
+
+#[test]
+fn a_budget_stops_the_turn_with_a_clear_message_and_keeps_history() {
+    let looping = || tool_calls(&[("l", "file_list", json!({}))]);
+    let env = Env::new(vec![looping(), looping(), answer("resumed")]);
+    let o = env.run(&["--set", "runtime.max_turns=2"], "loop forever");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("error: the turn stopped: it used its 2 model calls (max_turns); raise runtime.max_turns"), "{err}");
+    let session = session_of(&o);
+    assert!(
+        err.contains(&format!("continue with --session {session}")),
+        "{err}"
+    );
+    let o = env.run(&["--session", &session], "go on");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        tool_results(&env.request(2)).len(),
+        2,
+        "the stopped turn's tool results are still there"
+    );
+
+    // Money: gpt-4o-mini at $0.15/M in, $0.60/M out; 100+20 tokens cost $0.000027.
+    let env = Env::new(vec![looping(), looping()]);
+    let o = env.run(&["--set", "runtime.max_cost=0.00002"], "spend");
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("error: the turn stopped: it cost $0.0000, over its budget of $0.0000; raise runtime.max_cost"), "{}", stderr(&o));
+}
+
+#[test]
+fn tool_output_is_scrubbed_before_the_model_sees_it() {
+    let env = Env::new(vec![
+        tool_calls(&[("s", "file_read", json!({"path": "/shared/.env"}))]),
+        answer("ok"),
+    ]);
+    std::fs::create_dir_all(env.ws().join("shared")).unwrap();
+    std::fs::write(
+        env.ws().join("shared/.env"),
+        "STRIPE_SECRET_KEY=sk_live_51Hx8aQ2eZvKYlo2C9xT7wLmN3pR5sU8vW\nLOCAL=sk-local-5f3e9a7c1b2d4e6f8a0b\nHOME_DIR=ok\n",
+    )
+    .unwrap();
+    let o = env.run(&[], "read .env");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let content = &tool_results(&env.request(1))[0].1;
+    assert_eq!(
+        content,
+        "STRIPE_SECRET_KEY=[REDACTED]\nLOCAL=[REDACTED]\nHOME_DIR=ok\n"
+    );
+    let stored = std::fs::read(env.ws().join(".oxydra/store.db")).unwrap();
+    let needle = b"sk_live_51Hx8aQ2eZvKYlo2C9xT7wLmN3pR5sU8vW";
+    assert!(
+        !stored.windows(needle.len()).any(|w| w == needle),
+        "the store never saw it either"
+    );
+}
+
+#[test]
+fn without_a_key_the_error_says_what_to_set() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dir.path())
+        .current_dir(dir.path())
+        .args([
+            "run",
+            "--workspace",
+            dir.path().join("ws").to_str().unwrap(),
+            "hello",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("error: no API key for provider `openai`: set OPENAI_API_KEY"),
+        "{}",
+        stderr(&o)
+    );
+    let _ = Path::new("");
+}
