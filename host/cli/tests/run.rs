@@ -293,6 +293,83 @@ fn tool_output_is_scrubbed_before_the_model_sees_it() {
 }
 
 #[test]
+fn kill_9_mid_turn_then_resume_with_context_intact() {
+    use std::io::{BufRead, BufReader};
+    let mut stalled = answer("never sent");
+    stalled
+        .body
+        .insert(0, server::Piece::Pause(std::time::Duration::from_secs(120)));
+    let env = Env::new(vec![
+        tool_calls(&[(
+            "k1",
+            "file_write",
+            json!({"path": "/shared/progress.txt", "content": "step one done"}),
+        )]),
+        stalled,
+        answer("picked up where we left off"),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path().join("home"))
+        .env("XDG_CACHE_HOME", env.dir.path().join("home/.cache"))
+        .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
+        .current_dir(env.dir.path())
+        .args([
+            "run",
+            "--workspace",
+            env.ws().to_str().unwrap(),
+            "do a long job",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    let mut reader = BufReader::new(child.stderr.take().unwrap());
+    reader.read_line(&mut first).unwrap();
+    // Keep draining: a closed pipe would end the child before we kill it.
+    std::thread::spawn(move || std::io::copy(&mut reader, &mut std::io::sink()));
+    let session = first["[session] ".len()..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    // The second model call only starts after the tool result was persisted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while env.server.requests().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the second model call never came"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup runs
+    child.wait().unwrap();
+
+    let o = env.run(&["--session", &session], "continue");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("the previous turn was interrupted"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(stdout(&o), "picked up where we left off\n");
+    let req = env.request(2);
+    let msgs = req["messages"].as_array().unwrap();
+    assert_eq!(msgs[1], json!({"role": "user", "content": "do a long job"}));
+    assert_eq!(msgs[2]["tool_calls"][0]["function"]["name"], "file_write");
+    assert_eq!(
+        tool_results(&req),
+        vec![("k1".into(), "wrote 13 bytes to /shared/progress.txt".into())]
+    );
+    assert_eq!(
+        msgs.last().unwrap(),
+        &json!({"role": "user", "content": "continue"})
+    );
+}
+
+#[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))

@@ -248,6 +248,17 @@ impl Store {
         Ok(())
     }
 
+    /// Turns still marked running when no process runs them (the process was killed):
+    /// marked failed, so the history stays and the next turn starts cleanly.
+    pub fn mark_interrupted(&self, session: &str) -> Result<u64, StoreError> {
+        let now = now_ms();
+        Ok(self.rt.block_on(self.conn.execute(
+            "UPDATE turns SET status = 'failed', detail = 'interrupted: the process ended during the turn', ended_ms = ?2 \
+             WHERE session_id = ?1 AND status = 'running'",
+            params![session, now],
+        ))?)
+    }
+
     pub fn turns(&self, session: &str) -> Result<Vec<TurnRecord>, StoreError> {
         self.rt.block_on(async {
             let mut rows = self

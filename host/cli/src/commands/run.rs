@@ -107,6 +107,16 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
                 StoreError::NoSession(_) => Failure::new(exit::USAGE, e.to_string()),
                 other => Failure::new(exit::TOOL_ERROR, other.to_string()),
             })?;
+            // One process runs a session's turns; a turn still marked running was cut
+            // off (kill -9, power loss): its messages stay, the turn is marked failed.
+            let interrupted = store
+                .mark_interrupted(id)
+                .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+            if interrupted > 0 {
+                eprintln!(
+                    "[session] {id}: the previous turn was interrupted; continuing with its history"
+                );
+            }
             (id.clone(), args.agent.clone().unwrap_or(stored))
         }
         None => {
