@@ -10,9 +10,10 @@ use std::time::Duration;
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
 /// Most component instances alive at once across the host (pooling allocator slots).
-/// Every call uses one instance for its duration; 256 concurrent calls is far above what
-/// one user's sessions run, and each slot only reserves address space until used.
-pub const POOL_INSTANCES: u32 = 256;
+/// A turn holds one provider instance while the model streams and one per running tool
+/// call: 1024 slots carry a few hundred concurrent sessions. A slot only reserves
+/// address space until it is used.
+pub const POOL_INSTANCES: u32 = 1024;
 
 /// Bytes of each pooled linear memory kept resident between calls. A Rust tool touches
 /// its stack and a little heap on every call; measured on the trivial-call benchmark,

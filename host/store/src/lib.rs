@@ -77,6 +77,9 @@ pub struct TurnRecord {
 pub struct Store {
     rt: tokio::runtime::Runtime,
     conn: Connection,
+    /// One connection, many sessions: operations take turns (SQLite has one writer
+    /// anyway). Each holds it for a statement or two, microseconds.
+    lock: std::sync::Mutex<()>,
 }
 
 const SCHEMA: &str = "
@@ -137,10 +140,18 @@ impl Store {
             Ok::<_, libsql::Error>(conn)
         });
         let conn = conn.map_err(|e| open_err(e.to_string()))?;
-        Ok(Store { rt, conn })
+        Ok(Store {
+            rt,
+            conn,
+            lock: std::sync::Mutex::new(()),
+        })
     }
 
     pub fn create_session(&self, id: &str, agent: &str) -> Result<(), StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
         self.rt.block_on(self.conn.execute(
             "INSERT INTO sessions (id, agent, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
@@ -151,6 +162,10 @@ impl Store {
 
     /// The agent a session belongs to, or `NoSession`.
     pub fn session_agent(&self, id: &str) -> Result<String, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         self.rt.block_on(async {
             let mut rows = self
                 .conn
@@ -165,6 +180,10 @@ impl Store {
 
     /// Append a message; returns its sequence number. Durable when this returns.
     pub fn append(&self, session: &str, turn: i64, body: &str) -> Result<i64, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
         self.rt.block_on(async {
             let tx = self.conn.transaction().await?;
@@ -189,6 +208,10 @@ impl Store {
 
     /// Every message of a session, in order.
     pub fn messages(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         self.rt.block_on(async {
             let mut rows = self
                 .conn
@@ -211,6 +234,10 @@ impl Store {
 
     /// Start the next turn of a session; returns its number.
     pub fn begin_turn(&self, session: &str) -> Result<i64, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
         self.rt.block_on(async {
             let mut rows = self
@@ -251,6 +278,10 @@ impl Store {
     /// Turns still marked running when no process runs them (the process was killed):
     /// marked failed, so the history stays and the next turn starts cleanly.
     pub fn mark_interrupted(&self, session: &str) -> Result<u64, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
         Ok(self.rt.block_on(self.conn.execute(
             "UPDATE turns SET status = 'failed', detail = 'interrupted: the process ended during the turn', ended_ms = ?2 \
@@ -260,6 +291,10 @@ impl Store {
     }
 
     pub fn turns(&self, session: &str) -> Result<Vec<TurnRecord>, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         self.rt.block_on(async {
             let mut rows = self
                 .conn
@@ -283,6 +318,36 @@ impl Store {
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
+
+    #[test]
+    fn concurrent_sessions_do_not_trip_over_each_other() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("store.db")).unwrap();
+        std::thread::scope(|scope| {
+            for t in 0..8 {
+                let s = &s;
+                scope.spawn(move || {
+                    let id = format!("s{t}");
+                    s.create_session(&id, "a").unwrap();
+                    let turn = s.begin_turn(&id).unwrap();
+                    for i in 0..50 {
+                        s.append(&id, turn, &format!("{i}")).unwrap();
+                    }
+                    s.end_turn(&id, turn, TurnStatus::Completed, "", 0.0)
+                        .unwrap();
+                });
+            }
+        });
+        for t in 0..8 {
+            let seqs: Vec<i64> = s
+                .messages(&format!("s{t}"))
+                .unwrap()
+                .iter()
+                .map(|m| m.seq)
+                .collect();
+            assert_eq!(seqs, (1..=50).collect::<Vec<_>>());
+        }
+    }
 
     #[test]
     fn messages_survive_reopening_in_order() {
