@@ -138,6 +138,11 @@ fn main() {
         store: Store::open(&dir.path().join("store.db")).unwrap(),
         safety_buffer_tokens: 1024,
         fallback_context_tokens: 128_000,
+        compaction: oxydra_agent::turn::Compaction {
+            trigger_ratio: 0.85,
+            target_ratio: 0.5,
+            min_turns: 6,
+        },
     };
     let agent = AgentProfile {
         name: "bench".into(),

@@ -11,7 +11,7 @@ use oxydra_runtime::host::{CallError, Tier};
 use oxydra_runtime::llm::LoadedProvider;
 use oxydra_runtime::llm::types::{
     ContentPart, LlmEvent, LlmFailure, LlmRequest, Message, Reasoning, Role, StopReason, ToolCall,
-    ToolDefinition, Usage,
+    ToolChoice, ToolDefinition, Usage,
 };
 use oxydra_runtime::{ComponentHost, LoadedTool, Workspace};
 use oxydra_store::{Store, TurnStatus};
@@ -59,6 +59,11 @@ pub enum Progress<'a> {
         elapsed: Duration,
         ok: bool,
     },
+    /// Older turns were summarised by the model to fit the context window.
+    Compaction {
+        turns: usize,
+        upto_turn: i64,
+    },
     Usage {
         usage: Usage,
         cost: Option<f64>,
@@ -103,7 +108,23 @@ pub struct Runtime {
     /// Tokens kept free besides the output (`runtime.context_budget.safety_buffer_tokens`).
     pub safety_buffer_tokens: u64,
     pub fallback_context_tokens: u64,
+    pub compaction: Compaction,
 }
+
+/// When and how far to compact (`[runtime.context_budget]`, `[runtime.summarization]`).
+#[derive(Debug, Clone, Copy)]
+pub struct Compaction {
+    /// Compact when the context passes this share of the usable window.
+    pub trigger_ratio: f64,
+    /// Summarise old turns until the context is below this share.
+    pub target_ratio: f64,
+    /// Only when the session has at least this many earlier turns.
+    pub min_turns: u32,
+}
+
+const SUMMARY_INSTRUCTION: &str = "Summarise the conversation above for your own later use: the user's goals, \
+facts learned, file paths and names, decisions, results of tool calls, and what is still open. Be complete but \
+brief. Reply with the summary only.";
 
 /// Rough tokens of a message: 4 characters a token, plus overhead.
 fn estimate_tokens(m: &Message) -> u64 {
@@ -150,12 +171,19 @@ impl Runtime {
             .collect()
     }
 
-    /// The history that fits the model's window: whole turns are dropped from the oldest,
-    /// so a tool call and its result are never split; the current turn always stays.
-    fn context(&self, session: &str, current_turn: i64) -> Result<Vec<Message>, TurnError> {
-        let stored = self.store.messages(session)?;
+    /// The session's turns after its latest summary, and that summary.
+    #[allow(clippy::type_complexity)]
+    fn history(
+        &self,
+        session: &str,
+    ) -> Result<(Option<(i64, String)>, BTreeMap<i64, Vec<Message>>), TurnError> {
+        let summary = self.store.latest_summary(session)?;
+        let upto = summary.as_ref().map_or(0, |(t, _)| *t);
         let mut by_turn: BTreeMap<i64, Vec<Message>> = BTreeMap::new();
-        for m in stored {
+        for m in self.store.messages(session)? {
+            if m.turn <= upto {
+                continue;
+            }
             let msg: Message = serde_json::from_str(&m.body).map_err(|e| {
                 TurnError::Store(format!(
                     "message {} of session {session} is unreadable: {e}",
@@ -164,12 +192,109 @@ impl Runtime {
             })?;
             by_turn.entry(m.turn).or_default().push(msg);
         }
+        Ok((summary, by_turn))
+    }
+
+    /// Context tokens left after the output and the safety buffer.
+    fn usable_window(&self) -> u64 {
         let window = self
             .model_info
             .as_ref()
             .map_or(self.fallback_context_tokens, |m| m.context_window);
-        let reserve = u64::from(self.max_output_tokens.unwrap_or(4096)) + self.safety_buffer_tokens;
-        let budget = window.saturating_sub(reserve);
+        window.saturating_sub(
+            u64::from(self.max_output_tokens.unwrap_or(4096)) + self.safety_buffer_tokens,
+        )
+    }
+
+    fn summary_message(summary: &(i64, String)) -> Message {
+        Message::text(
+            Role::System,
+            format!(
+                "Summary of the conversation before turn {}:\n{}",
+                summary.0 + 1,
+                summary.1
+            ),
+        )
+    }
+
+    /// If the context passes the trigger, have the model summarise the oldest whole turns
+    /// (a tool call and its result always stay together) and persist the summary.
+    fn maybe_compact(
+        &self,
+        session: &str,
+        current_turn: i64,
+        agent: &AgentProfile,
+        definitions: &[ToolDefinition],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Usage, TurnError> {
+        let (summary, by_turn) = self.history(session)?;
+        let budget = self.usable_window() as f64;
+        let fixed = (agent.system_prompt.len() / 4) as u64
+            + summary.as_ref().map_or(0, |s| (s.1.len() / 4) as u64);
+        let sizes: Vec<(i64, u64)> = by_turn
+            .iter()
+            .map(|(t, ms)| (*t, ms.iter().map(estimate_tokens).sum()))
+            .collect();
+        let total = fixed + sizes.iter().map(|(_, n)| n).sum::<u64>();
+        let earlier = sizes.iter().filter(|(t, _)| *t != current_turn).count();
+        if (total as f64) <= self.compaction.trigger_ratio * budget
+            || earlier < self.compaction.min_turns.max(1) as usize
+        {
+            return Ok(Usage::default());
+        }
+        let mut remaining = total;
+        let mut chosen = Vec::new();
+        for (t, n) in &sizes {
+            if *t == current_turn || (remaining as f64) <= self.compaction.target_ratio * budget {
+                break;
+            }
+            chosen.push(*t);
+            remaining -= n;
+        }
+        let Some(&upto) = chosen.last() else {
+            return Ok(Usage::default());
+        };
+        let mut messages = vec![Message::text(
+            Role::System,
+            "You maintain the working memory of an agent. The messages that follow are an earlier part of its conversation.",
+        )];
+        if let Some(s) = &summary {
+            messages.push(Self::summary_message(s));
+        }
+        for t in &chosen {
+            messages.extend(by_turn.get(t).cloned().unwrap_or_default());
+        }
+        messages.push(Message::text(Role::User, SUMMARY_INSTRUCTION));
+        let request = LlmRequest {
+            model: self.model.clone(),
+            messages,
+            tools: definitions.to_vec(),
+            tool_choice: Some(ToolChoice::None),
+            max_output_tokens: Some(self.max_output_tokens.unwrap_or(2048).min(2048)),
+            ..Default::default()
+        };
+        let (reply, usage, _) = self.call_model(&request, &mut |_| {})?;
+        let text = text_of(&reply);
+        if text.trim().is_empty() {
+            return Err(TurnError::Provider(
+                "the model returned an empty summary while compacting the context".into(),
+            ));
+        }
+        // Written with the previous summary in view, the new one replaces it.
+        self.store.save_summary(session, upto, &text)?;
+        progress(Progress::Compaction {
+            turns: chosen.len(),
+            upto_turn: upto,
+        });
+        Ok(usage)
+    }
+
+    /// The history that fits the model's window, after the latest summary: whole turns
+    /// are dropped from the oldest (a tool call and its result are never split); the
+    /// current turn always stays.
+    fn context(&self, session: &str, current_turn: i64) -> Result<Vec<Message>, TurnError> {
+        let (summary, mut by_turn) = self.history(session)?;
+        let budget = self.usable_window();
         let mut total: u64 = by_turn.values().flatten().map(estimate_tokens).sum();
         let turns: Vec<i64> = by_turn.keys().copied().collect();
         for t in turns {
@@ -180,7 +305,13 @@ impl Runtime {
                 total -= dropped.iter().map(estimate_tokens).sum::<u64>();
             }
         }
-        Ok(by_turn.into_values().flatten().collect())
+        let mut out: Vec<Message> = summary
+            .as_ref()
+            .map(Self::summary_message)
+            .into_iter()
+            .collect();
+        out.extend(by_turn.into_values().flatten());
+        Ok(out)
     }
 
     fn persist(&self, session: &str, turn: i64, m: &Message) -> Result<(), TurnError> {
@@ -247,6 +378,13 @@ impl Runtime {
                 )));
             }
             step += 1;
+            let compaction_usage =
+                self.maybe_compact(session, turn, agent, &definitions, progress)?;
+            usage.input_tokens += compaction_usage.input_tokens;
+            usage.output_tokens += compaction_usage.output_tokens;
+            if let (Some(c), Some(m)) = (cost.as_mut(), self.model_info.as_ref()) {
+                *c += m.cost(&compaction_usage);
+            }
             progress(Progress::ProviderCall {
                 step,
                 max: b.max_steps,

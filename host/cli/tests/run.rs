@@ -369,6 +369,99 @@ fn kill_9_mid_turn_then_resume_with_context_intact() {
     );
 }
 
+/// Every tool result in a request follows the assistant message that made the call.
+fn assert_pairs_intact(req: &Value) {
+    let mut calls = std::collections::HashSet::new();
+    for m in req["messages"].as_array().unwrap() {
+        for c in m["tool_calls"].as_array().into_iter().flatten() {
+            calls.insert(c["id"].as_str().unwrap().to_string());
+        }
+        if m["role"] == "tool" {
+            assert!(
+                calls.contains(m["tool_call_id"].as_str().unwrap()),
+                "orphan tool result in {req}"
+            );
+        }
+    }
+}
+
+#[test]
+fn compaction_summarises_whole_turns_with_the_model() {
+    let env = Env::new(vec![
+        answer("ok1"),
+        tool_calls(&[("t2", "file_list", json!({}))]),
+        answer("ok2"),
+        answer("SUMMARY: the user sent blocks A and B; the workspace was listed."),
+        answer("ok3"),
+        answer("ok4"),
+    ]);
+    let small = [
+        "--set",
+        "catalog.skip_catalog_validation=true",
+        "--set",
+        "selection.model=small-model",
+        "--set",
+        "runtime.context_budget.fallback_max_context_tokens=3000",
+        "--set",
+        "runtime.context_budget.safety_buffer_tokens=100",
+        "--set",
+        "providers.registry.local.max_output_tokens=500",
+        "--set",
+        "runtime.summarization.min_turns=2",
+    ];
+    let o = env.run(&small, &"A".repeat(3000));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let session = session_of(&o);
+    let mut args: Vec<&str> = small.to_vec();
+    args.extend(["--session", &session]);
+    assert!(env.run(&args, &"B".repeat(3000)).status.success());
+    let o = env.run(&args, &"C".repeat(3000));
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "ok3\n");
+    assert!(
+        stderr(&o).contains("[context] the model summarised 2 earlier turn(s) (through turn 2)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let summary_req = env.request(3);
+    let msgs = summary_req["messages"].as_array().unwrap();
+    assert!(
+        msgs.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Summarise the conversation above")
+    );
+    assert_eq!(summary_req["tool_choice"], "none");
+    assert_eq!(
+        tool_results(&summary_req).len(),
+        1,
+        "turn 2's tool call and result go into the summary together"
+    );
+    assert!(msgs.iter().any(|m| m["content"] == "A".repeat(3000)));
+
+    let after = env.request(4);
+    let msgs = after["messages"].as_array().unwrap();
+    assert_eq!(msgs[1]["role"], "system");
+    assert_eq!(
+        msgs[1]["content"],
+        "Summary of the conversation before turn 3:\nSUMMARY: the user sent blocks A and B; the workspace was listed."
+    );
+    assert!(tool_results(&after).is_empty());
+    assert!(
+        !msgs.iter().any(|m| m["content"] == "A".repeat(3000)),
+        "summarised turns are not sent again"
+    );
+
+    // The summary persists: the next process starts from it.
+    assert!(env.run(&args, "one more").status.success());
+    let next = env.request(5);
+    assert_eq!(next["messages"][1]["content"], msgs[1]["content"]);
+    for i in 0..6 {
+        assert_pairs_intact(&env.request(i));
+    }
+}
+
 #[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();

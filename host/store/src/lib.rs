@@ -97,6 +97,13 @@ CREATE TABLE IF NOT EXISTS messages (
     created_ms INTEGER NOT NULL,
     PRIMARY KEY (session_id, seq)
 );
+CREATE TABLE IF NOT EXISTS summaries (
+    session_id TEXT NOT NULL REFERENCES sessions(id),
+    upto_turn INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (session_id, upto_turn)
+);
 CREATE TABLE IF NOT EXISTS turns (
     session_id TEXT NOT NULL REFERENCES sessions(id),
     turn INTEGER NOT NULL,
@@ -273,6 +280,46 @@ impl Store {
             params![session, turn, status.as_str(), detail, cost, now],
         ))?;
         Ok(())
+    }
+
+    /// Record a summary of every turn up to and including `upto_turn`.
+    pub fn save_summary(
+        &self,
+        session: &str,
+        upto_turn: i64,
+        body: &str,
+    ) -> Result<(), StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
+        let now = now_ms();
+        self.rt.block_on(self.conn.execute(
+            "INSERT OR REPLACE INTO summaries (session_id, upto_turn, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+            params![session, upto_turn, body, now],
+        ))?;
+        Ok(())
+    }
+
+    /// The newest summary: (the last turn it covers, its text).
+    pub fn latest_summary(&self, session: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
+        self.rt.block_on(async {
+            let mut rows = self
+                .conn
+                .query(
+                    "SELECT upto_turn, body FROM summaries WHERE session_id = ?1 ORDER BY upto_turn DESC LIMIT 1",
+                    params![session],
+                )
+                .await?;
+            match rows.next().await? {
+                Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+                None => Ok(None),
+            }
+        })
     }
 
     /// Turns still marked running when no process runs them (the process was killed):

@@ -4,7 +4,7 @@
 use crate::config::{self, AgentConfig, Sources};
 use crate::{Failure, exit, providers, tools};
 use oxydra_agent::scrub::Scrubber;
-use oxydra_agent::turn::{AgentProfile, Budgets, Progress, Runtime};
+use oxydra_agent::turn::{AgentProfile, Budgets, Compaction, Progress, Runtime};
 use oxydra_runtime::Workspace;
 use oxydra_store::{Store, StoreError};
 use std::io::Write;
@@ -163,6 +163,11 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
         store,
         safety_buffer_tokens: cfg.runtime.context_budget.safety_buffer_tokens,
         fallback_context_tokens: cfg.runtime.context_budget.fallback_max_context_tokens,
+        compaction: Compaction {
+            trigger_ratio: cfg.runtime.context_budget.trigger_ratio,
+            target_ratio: cfg.runtime.summarization.target_ratio,
+            min_turns: cfg.runtime.summarization.min_turns,
+        },
     };
 
     eprintln!("[session] {session} (agent {agent_name})");
@@ -194,6 +199,11 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
             );
         }
         Progress::Usage { .. } => {}
+        Progress::Compaction { turns, upto_turn } => {
+            eprintln!(
+                "[context] the model summarised {turns} earlier turn(s) (through turn {upto_turn}) to fit its window"
+            );
+        }
     };
     let result = runtime.run_turn(&session, &agent, &args.prompt, &mut progress);
     if !at_line_start {
