@@ -621,9 +621,21 @@ impl Runtime {
         } else {
             call.arguments.as_str()
         };
-        if let Err(e) = serde_json::from_str::<serde_json::Value>(args) {
+        // Checked here against the schema the tool declared, whatever it was built with;
+        // a failure goes back to the model so it can correct the call.
+        let parsed = match serde_json::from_str::<serde_json::Value>(args) {
+            Ok(v) => v,
+            Err(e) => {
+                return (
+                    format!("error: the arguments are not valid JSON ({e}); send a JSON object"),
+                    false,
+                    started.elapsed(),
+                );
+            }
+        };
+        if let Err(problem) = oxydra_schema::validate(&parsed, &tool.descriptor.parameters) {
             return (
-                format!("error: the arguments are not valid JSON ({e}); send a JSON object"),
+                format!("error: invalid arguments: {problem}"),
                 false,
                 started.elapsed(),
             );
