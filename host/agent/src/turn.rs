@@ -78,8 +78,27 @@ pub struct TurnOutcome {
     pub cost: Option<f64>,
 }
 
+/// Cancels a running turn from another thread. Checked before each model call, after
+/// each streamed event and between tool calls.
+#[derive(Debug, Clone, Default)]
+pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
+
+impl CancelToken {
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    pub fn reset(&self) {
+        self.0.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
+    #[error("the turn was cancelled; what it produced so far is kept")]
+    Cancelled,
     #[error("{0}")]
     Budget(String),
     #[error("{0}")]
@@ -273,7 +292,7 @@ impl Runtime {
             max_output_tokens: Some(self.max_output_tokens.unwrap_or(2048).min(2048)),
             ..Default::default()
         };
-        let (reply, usage, _) = self.call_model(&request, &mut |_| {})?;
+        let (reply, usage, _) = self.call_model(&request, &mut |_| {}, None)?;
         let text = text_of(&reply);
         if text.trim().is_empty() {
             return Err(TurnError::Provider(
@@ -328,11 +347,28 @@ impl Runtime {
         prompt: &str,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<TurnOutcome, TurnError> {
+        self.run_turn_cancellable(session, agent, prompt, progress, &CancelToken::default())
+    }
+
+    /// [`Runtime::run_turn`], stoppable through `cancel`.
+    pub fn run_turn_cancellable(
+        &self,
+        session: &str,
+        agent: &AgentProfile,
+        prompt: &str,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &CancelToken,
+    ) -> Result<TurnOutcome, TurnError> {
         let turn = self.store.begin_turn(session)?;
-        let result = self.turn_inner(session, turn, agent, prompt, progress);
+        let result = self.turn_inner(session, turn, agent, prompt, progress, cancel);
         let (status, detail, cost) = match &result {
             Ok(o) => (TurnStatus::Completed, String::new(), o.cost.unwrap_or(0.0)),
             Err(TurnError::Budget(m)) => (TurnStatus::Budget, m.clone(), 0.0),
+            Err(TurnError::Cancelled) => (
+                TurnStatus::Cancelled,
+                "cancelled by the user".to_string(),
+                0.0,
+            ),
             Err(e) => (TurnStatus::Failed, e.to_string(), 0.0),
         };
         self.store.end_turn(session, turn, status, &detail, cost)?;
@@ -346,6 +382,7 @@ impl Runtime {
         agent: &AgentProfile,
         prompt: &str,
         progress: &mut dyn FnMut(Progress),
+        cancel: &CancelToken,
     ) -> Result<TurnOutcome, TurnError> {
         let started = Instant::now();
         self.persist(session, turn, &Message::text(Role::User, prompt))?;
@@ -398,7 +435,22 @@ impl Runtime {
                 max_output_tokens: self.max_output_tokens,
                 ..Default::default()
             };
-            let (assistant, step_usage, stop) = self.call_model(&request, progress)?;
+            if cancel.is_cancelled() {
+                return Err(TurnError::Cancelled);
+            }
+            let (assistant, step_usage, stop) =
+                self.call_model(&request, progress, Some(cancel))?;
+            if cancel.is_cancelled() {
+                // Keep what was said; drop half-made tool calls, which have no results.
+                let partial = Message {
+                    tool_calls: vec![],
+                    ..assistant
+                };
+                if !partial.content.is_empty() {
+                    self.persist(session, turn, &partial)?;
+                }
+                return Err(TurnError::Cancelled);
+            }
             usage.input_tokens += step_usage.input_tokens;
             usage.output_tokens += step_usage.output_tokens;
             usage.cached_tokens += step_usage.cached_tokens;
@@ -445,6 +497,9 @@ impl Runtime {
             for result in self.dispatch(&tools, &assistant.tool_calls, progress) {
                 self.persist(session, turn, &result)?;
             }
+            if cancel.is_cancelled() {
+                return Err(TurnError::Cancelled);
+            }
         }
     }
 
@@ -453,6 +508,7 @@ impl Runtime {
         &self,
         request: &LlmRequest,
         progress: &mut dyn FnMut(Progress),
+        cancel: Option<&CancelToken>,
     ) -> Result<(Message, Usage, Option<StopReason>), TurnError> {
         let completion = self
             .host
@@ -464,6 +520,9 @@ impl Runtime {
         let mut usage = Usage::default();
         let mut stop = None;
         for event in completion {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                break;
+            }
             match event.map_err(provider_error)? {
                 LlmEvent::TextDelta(t) => {
                     progress(Progress::Text(&t));

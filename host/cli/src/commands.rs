@@ -1,6 +1,7 @@
 //! One module per top-level subcommand.
 
 pub mod catalog;
+pub mod chat;
 pub mod component;
 pub mod config;
 pub mod llm;

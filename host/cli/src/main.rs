@@ -33,6 +33,8 @@ struct Cli {
 enum Command {
     /// Run one turn: the agent answers the prompt, using tools (answer on stdout).
     Run(commands::run::RunArgs),
+    /// An interactive line-mode session (/new, /sessions, /switch, /cancel, /status).
+    Chat(commands::chat::ChatArgs),
     /// Tools: list them, call one.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
@@ -82,6 +84,7 @@ fn main() -> ExitCode {
     let sources = config::Sources::standard(cli.sets, cli.config);
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, &sources),
+        Command::Chat(a) => commands::chat::run(a, &sources),
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),

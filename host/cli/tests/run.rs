@@ -463,6 +463,116 @@ fn compaction_summarises_whole_turns_with_the_model() {
 }
 
 #[test]
+fn chat_runs_turns_cancels_and_manages_sessions() {
+    use std::io::{Read, Write};
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+    let slow = {
+        let first = format!(
+            "data: {}\n\n",
+            json!({"choices": [{"index": 0, "delta": {"content": "partial "}, "finish_reason": null}]})
+        );
+        let mut r = Reply::sse(&[&first]);
+        r.body
+            .push(server::Piece::Pause(Duration::from_millis(1500)));
+        r.body.push(server::Piece::Bytes(format!("data: {}\n\n", json!({"choices": [{"index": 0, "delta": {"content": "never shown"}, "finish_reason": "stop"}]})).into_bytes()));
+        r.body
+            .push(server::Piece::Bytes(b"data: [DONE]\n\n".to_vec()));
+        r
+    };
+    let env = Env::new(vec![answer("hi there"), slow, answer("after cancel")]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", env.dir.path().join("home"))
+        .env("XDG_CACHE_HOME", env.dir.path().join("home/.cache"))
+        .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
+        .current_dir(env.dir.path())
+        .args(["chat", "--workspace", env.ws().to_str().unwrap()])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let collect = |mut r: Box<dyn Read + Send>| {
+        let buf = Arc::new(Mutex::new(String::new()));
+        let b = buf.clone();
+        std::thread::spawn(move || {
+            let mut chunk = [0u8; 4096];
+            while let Ok(n) = r.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                b.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&chunk[..n]));
+            }
+        });
+        buf
+    };
+    let out = collect(Box::new(child.stdout.take().unwrap()));
+    let err = collect(Box::new(child.stderr.take().unwrap()));
+    let mut stdin = child.stdin.take().unwrap();
+    let wait_for = |buf: &Arc<Mutex<String>>, needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !buf.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {needle:?}; stderr: {}",
+                err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let mut send = |line: &str| writeln!(stdin, "{line}").unwrap();
+
+    send("hello");
+    wait_for(&out, "hi there\n");
+    wait_for(&err, "[done]");
+    send("tell me a long story");
+    wait_for(&out, "partial ");
+    send("/cancel");
+    wait_for(
+        &err,
+        "[cancelled] the turn was cancelled; its partial output is kept",
+    );
+    send("/status");
+    wait_for(&err, "last turn 2 cancelled");
+    send("and now?");
+    wait_for(&out, "after cancel");
+    let first_session = {
+        let e = err.lock().unwrap();
+        e.lines().find(|l| l.starts_with("[session] ")).unwrap()["[session] ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    send("/new research");
+    wait_for(&err, "[session] research-");
+    send("/sessions");
+    wait_for(
+        &err,
+        &format!("  {first_session}  agent default  3 turn(s)"),
+    );
+    send(&format!("/switch {}", &first_session[..6]));
+    wait_for(&err, &format!("[session] {first_session}\n"));
+    send("/bogus");
+    wait_for(&err, "unknown command `/bogus`; /help lists them");
+    drop(stdin);
+    assert!(child.wait().unwrap().success());
+
+    assert!(!out.lock().unwrap().contains("never shown"));
+    let after = env.request(2);
+    let msgs = after["messages"].as_array().unwrap();
+    assert!(
+        msgs.iter()
+            .any(|m| m["role"] == "assistant" && m["content"] == "partial "),
+        "the partial answer is kept: {after}"
+    );
+}
+
+#[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))

@@ -282,6 +282,29 @@ impl Store {
         Ok(())
     }
 
+    /// Sessions, most recently active first: (id, agent, number of turns).
+    pub fn sessions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let _turn = self
+            .lock
+            .lock()
+            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
+        self.rt.block_on(async {
+            let mut rows = self
+                .conn
+                .query(
+                    "SELECT s.id, s.agent, (SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) \
+                     FROM sessions s ORDER BY s.updated_ms DESC, s.id",
+                    (),
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await? {
+                out.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            }
+            Ok(out)
+        })
+    }
+
     /// Record a summary of every turn up to and including `upto_turn`.
     pub fn save_summary(
         &self,

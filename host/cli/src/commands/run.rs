@@ -32,7 +32,7 @@ pub struct RunArgs {
     prompt: String,
 }
 
-fn session_id() -> String {
+pub fn session_id() -> String {
     let mut bytes = [0u8; 12];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -88,48 +88,75 @@ fn profile(cfg: &AgentConfig, name: &str, base: Option<&Path>) -> Result<AgentPr
     })
 }
 
-pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
-    let loaded = config::load_agent(sources)?;
-    let cfg = &loaded.value;
-    let base = loaded.base_dir.as_deref();
-    let ws_dir = match args.workspace.clone() {
-        Some(d) => d,
-        None => crate::commands::tool::default_workspace(sources, args.user.clone())?,
-    };
-    let workspace = Workspace::open(&ws_dir)
-        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    let store = Store::open(&ws_dir.join(".oxydra").join("store.db"))
-        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
+/// Writes a turn's progress: the answer to stdout as it streams, the rest to stderr.
+pub struct Printer {
+    at_line_start: bool,
+}
 
-    let (session, agent_name) = match &args.session {
-        Some(id) => {
-            let stored = store.session_agent(id).map_err(|e| match e {
-                StoreError::NoSession(_) => Failure::new(exit::USAGE, e.to_string()),
-                other => Failure::new(exit::TOOL_ERROR, other.to_string()),
-            })?;
-            // One process runs a session's turns; a turn still marked running was cut
-            // off (kill -9, power loss): its messages stay, the turn is marked failed.
-            let interrupted = store
-                .mark_interrupted(id)
-                .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
-            if interrupted > 0 {
+impl Printer {
+    pub fn new() -> Printer {
+        Printer {
+            at_line_start: true,
+        }
+    }
+
+    pub fn show(&mut self, p: Progress) {
+        match p {
+            Progress::Text(t) => {
+                let mut out = std::io::stdout().lock();
+                let _ = out.write_all(t.as_bytes());
+                let _ = out.flush();
+                if !t.is_empty() {
+                    self.at_line_start = t.ends_with('\n');
+                }
+            }
+            Progress::Reasoning(_) | Progress::Usage { .. } => {}
+            Progress::ProviderCall { step, max } => {
+                if step > 1 {
+                    eprintln!("[model] call {step}/{max}");
+                }
+            }
+            Progress::ToolStart { name, arguments } => {
+                let shown: String = arguments.chars().take(160).collect();
+                eprintln!("[tool] {name} {shown}");
+            }
+            Progress::ToolEnd { name, elapsed, ok } => {
                 eprintln!(
-                    "[session] {id}: the previous turn was interrupted; continuing with its history"
+                    "[tool] {name} {} ({} ms)",
+                    if ok { "ok" } else { "failed" },
+                    elapsed.as_millis()
                 );
             }
-            (id.clone(), args.agent.clone().unwrap_or(stored))
+            Progress::Compaction { turns, upto_turn } => {
+                eprintln!(
+                    "[context] the model summarised {turns} earlier turn(s) (through turn {upto_turn}) to fit its window"
+                );
+            }
         }
-        None => {
-            let id = session_id();
-            let agent = args.agent.clone().unwrap_or_else(|| "default".into());
-            store
-                .create_session(&id, &agent)
-                .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
-            (id, agent)
+    }
+
+    /// End the answer's line, if it did not end with one.
+    pub fn end_line(&mut self) {
+        if !self.at_line_start {
+            println!();
+            self.at_line_start = true;
         }
-    };
-    let agent = profile(cfg, &agent_name, base)?;
-    let def = cfg.agents.get(&agent_name);
+    }
+}
+
+/// Everything a session needs: the runtime (provider, tools, store, workspace) for one
+/// agent. Shared by `run` and `chat`.
+pub fn build(
+    cfg: &AgentConfig,
+    base: Option<&Path>,
+    ws_dir: &Path,
+    agent_name: &str,
+    store: Store,
+) -> Result<(Runtime, AgentProfile), Failure> {
+    let workspace = Workspace::open(ws_dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
+    let agent = profile(cfg, agent_name, base)?;
+    let def = cfg.agents.get(agent_name);
     let provider_name = def
         .and_then(|d| d.selection.provider.clone())
         .unwrap_or_else(|| cfg.selection.provider.clone());
@@ -169,46 +196,65 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
             min_turns: cfg.runtime.summarization.min_turns,
         },
     };
+    Ok((runtime, agent))
+}
 
-    eprintln!("[session] {session} (agent {agent_name})");
-    let mut out = std::io::stdout().lock();
-    let mut at_line_start = true;
-    let mut progress = |p: Progress| match p {
-        Progress::Text(t) => {
-            let _ = out.write_all(t.as_bytes());
-            let _ = out.flush();
-            if !t.is_empty() {
-                at_line_start = t.ends_with('\n');
-            }
+pub fn open_store(ws_dir: &Path) -> Result<Store, Failure> {
+    Store::open(&ws_dir.join(".oxydra").join("store.db"))
+        .map_err(|e| Failure::new(exit::USAGE, e.to_string()))
+}
+
+pub fn new_session(store: &Store, agent: &str) -> Result<String, Failure> {
+    let id = session_id();
+    store
+        .create_session(&id, agent)
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+    Ok(id)
+}
+
+/// Check a session exists, mark an interrupted turn, and return its agent.
+pub fn resume_session(store: &Store, id: &str) -> Result<String, Failure> {
+    let stored = store.session_agent(id).map_err(|e| match e {
+        StoreError::NoSession(_) => Failure::new(exit::USAGE, e.to_string()),
+        other => Failure::new(exit::TOOL_ERROR, other.to_string()),
+    })?;
+    // One process runs a session's turns; a turn still marked running was cut off
+    // (kill -9, power loss): its messages stay, the turn is marked failed.
+    let interrupted = store
+        .mark_interrupted(id)
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+    if interrupted > 0 {
+        eprintln!("[session] {id}: the previous turn was interrupted; continuing with its history");
+    }
+    Ok(stored)
+}
+
+pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
+    let loaded = config::load_agent(sources)?;
+    let cfg = &loaded.value;
+    let base = loaded.base_dir.as_deref();
+    let ws_dir = match args.workspace.clone() {
+        Some(d) => d,
+        None => crate::commands::tool::default_workspace(sources, args.user.clone())?,
+    };
+    std::fs::create_dir_all(&ws_dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
+    let store = open_store(&ws_dir)?;
+    let (session, agent_name) = match &args.session {
+        Some(id) => {
+            let stored = resume_session(&store, id)?;
+            (id.clone(), args.agent.clone().unwrap_or(stored))
         }
-        Progress::Reasoning(_) => {}
-        Progress::ProviderCall { step, max } => {
-            if step > 1 {
-                eprintln!("[model] call {step}/{max}");
-            }
-        }
-        Progress::ToolStart { name, arguments } => {
-            let shown: String = arguments.chars().take(160).collect();
-            eprintln!("[tool] {name} {shown}");
-        }
-        Progress::ToolEnd { name, elapsed, ok } => {
-            eprintln!(
-                "[tool] {name} {} ({} ms)",
-                if ok { "ok" } else { "failed" },
-                elapsed.as_millis()
-            );
-        }
-        Progress::Usage { .. } => {}
-        Progress::Compaction { turns, upto_turn } => {
-            eprintln!(
-                "[context] the model summarised {turns} earlier turn(s) (through turn {upto_turn}) to fit its window"
-            );
+        None => {
+            let agent = args.agent.clone().unwrap_or_else(|| "default".into());
+            (new_session(&store, &agent)?, agent)
         }
     };
-    let result = runtime.run_turn(&session, &agent, &args.prompt, &mut progress);
-    if !at_line_start {
-        println!();
-    }
+    let (runtime, agent) = build(cfg, base, &ws_dir, &agent_name, store)?;
+    eprintln!("[session] {session} (agent {agent_name})");
+    let mut printer = Printer::new();
+    let result = runtime.run_turn(&session, &agent, &args.prompt, &mut |p| printer.show(p));
+    printer.end_line();
     match result {
         Ok(o) => {
             let cost = o.cost.map(|c| format!(", ${c:.6}")).unwrap_or_default();
