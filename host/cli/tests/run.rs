@@ -573,6 +573,56 @@ fn chat_runs_turns_cancels_and_manages_sessions() {
 }
 
 #[test]
+fn an_agent_gets_its_prompt_file_contents_its_tools_only_and_its_own_budget() {
+    let env = Env::new(vec![
+        tool_calls(&[(
+            "w",
+            "file_write",
+            json!({"path": "/shared/x.txt", "content": "nope"}),
+        )]),
+        tool_calls(&[("r", "file_read", json!({"path": "/shared/x.txt"}))]),
+        answer("unreachable: max_turns is 2"),
+    ]);
+    std::fs::write(
+        env.dir.path().join(".oxydra/reader.md"),
+        "You only read files.\n",
+    )
+    .unwrap();
+    let cfg = std::fs::read_to_string(env.dir.path().join(".oxydra/agent.toml")).unwrap();
+    std::fs::write(
+        env.dir.path().join(".oxydra/agent.toml"),
+        format!("{cfg}[agents.reader]\nsystem_prompt_file = \"reader.md\"\ntools = [\"file_read\"]\nmax_turns = 2\n"),
+    )
+    .unwrap();
+    let o = env.run(&["--agent", "reader"], "write x.txt");
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("it used its 2 model calls (max_turns); raise runtime.max_turns (or agents.reader.max_turns)"), "{}", stderr(&o));
+    let first = env.request(0);
+    assert_eq!(
+        first["messages"][0],
+        json!({"role": "system", "content": "You only read files.\n"}),
+        "the file's contents, not its path"
+    );
+    let offered: Vec<&str> = first["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(offered, vec!["file_read"]);
+    let results = tool_results(&env.request(1));
+    assert_eq!(
+        results[0].1,
+        "error: there is no tool `file_write`; the tools are: file_read"
+    );
+    assert!(
+        !env.ws().join("shared/x.txt").exists(),
+        "the disallowed tool never ran"
+    );
+    assert_eq!(env.server.requests().len(), 2);
+}
+
+#[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
