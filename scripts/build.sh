@@ -15,6 +15,7 @@ BUNDLE=(
   "file_write|oxydra-tool-file-write|file-read-write"
   "file_edit|oxydra-tool-file-edit|file-read-write"
   "file_delete|oxydra-tool-file-delete|file-read-write"
+  "delegate_to_agent|oxydra-tool-delegate-to-agent|delegation"
   "vault_copyto|oxydra-tool-vault-copyto-read|vault-read-step"
   "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
 )

@@ -143,7 +143,9 @@ fn main() {
             target_ratio: 0.5,
             min_turns: 6,
         },
+        agents: Default::default(),
     };
+    let rt = Arc::new(rt);
     let agent = AgentProfile {
         name: "bench".into(),
         system_prompt: "bench".into(),

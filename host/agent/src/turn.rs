@@ -7,6 +7,7 @@
 
 use crate::catalog::ModelInfo;
 use crate::scrub::Scrubber;
+use oxydra_runtime::delegation::{DelegationOutcome, DelegationRequest, Delegator};
 use oxydra_runtime::host::{CallError, Tier};
 use oxydra_runtime::llm::LoadedProvider;
 use oxydra_runtime::llm::types::{
@@ -128,6 +129,8 @@ pub struct Runtime {
     pub safety_buffer_tokens: u64,
     pub fallback_context_tokens: u64,
     pub compaction: Compaction,
+    /// Agents a `delegate_to_agent` call may hand work to; `Err` says why one cannot be.
+    pub agents: BTreeMap<String, Result<AgentProfile, String>>,
 }
 
 /// When and how far to compact (`[runtime.context_budget]`, `[runtime.summarization]`).
@@ -341,7 +344,7 @@ impl Runtime {
 
     /// Run one turn of `session` for `prompt`.
     pub fn run_turn(
-        &self,
+        self: &Arc<Self>,
         session: &str,
         agent: &AgentProfile,
         prompt: &str,
@@ -352,7 +355,7 @@ impl Runtime {
 
     /// [`Runtime::run_turn`], stoppable through `cancel`.
     pub fn run_turn_cancellable(
-        &self,
+        self: &Arc<Self>,
         session: &str,
         agent: &AgentProfile,
         prompt: &str,
@@ -376,7 +379,7 @@ impl Runtime {
     }
 
     fn turn_inner(
-        &self,
+        self: &Arc<Self>,
         session: &str,
         turn: i64,
         agent: &AgentProfile,
@@ -590,7 +593,7 @@ impl Runtime {
     /// Run the calls: consecutive read-only ones in parallel, the others one at a time;
     /// results come back in call order. A failure becomes a result the model can read.
     fn dispatch(
-        &self,
+        self: &Arc<Self>,
         tools: &[Arc<LoadedTool>],
         calls: &[ToolCall],
         progress: &mut dyn FnMut(Progress),
@@ -657,7 +660,7 @@ impl Runtime {
     }
 
     fn run_tool(
-        &self,
+        self: &Arc<Self>,
         tool: Option<Arc<LoadedTool>>,
         tools: &[Arc<LoadedTool>],
         call: &ToolCall,
@@ -699,7 +702,16 @@ impl Runtime {
                 started.elapsed(),
             );
         }
-        let (text, ok) = match self.host.call(&tool, args, &self.workspace) {
+        let delegator: Option<Arc<dyn Delegator>> = tool
+            .descriptor
+            .profiles
+            .contains(&oxydra_runtime::Profile::Delegation)
+            .then(|| {
+                Arc::new(ChildRunner {
+                    runtime: self.clone(),
+                }) as Arc<dyn Delegator>
+            });
+        let (text, ok) = match self.host.call_with(&tool, args, &self.workspace, delegator) {
             Ok(out) => (out, true),
             Err(CallError::Tool(f)) => (format!("error: {f}"), false),
             Err(e) => (format!("error: {e}"), false),
@@ -710,4 +722,76 @@ impl Runtime {
 
 fn provider_error(e: LlmFailure) -> TurnError {
     TurnError::Provider(e.to_string())
+}
+
+/// Runs a delegated task as a child session of the configured agent.
+struct ChildRunner {
+    runtime: Arc<Runtime>,
+}
+
+static CHILD_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+impl Delegator for ChildRunner {
+    fn delegate(&self, req: DelegationRequest) -> Result<DelegationOutcome, String> {
+        let rt = &self.runtime;
+        let mut profile = match rt.agents.get(&req.agent) {
+            Some(Ok(p)) => p.clone(),
+            Some(Err(why)) => return Err(why.clone()),
+            None => {
+                let names: Vec<&str> = rt.agents.keys().map(String::as_str).collect();
+                return Err(format!(
+                    "there is no agent `{}`; the agents are: {}",
+                    req.agent,
+                    names.join(", ")
+                ));
+            }
+        };
+        // One level: a child cannot delegate again.
+        let allowed: Vec<String> = match profile.tools.take() {
+            Some(list) => list,
+            None => rt.tools.iter().map(|t| t.descriptor.name.clone()).collect(),
+        };
+        profile.tools = Some(
+            allowed
+                .into_iter()
+                .filter(|t| t != "delegate_to_agent")
+                .collect(),
+        );
+        if let Some(n) = req.max_turns {
+            profile.budgets.max_steps = profile.budgets.max_steps.min(n);
+        }
+        if let Some(c) = req.max_cost {
+            profile.budgets.max_cost = Some(profile.budgets.max_cost.map_or(c, |own| own.min(c)));
+        }
+        let n = CHILD_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let session = format!("sub-{}-{nanos:08x}{n}", req.agent);
+        rt.store
+            .create_session(&session, &req.agent)
+            .map_err(|e| e.to_string())?;
+        let mut prompt = req.goal.clone();
+        if !req.key_facts.is_empty() {
+            prompt.push_str("\n\nKey facts:\n");
+            for f in &req.key_facts {
+                prompt.push_str(&format!("- {f}\n"));
+            }
+        }
+        match rt.run_turn(&session, &profile, &prompt, &mut |_| {}) {
+            Ok(o) => Ok(DelegationOutcome {
+                answer: o.answer,
+                turns: o.steps,
+                cost: o.cost,
+                input_tokens: o.usage.input_tokens,
+                output_tokens: o.usage.output_tokens,
+                session,
+            }),
+            Err(e) => Err(format!(
+                "agent `{}` did not finish (session {session}): {e}",
+                req.agent
+            )),
+        }
+    }
 }

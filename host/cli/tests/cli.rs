@@ -89,6 +89,7 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
             "vault-read-step+vault-write-step",
             "side-effecting",
         ),
+        ("delegate_to_agent", "delegation", "side-effecting"),
     ] {
         let line = out
             .lines()
@@ -99,9 +100,13 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
     }
     let json: serde_json::Value =
         serde_json::from_slice(&s.run(&["tool", "list", "--json"]).stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 7);
+    assert_eq!(json.as_array().unwrap().len(), 8);
     assert_eq!(
-        json[0]["parameters"]["required"],
+        json.as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == "file_read")
+            .unwrap()["parameters"]["required"],
         serde_json::json!(["path"])
     );
 }
@@ -174,7 +179,7 @@ fn tool_call_end_to_end_with_exit_codes() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).starts_with(
-            "error: no tool named `no_such_tool`; the tools are: file_delete, file_edit"
+            "error: no tool named `no_such_tool`; the tools are: delegate_to_agent, file_delete"
         ),
         "{}",
         stderr(&o)

@@ -623,6 +623,76 @@ fn an_agent_gets_its_prompt_file_contents_its_tools_only_and_its_own_budget() {
 }
 
 #[test]
+fn delegation_runs_a_child_session_within_the_child_agents_allowlist() {
+    let env = Env::new(vec![
+        tool_calls(&[(
+            "d1",
+            "delegate_to_agent",
+            json!({"agent_name": "reader", "goal": "Read /shared/a.txt and report it", "key_facts": ["it is short"]}),
+        )]),
+        tool_calls(&[(
+            "c1",
+            "file_write",
+            json!({"path": "/shared/a.txt", "content": "overwritten"}),
+        )]),
+        tool_calls(&[("c2", "file_read", json!({"path": "/shared/a.txt"}))]),
+        answer("a.txt says: original"),
+        answer("The reader reports: original"),
+    ]);
+    std::fs::create_dir_all(env.ws().join("shared")).unwrap();
+    std::fs::write(env.ws().join("shared/a.txt"), "original").unwrap();
+    let cfg = std::fs::read_to_string(env.dir.path().join(".oxydra/agent.toml")).unwrap();
+    std::fs::write(
+        env.dir.path().join(".oxydra/agent.toml"),
+        format!("{cfg}[agents.reader]\nsystem_prompt = \"You read files.\"\ntools = [\"file_read\"]\nmax_turns = 5\n"),
+    )
+    .unwrap();
+    let o = env.run(&[], "What does a.txt say? Ask the reader.");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(stdout(&o), "The reader reports: original\n");
+    assert_eq!(
+        std::fs::read_to_string(env.ws().join("shared/a.txt")).unwrap(),
+        "original",
+        "the child could not write"
+    );
+
+    let parent = env.request(0);
+    assert!(
+        parent["messages"][0]["content"]
+            .as_str()
+            .unwrap()
+            .contains("delegate_to_agent: reader."),
+        "{parent}"
+    );
+    let child = env.request(1);
+    assert_eq!(
+        child["messages"][0],
+        json!({"role": "system", "content": "You read files."})
+    );
+    assert_eq!(
+        child["messages"][1]["content"],
+        "Read /shared/a.txt and report it\n\nKey facts:\n- it is short\n"
+    );
+    let offered: Vec<&str> = child["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["function"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        offered,
+        vec!["file_read"],
+        "the child sees only its allowlist"
+    );
+    assert_eq!(
+        tool_results(&env.request(2))[0].1,
+        "error: there is no tool `file_write`; the tools are: file_read"
+    );
+    let result = &tool_results(&env.request(4))[0].1;
+    assert!(result.starts_with("a.txt says: original\n\n[reader used 3 model call(s), 400 input + 50 output tokens, $0.000090; session sub-reader-"), "{result}");
+}
+
+#[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))

@@ -435,11 +435,24 @@ impl ComponentHost {
         arguments: &str,
         ws: &Arc<Workspace>,
     ) -> Result<String, CallError> {
+        self.call_with(tool, arguments, ws, None)
+    }
+
+    /// [`ComponentHost::call`], with the delegator a `delegation`-profile tool reaches
+    /// through `oxydra:agent/delegate` (other profiles cannot import it).
+    pub fn call_with(
+        &self,
+        tool: &LoadedTool,
+        arguments: &str,
+        ws: &Arc<Workspace>,
+        delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+    ) -> Result<String, CallError> {
         let name = &tool.descriptor.name;
         let started = Instant::now();
         let out = match &tool.kind {
             Kind::Single(pre) => {
                 let mut store = self.store(Some(ws.clone()), &tool.limits);
+                store.data_mut().delegator = delegator;
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|inst| inst.oxydra_tool_tool().call_invoke(&mut store, arguments));

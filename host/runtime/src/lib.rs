@@ -5,6 +5,7 @@ pub mod bindings;
 pub mod bundle;
 pub mod cache;
 pub mod capabilities;
+pub mod delegation;
 pub mod engine;
 pub mod host;
 pub mod limits;

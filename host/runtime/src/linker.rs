@@ -73,6 +73,12 @@ fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState
             Capability::VaultRead => {
                 vault::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
             }
+            Capability::Delegate => {
+                crate::bindings::delegation::oxydra::agent::delegate::add_to_linker::<
+                    CallState,
+                    HasSelf<CallState>,
+                >(&mut l, |s| s)?
+            }
             // Tools get no HTTP; providers have their own linker (llm.rs).
             Capability::HttpOutgoing => {}
         }

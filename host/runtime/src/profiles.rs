@@ -23,6 +23,8 @@ pub enum Capability {
     VaultRead,
     /// `wasi:http/outgoing-handler` (with `wasi:http/types`), to one origin.
     HttpOutgoing,
+    /// `oxydra:agent/delegate`: run a task as another agent.
+    Delegate,
 }
 
 impl Capability {
@@ -32,6 +34,7 @@ impl Capability {
             Capability::FsWrite => "oxydra:fs/write",
             Capability::VaultRead => "oxydra:vault/read",
             Capability::HttpOutgoing => "wasi:http/outgoing-handler",
+            Capability::Delegate => "oxydra:agent/delegate",
         }
     }
 }
@@ -64,16 +67,18 @@ pub enum Profile {
     FileReadWrite,
     VaultReadStep,
     VaultWriteStep,
+    Delegation,
     LlmProvider,
 }
 
 impl Profile {
     /// Narrowest first: derivation takes the first that fits.
-    pub const ALL: [Profile; 5] = [
+    pub const ALL: [Profile; 6] = [
         Profile::FileReadOnly,
         Profile::FileReadWrite,
         Profile::VaultReadStep,
         Profile::VaultWriteStep,
+        Profile::Delegation,
         Profile::LlmProvider,
     ];
 
@@ -83,6 +88,7 @@ impl Profile {
             Profile::FileReadWrite => "file-read-write",
             Profile::VaultReadStep => "vault-read-step",
             Profile::VaultWriteStep => "vault-write-step",
+            Profile::Delegation => "delegation",
             Profile::LlmProvider => "llm-provider",
         }
     }
@@ -97,6 +103,7 @@ impl Profile {
             Profile::FileReadWrite => &[Capability::FsRead, Capability::FsWrite],
             Profile::VaultReadStep => &[Capability::VaultRead],
             Profile::VaultWriteStep => &[Capability::FsWrite],
+            Profile::Delegation => &[Capability::Delegate],
             Profile::LlmProvider => &[Capability::HttpOutgoing],
         }
     }
@@ -105,6 +112,7 @@ impl Profile {
         match self {
             Profile::FileReadOnly | Profile::FileReadWrite => ExportKind::Tool,
             Profile::VaultReadStep | Profile::VaultWriteStep => ExportKind::Step,
+            Profile::Delegation => ExportKind::Tool,
             Profile::LlmProvider => ExportKind::Provider,
         }
     }
@@ -233,6 +241,7 @@ fn capability_of(name: &str) -> Option<Capability> {
         "oxydra:fs/read" => Some(Capability::FsRead),
         "oxydra:fs/write" => Some(Capability::FsWrite),
         "oxydra:vault/read" => Some(Capability::VaultRead),
+        "oxydra:agent/delegate" => Some(Capability::Delegate),
         "wasi:http/outgoing-handler" | "wasi:http/types" => Some(Capability::HttpOutgoing),
         _ => None,
     }

@@ -81,6 +81,8 @@ pub struct CallState {
     workspace: Option<Arc<Workspace>>,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
+    /// Set for calls of tools in the delegation profile.
+    pub delegator: Option<std::sync::Arc<dyn crate::delegation::Delegator>>,
 }
 
 impl CallState {
@@ -99,6 +101,7 @@ impl CallState {
             workspace,
             stdout,
             stderr,
+            delegator: None,
         }
     }
 }
@@ -156,5 +159,35 @@ impl vault::read::Host for CallState {
             &path,
             max_bytes,
         )?)
+    }
+}
+
+impl crate::bindings::delegation::oxydra::agent::delegate::Host for CallState {
+    fn delegate(
+        &mut self,
+        request: crate::bindings::delegation::oxydra::agent::delegate::Delegation,
+    ) -> Result<crate::bindings::delegation::oxydra::agent::delegate::Outcome, String> {
+        let Some(d) = &self.delegator else {
+            return Err(
+                "delegation is not available here (no agents are configured for this call)".into(),
+            );
+        };
+        let o = d.delegate(crate::delegation::DelegationRequest {
+            agent: request.agent,
+            goal: request.goal,
+            key_facts: request.key_facts,
+            max_turns: request.max_turns,
+            max_cost: request.max_cost,
+        })?;
+        Ok(
+            crate::bindings::delegation::oxydra::agent::delegate::Outcome {
+                answer: o.answer,
+                turns: o.turns,
+                cost: o.cost,
+                input_tokens: o.input_tokens,
+                output_tokens: o.output_tokens,
+                session: o.session,
+            },
+        )
     }
 }

@@ -21,6 +21,7 @@
 //! imports only the host functions its code calls, and the host grants it the
 //! narrowest profile that covers them.
 
+pub mod agent;
 mod bindings;
 mod error;
 pub mod fs;

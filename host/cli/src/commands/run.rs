@@ -155,7 +155,7 @@ pub fn build(
 ) -> Result<(Runtime, AgentProfile), Failure> {
     let workspace = Workspace::open(ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    let agent = profile(cfg, agent_name, base)?;
+    let mut agent = profile(cfg, agent_name, base)?;
     let def = cfg.agents.get(agent_name);
     let provider_name = def
         .and_then(|d| d.selection.provider.clone())
@@ -163,6 +163,42 @@ pub fn build(
     let model = def
         .and_then(|d| d.selection.model.clone())
         .unwrap_or_else(|| cfg.selection.model.clone());
+    // Agents a delegate_to_agent call may use: children run on this runtime's model.
+    let mut agents = std::collections::BTreeMap::new();
+    for (name, d) in &cfg.agents {
+        let same = d
+            .selection
+            .provider
+            .as_ref()
+            .is_none_or(|p| p == &provider_name)
+            && d.selection.model.as_ref().is_none_or(|m| m == &model);
+        let entry = if same {
+            Ok(profile(cfg, name, base)?)
+        } else {
+            Err(format!(
+                "agent `{name}` uses another provider or model; delegated tasks run on this session's model \
+                 ({provider_name} / {model}) for now: run it directly with --agent {name}"
+            ))
+        };
+        agents.insert(name.clone(), entry);
+    }
+    let may_delegate = agent
+        .tools
+        .as_ref()
+        .is_none_or(|t| t.iter().any(|n| n == "delegate_to_agent"));
+    if may_delegate && !agents.is_empty() {
+        let names: Vec<&str> = agents
+            .keys()
+            .filter(|n| n.as_str() != agent_name)
+            .map(String::as_str)
+            .collect();
+        if !names.is_empty() {
+            agent.system_prompt.push_str(&format!(
+                "\n\nSpecialist agents you can hand self-contained tasks to with delegate_to_agent: {}.",
+                names.join(", ")
+            ));
+        }
+    }
     let entry = providers::entry(cfg, &provider_name)?;
     let info = providers::model_info(cfg, entry, &model)?;
     let spec = providers::spec(cfg, &provider_name)?;
@@ -195,6 +231,7 @@ pub fn build(
             target_ratio: cfg.runtime.summarization.target_ratio,
             min_turns: cfg.runtime.summarization.min_turns,
         },
+        agents,
     };
     Ok((runtime, agent))
 }
@@ -251,6 +288,7 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
         }
     };
     let (runtime, agent) = build(cfg, base, &ws_dir, &agent_name, store)?;
+    let runtime = Arc::new(runtime);
     eprintln!("[session] {session} (agent {agent_name})");
     let mut printer = Printer::new();
     let result = runtime.run_turn(&session, &agent, &args.prompt, &mut |p| printer.show(p));
