@@ -35,4 +35,4 @@ for _ in $(seq 1 120); do
   curl -fs "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
   sleep 0.5
 done
-OXYDRA_REAL_LLM_URL="http://127.0.0.1:$port" cargo test --locked --release -p oxydra-runtime --test llm_real -- --nocapture
+OXYDRA_REAL_LLM_URL="http://127.0.0.1:$port" cargo test --locked --release -p oxydra-runtime --test llm_real -- --ignored --nocapture

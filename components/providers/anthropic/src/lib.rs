@@ -29,15 +29,7 @@ impl Provider for Anthropic {
     fn complete(base_url: &str, request: Request) -> Result<Box<dyn EventSource>, LlmError> {
         let body = request::build(&request)?;
         let url = http::join(base_url, "v1/messages");
-        let headers = [
-            ("content-type", "application/json"),
-            ("accept", "text/event-stream"),
-            ("anthropic-version", API_VERSION),
-        ];
-        let resp = http::post(&url, &headers, body.as_bytes())?;
-        if !(200..300).contains(&resp.status) {
-            return Err(resp.failure());
-        }
+        let resp = http::post_json_stream(&url, &[("anthropic-version", API_VERSION)], &body)?;
         Ok(Box::new(SseStream::new(
             resp,
             stream::MessagesStream::default(),

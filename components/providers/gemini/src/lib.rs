@@ -38,17 +38,7 @@ impl Provider for Gemini {
                 request.model
             ),
         );
-        let resp = http::post(
-            &url,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "text/event-stream"),
-            ],
-            body.as_bytes(),
-        )?;
-        if !(200..300).contains(&resp.status) {
-            return Err(resp.failure());
-        }
+        let resp = http::post_json_stream(&url, &[], &body)?;
         Ok(Box::new(SseStream::new(
             resp,
             stream::GeminiStream::default(),

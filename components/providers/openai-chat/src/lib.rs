@@ -30,17 +30,7 @@ impl Provider for OpenAiChat {
     fn complete(base_url: &str, request: Request) -> Result<Box<dyn EventSource>, LlmError> {
         let built = request::build(&request)?;
         let url = http::join(base_url, "chat/completions");
-        let resp = http::post(
-            &url,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "text/event-stream"),
-            ],
-            built.body.as_bytes(),
-        )?;
-        if !(200..300).contains(&resp.status) {
-            return Err(resp.failure());
-        }
+        let resp = http::post_json_stream(&url, &[], &built.body)?;
         Ok(Box::new(SseStream::new(
             resp,
             stream::ChatStream::new(built.textual_tool_calls),

@@ -24,17 +24,7 @@ impl Provider for Responses {
     fn complete(base_url: &str, request: Request) -> Result<Box<dyn EventSource>, LlmError> {
         let body = request::build(&request)?;
         let url = http::join(base_url, "responses");
-        let resp = http::post(
-            &url,
-            &[
-                ("content-type", "application/json"),
-                ("accept", "text/event-stream"),
-            ],
-            body.as_bytes(),
-        )?;
-        if !(200..300).contains(&resp.status) {
-            return Err(resp.failure());
-        }
+        let resp = http::post_json_stream(&url, &[], &body)?;
         Ok(Box::new(SseStream::new(
             resp,
             stream::ResponsesStream::default(),

@@ -1,9 +1,9 @@
 //! `oxydra-host chat`: an interactive line-mode session with the TUI's slash commands.
 //! Turns run on a worker thread, so `/cancel` works while one is streaming.
 
-use super::run::{Printer, build, new_session, open_store, resume_session, session_id};
-use crate::config::{self, Sources};
-use crate::{Failure, exit};
+use super::run::{Opened, Printer, open, session_id};
+use crate::Failure;
+use crate::config::Sources;
 use oxydra_agent::turn::{CancelToken, TurnError};
 use oxydra_store::TurnStatus;
 use std::io::BufRead;
@@ -38,28 +38,18 @@ fn status_name(s: TurnStatus) -> &'static str {
 }
 
 pub fn run(args: ChatArgs, sources: &Sources) -> Result<(), Failure> {
-    let loaded = config::load_agent(sources)?;
-    let cfg = &loaded.value;
-    let base = loaded.base_dir.as_deref();
-    let ws_dir = match args.workspace.clone() {
-        Some(d) => d,
-        None => crate::commands::tool::default_workspace(sources, args.user.clone())?,
-    };
-    std::fs::create_dir_all(&ws_dir)
-        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    let store = open_store(&ws_dir)?;
-    let (first, agent_name) = match &args.session {
-        Some(id) => {
-            let stored = resume_session(&store, id)?;
-            (id.clone(), args.agent.clone().unwrap_or(stored))
-        }
-        None => {
-            let agent = args.agent.clone().unwrap_or_else(|| "default".into());
-            (new_session(&store, &agent)?, agent)
-        }
-    };
-    let (runtime, agent) = build(cfg, base, &ws_dir, &agent_name, store)?;
-    let runtime = Arc::new(runtime);
+    let Opened {
+        runtime,
+        agent,
+        agent_name,
+        session: first,
+    } = open(
+        sources,
+        args.workspace,
+        args.user,
+        args.session.as_deref(),
+        args.agent,
+    )?;
     let current = Arc::new(Mutex::new(first));
     let cancel = CancelToken::default();
     let busy = Arc::new(AtomicBool::new(false));

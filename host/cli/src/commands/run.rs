@@ -266,29 +266,68 @@ pub fn resume_session(store: &Store, id: &str) -> Result<String, Failure> {
     Ok(stored)
 }
 
-pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
+/// What `run` and `chat` share: the workspace, its store, the session to use (resumed
+/// or new) and a runtime for that session's agent.
+pub struct Opened {
+    pub runtime: Arc<Runtime>,
+    pub agent: AgentProfile,
+    pub agent_name: String,
+    pub session: String,
+}
+
+pub fn open(
+    sources: &Sources,
+    workspace: Option<PathBuf>,
+    user: Option<String>,
+    session: Option<&str>,
+    agent: Option<String>,
+) -> Result<Opened, Failure> {
     let loaded = config::load_agent(sources)?;
-    let cfg = &loaded.value;
-    let base = loaded.base_dir.as_deref();
-    let ws_dir = match args.workspace.clone() {
+    let ws_dir = match workspace {
         Some(d) => d,
-        None => crate::commands::tool::default_workspace(sources, args.user.clone())?,
+        None => crate::commands::tool::default_workspace(sources, user)?,
     };
     std::fs::create_dir_all(&ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
     let store = open_store(&ws_dir)?;
-    let (session, agent_name) = match &args.session {
+    let (session, agent_name) = match session {
         Some(id) => {
             let stored = resume_session(&store, id)?;
-            (id.clone(), args.agent.clone().unwrap_or(stored))
+            (id.to_string(), agent.unwrap_or(stored))
         }
         None => {
-            let agent = args.agent.clone().unwrap_or_else(|| "default".into());
+            let agent = agent.unwrap_or_else(|| "default".into());
             (new_session(&store, &agent)?, agent)
         }
     };
-    let (runtime, agent) = build(cfg, base, &ws_dir, &agent_name, store)?;
-    let runtime = Arc::new(runtime);
+    let (runtime, agent) = build(
+        &loaded.value,
+        loaded.base_dir.as_deref(),
+        &ws_dir,
+        &agent_name,
+        store,
+    )?;
+    Ok(Opened {
+        runtime: Arc::new(runtime),
+        agent,
+        agent_name,
+        session,
+    })
+}
+
+pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
+    let Opened {
+        runtime,
+        agent,
+        agent_name,
+        session,
+    } = open(
+        sources,
+        args.workspace,
+        args.user,
+        args.session.as_deref(),
+        args.agent,
+    )?;
     eprintln!("[session] {session} (agent {agent_name})");
     let mut printer = Printer::new();
     let result = runtime.run_turn(&session, &agent, &args.prompt, &mut |p| printer.show(p));

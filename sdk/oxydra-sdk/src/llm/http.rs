@@ -200,3 +200,23 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response
         _response: response,
     })
 }
+
+/// POST a JSON body to a streaming endpoint (`accept: text/event-stream`), plus `headers`,
+/// and turn a non-success status into its failure (status, body start, Retry-After).
+pub fn post_json_stream(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Result<Response, LlmError> {
+    let mut all: Vec<(&str, &str)> = vec![
+        ("content-type", "application/json"),
+        ("accept", "text/event-stream"),
+    ];
+    all.extend_from_slice(headers);
+    let resp = post(url, &all, body.as_bytes())?;
+    if (200..300).contains(&resp.status) {
+        Ok(resp)
+    } else {
+        Err(resp.failure())
+    }
+}
