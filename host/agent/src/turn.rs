@@ -133,6 +133,12 @@ pub struct Runtime {
     pub agents: BTreeMap<String, Result<AgentProfile, String>>,
 }
 
+/// A session's history as the context is built from it.
+struct History {
+    summary: Option<(i64, String)>,
+    by_turn: BTreeMap<i64, Vec<Message>>,
+}
+
 /// When and how far to compact (`[runtime.context_budget]`, `[runtime.summarization]`).
 #[derive(Debug, Clone, Copy)]
 pub struct Compaction {
@@ -193,12 +199,9 @@ impl Runtime {
             .collect()
     }
 
-    /// The session's turns after its latest summary, and that summary.
-    #[allow(clippy::type_complexity)]
-    fn history(
-        &self,
-        session: &str,
-    ) -> Result<(Option<(i64, String)>, BTreeMap<i64, Vec<Message>>), TurnError> {
+    /// The session's turns after its latest summary, and that summary: read once per
+    /// model call (and again only after a compaction wrote a new summary).
+    fn history(&self, session: &str) -> Result<History, TurnError> {
         let summary = self.store.latest_summary(session)?;
         let upto = summary.as_ref().map_or(0, |(t, _)| *t);
         let mut by_turn: BTreeMap<i64, Vec<Message>> = BTreeMap::new();
@@ -214,7 +217,7 @@ impl Runtime {
             })?;
             by_turn.entry(m.turn).or_default().push(msg);
         }
-        Ok((summary, by_turn))
+        Ok(History { summary, by_turn })
     }
 
     /// Context tokens left after the output and the safety buffer.
@@ -241,15 +244,17 @@ impl Runtime {
 
     /// If the context passes the trigger, have the model summarise the oldest whole turns
     /// (a tool call and its result always stay together) and persist the summary.
+    /// Returns what the summary cost, and whether one was written.
     fn maybe_compact(
         &self,
         session: &str,
         current_turn: i64,
         agent: &AgentProfile,
         definitions: &[ToolDefinition],
+        history: &History,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<Usage, TurnError> {
-        let (summary, by_turn) = self.history(session)?;
+    ) -> Result<(Usage, bool), TurnError> {
+        let History { summary, by_turn } = history;
         let budget = self.usable_window() as f64;
         let fixed = (agent.system_prompt.len() / 4) as u64
             + summary.as_ref().map_or(0, |s| (s.1.len() / 4) as u64);
@@ -262,7 +267,7 @@ impl Runtime {
         if (total as f64) <= self.compaction.trigger_ratio * budget
             || earlier < self.compaction.min_turns.max(1) as usize
         {
-            return Ok(Usage::default());
+            return Ok((Usage::default(), false));
         }
         let mut remaining = total;
         let mut chosen = Vec::new();
@@ -274,7 +279,7 @@ impl Runtime {
             remaining -= n;
         }
         let Some(&upto) = chosen.last() else {
-            return Ok(Usage::default());
+            return Ok((Usage::default(), false));
         };
         let mut messages = vec![Message::text(
             Role::System,
@@ -308,14 +313,17 @@ impl Runtime {
             turns: chosen.len(),
             upto_turn: upto,
         });
-        Ok(usage)
+        Ok((usage, true))
     }
 
     /// The history that fits the model's window, after the latest summary: whole turns
     /// are dropped from the oldest (a tool call and its result are never split); the
     /// current turn always stays.
-    fn context(&self, session: &str, current_turn: i64) -> Result<Vec<Message>, TurnError> {
-        let (summary, mut by_turn) = self.history(session)?;
+    fn context(&self, history: History, current_turn: i64) -> Vec<Message> {
+        let History {
+            summary,
+            mut by_turn,
+        } = history;
         let budget = self.usable_window();
         let mut total: u64 = by_turn.values().flatten().map(estimate_tokens).sum();
         let turns: Vec<i64> = by_turn.keys().copied().collect();
@@ -333,7 +341,7 @@ impl Runtime {
             .into_iter()
             .collect();
         out.extend(by_turn.into_values().flatten());
-        Ok(out)
+        out
     }
 
     fn persist(&self, session: &str, turn: i64, m: &Message) -> Result<(), TurnError> {
@@ -418,8 +426,14 @@ impl Runtime {
                 )));
             }
             step += 1;
-            let compaction_usage =
-                self.maybe_compact(session, turn, agent, &definitions, progress)?;
+            let history = self.history(session)?;
+            let (compaction_usage, compacted) =
+                self.maybe_compact(session, turn, agent, &definitions, &history, progress)?;
+            let history = if compacted {
+                self.history(session)?
+            } else {
+                history
+            };
             usage.input_tokens += compaction_usage.input_tokens;
             usage.output_tokens += compaction_usage.output_tokens;
             if let (Some(c), Some(m)) = (cost.as_mut(), self.model_info.as_ref()) {
@@ -430,7 +444,7 @@ impl Runtime {
                 max: b.max_steps,
             });
             let mut messages = vec![Message::text(Role::System, agent.system_prompt.clone())];
-            messages.extend(self.context(session, turn)?);
+            messages.extend(self.context(history, turn));
             let request = LlmRequest {
                 model: self.model.clone(),
                 messages,
