@@ -1,7 +1,7 @@
 //! `oxydra:llm` request → Messages API JSON.
 
-use oxydra_sdk::llm::base64;
 use oxydra_sdk::llm::types::{ContentPart, LlmError, Message, Request, Role, ToolChoice};
+use oxydra_sdk::llm::{base64, merge_options, text_of};
 use serde_json::{Map, Value, json};
 
 /// Thinking budget per reasoning effort (tokens; Anthropic's minimum is 1024).
@@ -43,17 +43,6 @@ fn blocks_of(m: &Message) -> Vec<Value> {
         out.push(json!({"type": "tool_use", "id": call.id, "name": call.name, "input": input}));
     }
     out
-}
-
-fn text_of(m: &Message) -> String {
-    m.content
-        .iter()
-        .filter_map(|c| match c {
-            ContentPart::Text(t) => Some(t.as_str()),
-            ContentPart::Image(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .join("")
 }
 
 pub fn build(r: &Request) -> Result<String, LlmError> {
@@ -159,12 +148,6 @@ pub fn build(r: &Request) -> Result<String, LlmError> {
             json!({"type": "enabled", "budget_tokens": budget}),
         );
     }
-    for (key, raw) in &r.options {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| LlmError::InvalidRequest(format!("option `{key}` is not JSON: {e}")))?;
-        if !key.starts_with("oxydra.") {
-            body.insert(key.clone(), value);
-        }
-    }
+    merge_options(&mut body, &r.options)?;
     Ok(Value::Object(body).to_string())
 }

@@ -1,8 +1,8 @@
 //! `oxydra:llm` request → `GenerateContentRequest` JSON.
 
 use crate::schema::sanitize;
-use oxydra_sdk::llm::base64;
 use oxydra_sdk::llm::types::{ContentPart, LlmError, Message, Request, Role, ToolChoice};
+use oxydra_sdk::llm::{base64, merge_options};
 use serde_json::{Map, Value, json};
 
 fn thinking_budget(effort: &str) -> Option<i64> {
@@ -136,12 +136,6 @@ pub fn build(r: &Request) -> Result<String, LlmError> {
     if !generation.is_empty() {
         body.insert("generationConfig".into(), Value::Object(generation));
     }
-    for (key, raw) in &r.options {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| LlmError::InvalidRequest(format!("option `{key}` is not JSON: {e}")))?;
-        if !key.starts_with("oxydra.") {
-            body.insert(key.clone(), value);
-        }
-    }
+    merge_options(&mut body, &r.options)?;
     Ok(Value::Object(body).to_string())
 }

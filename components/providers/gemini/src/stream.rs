@@ -31,12 +31,7 @@ fn finish_reason(s: &str) -> StopReason {
 
 impl SseHandler for GeminiStream {
     fn on_event(&mut self, sse: SseEvent, out: &mut VecDeque<Event>) -> Result<bool, LlmError> {
-        let v: Value = serde_json::from_str(&sse.data).map_err(|e| {
-            LlmError::Protocol(format!(
-                "a stream event is not JSON ({e}): {}",
-                sse.data.chars().take(200).collect::<String>()
-            ))
-        })?;
+        let v = sse.json()?;
         if let Some(err) = v.get("error") {
             let msg = err["message"].as_str().unwrap_or("unknown error");
             let status = err["status"].as_str().unwrap_or("ERROR");

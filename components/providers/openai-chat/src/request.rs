@@ -1,23 +1,12 @@
 //! `oxydra:llm` request → Chat Completions JSON.
 
-use oxydra_sdk::llm::base64;
 use oxydra_sdk::llm::types::{ContentPart, LlmError, Message, Request, Role, ToolChoice};
+use oxydra_sdk::llm::{base64, merge_options, text_of};
 use serde_json::{Map, Value, json};
 
 pub struct Built {
     pub body: String,
     pub textual_tool_calls: bool,
-}
-
-fn text_of(m: &Message) -> String {
-    m.content
-        .iter()
-        .filter_map(|c| match c {
-            ContentPart::Text(t) => Some(t.as_str()),
-            ContentPart::Image(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .join("")
 }
 
 fn content(m: &Message) -> Value {
@@ -115,16 +104,11 @@ pub fn build(r: &Request) -> Result<Built, LlmError> {
     if let Some(e) = &r.reasoning_effort {
         body.insert("reasoning_effort".into(), json!(e));
     }
-    let mut textual_tool_calls = false;
-    for (key, raw) in &r.options {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| LlmError::InvalidRequest(format!("option `{key}` is not JSON: {e}")))?;
-        if key == "oxydra.textual_tool_calls" {
-            textual_tool_calls = value.as_bool().unwrap_or(false);
-        } else if !key.starts_with("oxydra.") {
-            body.insert(key.clone(), value);
-        }
-    }
+    let own = merge_options(&mut body, &r.options)?;
+    let textual_tool_calls = own
+        .get("oxydra.textual_tool_calls")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     Ok(Built {
         body: Value::Object(body).to_string(),
         textual_tool_calls,

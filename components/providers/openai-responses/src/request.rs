@@ -1,19 +1,8 @@
 //! `oxydra:llm` request → Responses API JSON.
 
-use oxydra_sdk::llm::base64;
 use oxydra_sdk::llm::types::{ContentPart, LlmError, Message, Request, Role, ToolChoice};
+use oxydra_sdk::llm::{base64, merge_options, text_of};
 use serde_json::{Map, Value, json};
-
-fn text_of(m: &Message) -> String {
-    m.content
-        .iter()
-        .filter_map(|c| match c {
-            ContentPart::Text(t) => Some(t.as_str()),
-            ContentPart::Image(_) => None,
-        })
-        .collect::<Vec<_>>()
-        .join("")
-}
 
 fn items(m: &Message, out: &mut Vec<Value>) -> Result<(), LlmError> {
     match m.role {
@@ -95,17 +84,11 @@ pub fn build(r: &Request) -> Result<String, LlmError> {
     if let Some(e) = &r.reasoning_effort {
         body.insert("reasoning".into(), json!({"effort": e, "summary": "auto"}));
     }
-    for (key, raw) in &r.options {
-        let value: Value = serde_json::from_str(raw)
-            .map_err(|e| LlmError::InvalidRequest(format!("option `{key}` is not JSON: {e}")))?;
-        if key == "previous_response_id" {
-            return Err(LlmError::InvalidRequest(
-                "previous_response_id is not supported: Oxydra sends the whole conversation so no state is shared between sessions".into(),
-            ));
-        }
-        if !key.starts_with("oxydra.") {
-            body.insert(key.clone(), value);
-        }
+    if r.options.iter().any(|(k, _)| k == "previous_response_id") {
+        return Err(LlmError::InvalidRequest(
+            "previous_response_id is not supported: Oxydra sends the whole conversation so no state is shared between sessions".into(),
+        ));
     }
+    merge_options(&mut body, &r.options)?;
     Ok(Value::Object(body).to_string())
 }

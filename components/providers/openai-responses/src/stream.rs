@@ -43,12 +43,7 @@ impl ResponsesStream {
 
 impl SseHandler for ResponsesStream {
     fn on_event(&mut self, sse: SseEvent, out: &mut VecDeque<Event>) -> Result<bool, LlmError> {
-        let v: Value = serde_json::from_str(&sse.data).map_err(|e| {
-            LlmError::Protocol(format!(
-                "a stream event is not JSON ({e}): {}",
-                sse.data.chars().take(200).collect::<String>()
-            ))
-        })?;
+        let v = sse.json()?;
         let kind = v
             .get("type")
             .and_then(Value::as_str)

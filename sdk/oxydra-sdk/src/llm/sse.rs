@@ -10,6 +10,18 @@ pub struct SseEvent {
     pub data: String,
 }
 
+impl SseEvent {
+    /// The data as JSON, or a protocol error quoting its start.
+    pub fn json(&self) -> Result<serde_json::Value, super::types::LlmError> {
+        serde_json::from_str(&self.data).map_err(|e| {
+            super::types::LlmError::Protocol(format!(
+                "a stream event is not JSON ({e}): {}",
+                self.data.chars().take(200).collect::<String>()
+            ))
+        })
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct SseParser {
     line: Vec<u8>,
