@@ -154,13 +154,22 @@ impl Store {
         })
     }
 
-    pub fn create_session(&self, id: &str, agent: &str) -> Result<(), StoreError> {
+    /// Every operation goes through here: one connection, so operations take turns
+    /// (SQLite has one writer anyway); each holds it for a statement or two.
+    fn exec<T, E: Into<StoreError>>(
+        &self,
+        work: impl std::future::Future<Output = Result<T, E>>,
+    ) -> Result<T, StoreError> {
         let _turn = self
             .lock
             .lock()
             .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
+        self.rt.block_on(work).map_err(Into::into)
+    }
+
+    pub fn create_session(&self, id: &str, agent: &str) -> Result<(), StoreError> {
         let now = now_ms();
-        self.rt.block_on(self.conn.execute(
+        self.exec(self.conn.execute(
             "INSERT INTO sessions (id, agent, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
             params![id, agent, now],
         ))?;
@@ -169,11 +178,7 @@ impl Store {
 
     /// The agent a session belongs to, or `NoSession`.
     pub fn session_agent(&self, id: &str) -> Result<String, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query("SELECT agent FROM sessions WHERE id = ?1", params![id])
@@ -187,12 +192,8 @@ impl Store {
 
     /// Append a message; returns its sequence number. Durable when this returns.
     pub fn append(&self, session: &str, turn: i64, body: &str) -> Result<i64, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
-        self.rt.block_on(async {
+        self.exec(async {
             let tx = self.conn.transaction().await?;
             let mut rows = tx
                 .query("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1", params![session])
@@ -209,17 +210,13 @@ impl Store {
             .await?;
             tx.execute("UPDATE sessions SET updated_ms = ?2 WHERE id = ?1", params![session, now]).await?;
             tx.commit().await?;
-            Ok(seq)
+            Ok::<_, StoreError>(seq)
         })
     }
 
     /// Every message of a session, in order.
     pub fn messages(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query(
@@ -235,18 +232,14 @@ impl Store {
                     body: r.get(2)?,
                 });
             }
-            Ok(out)
+            Ok::<_, StoreError>(out)
         })
     }
 
     /// Start the next turn of a session; returns its number.
     pub fn begin_turn(&self, session: &str) -> Result<i64, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query("SELECT COALESCE(MAX(turn), 0) + 1 FROM turns WHERE session_id = ?1", params![session])
@@ -262,7 +255,7 @@ impl Store {
                     params![session, turn, now],
                 )
                 .await?;
-            Ok(turn)
+            Ok::<_, StoreError>(turn)
         })
     }
 
@@ -275,7 +268,7 @@ impl Store {
         cost: f64,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        self.rt.block_on(self.conn.execute(
+        self.exec(self.conn.execute(
             "UPDATE turns SET status = ?3, detail = ?4, cost = ?5, ended_ms = ?6 WHERE session_id = ?1 AND turn = ?2",
             params![session, turn, status.as_str(), detail, cost, now],
         ))?;
@@ -284,11 +277,7 @@ impl Store {
 
     /// Sessions, most recently active first: (id, agent, number of turns).
     pub fn sessions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query(
@@ -301,7 +290,7 @@ impl Store {
             while let Some(r) = rows.next().await? {
                 out.push((r.get(0)?, r.get(1)?, r.get(2)?));
             }
-            Ok(out)
+            Ok::<_, StoreError>(out)
         })
     }
 
@@ -312,12 +301,8 @@ impl Store {
         upto_turn: i64,
         body: &str,
     ) -> Result<(), StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
-        self.rt.block_on(self.conn.execute(
+        self.exec(self.conn.execute(
             "INSERT OR REPLACE INTO summaries (session_id, upto_turn, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
             params![session, upto_turn, body, now],
         ))?;
@@ -326,11 +311,7 @@ impl Store {
 
     /// The newest summary: (the last turn it covers, its text).
     pub fn latest_summary(&self, session: &str) -> Result<Option<(i64, String)>, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query(
@@ -339,7 +320,7 @@ impl Store {
                 )
                 .await?;
             match rows.next().await? {
-                Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
+                Some(r) => Ok::<_, StoreError>(Some((r.get(0)?, r.get(1)?))),
                 None => Ok(None),
             }
         })
@@ -348,24 +329,16 @@ impl Store {
     /// Turns still marked running when no process runs them (the process was killed):
     /// marked failed, so the history stays and the next turn starts cleanly.
     pub fn mark_interrupted(&self, session: &str) -> Result<u64, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
         let now = now_ms();
-        Ok(self.rt.block_on(self.conn.execute(
+        self.exec(self.conn.execute(
             "UPDATE turns SET status = 'failed', detail = 'interrupted: the process ended during the turn', ended_ms = ?2 \
              WHERE session_id = ?1 AND status = 'running'",
             params![session, now],
-        ))?)
+        ))
     }
 
     pub fn turns(&self, session: &str) -> Result<Vec<TurnRecord>, StoreError> {
-        let _turn = self
-            .lock
-            .lock()
-            .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(async {
+        self.exec(async {
             let mut rows = self
                 .conn
                 .query("SELECT turn, status, detail, cost FROM turns WHERE session_id = ?1 ORDER BY turn", params![session])
@@ -379,7 +352,7 @@ impl Store {
                     cost: r.get(3)?,
                 });
             }
-            Ok(out)
+            Ok::<_, StoreError>(out)
         })
     }
 }
