@@ -56,14 +56,20 @@ impl Env {
     fn ws(&self) -> PathBuf {
         self.dir.path().join("ws")
     }
-    fn run(&self, extra: &[&str], prompt: &str) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
-            .env_clear()
+    /// The binary with a clean environment: this test's home, cache and model key.
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
+        c.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", self.dir.path().join("home"))
             .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
             .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-            .current_dir(self.dir.path())
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn run(&self, extra: &[&str], prompt: &str) -> Output {
+        self.cmd()
             .arg("run")
             .args(["--workspace", self.ws().to_str().unwrap()])
             .args(extra)
@@ -308,13 +314,8 @@ fn kill_9_mid_turn_then_resume_with_context_intact() {
         stalled,
         answer("picked up where we left off"),
     ]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.dir.path().join("home"))
-        .env("XDG_CACHE_HOME", env.dir.path().join("home/.cache"))
-        .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-        .current_dir(env.dir.path())
+    let mut child = env
+        .cmd()
         .args([
             "run",
             "--workspace",
@@ -481,13 +482,8 @@ fn chat_runs_turns_cancels_and_manages_sessions() {
         r
     };
     let env = Env::new(vec![answer("hi there"), slow, answer("after cancel")]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", env.dir.path().join("home"))
-        .env("XDG_CACHE_HOME", env.dir.path().join("home/.cache"))
-        .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-        .current_dir(env.dir.path())
+    let mut child = env
+        .cmd()
         .args(["chat", "--workspace", env.ws().to_str().unwrap()])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
