@@ -1,9 +1,9 @@
 //! `oxydra-host`: the Oxydra host binary.
 
+mod advice;
 mod commands;
-mod config;
-mod providers;
-mod tools;
+
+use oxydra_session::config;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -119,5 +119,17 @@ impl Failure {
 impl From<config::ConfigError> for Failure {
     fn from(e: config::ConfigError) -> Self {
         Failure::new(exit::USAGE, e.to_string())
+    }
+}
+
+impl From<oxydra_session::SetupError> for Failure {
+    fn from(e: oxydra_session::SetupError) -> Self {
+        advice::setup(e)
+    }
+}
+
+impl From<oxydra_session::ServiceError> for Failure {
+    fn from(e: oxydra_session::ServiceError) -> Self {
+        advice::service(e)
     }
 }

@@ -1,19 +1,19 @@
-//! `oxydra-host chat`: an interactive line-mode session with the TUI's slash commands.
-//! Turns run on a worker thread, so `/cancel` works while one is streaming.
+//! `oxydra-host chat`: an interactive line-mode session with the TUI's slash commands, as
+//! a client of the session service. A turn's events print on their own thread, so
+//! `/cancel` works while one is streaming.
 
-use super::run::{Opened, Printer, open, session_id};
+use super::run::{Printer, open};
 use crate::Failure;
-use crate::config::Sources;
-use oxydra_agent::turn::{CancelToken, TurnError};
+use oxydra_agent::turn::TurnError;
+use oxydra_session::config::Sources;
+use oxydra_session::{ServiceError, SessionService, Subscription};
 use oxydra_store::TurnStatus;
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
 
 #[derive(clap::Args)]
 pub struct ChatArgs {
-    /// Start in this session.
+    /// Start in this session (its id or a unique prefix).
     #[arg(long)]
     session: Option<String>,
     #[arg(long)]
@@ -37,56 +37,43 @@ fn status_name(s: TurnStatus) -> &'static str {
     }
 }
 
+/// Print one turn's events until it ends.
+fn follow(events: Subscription) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut printer = Printer::new();
+        let finished = events.wait_finished(|e| printer.show(e));
+        printer.end_line();
+        match finished.map(|s| s.outcome) {
+            Some(Ok(o)) => {
+                let cost = o.cost.map(|c| format!(", ${c:.6}")).unwrap_or_default();
+                eprintln!("[done] {} model call(s){cost}", o.steps);
+            }
+            Some(Err(e)) if matches!(*e, TurnError::Cancelled) => {
+                eprintln!("[cancelled] the turn was cancelled; its partial output is kept")
+            }
+            Some(Err(e)) => eprintln!("[error] {e}"),
+            None => eprintln!("[error] the session service stopped during the turn"),
+        }
+    })
+}
+
+fn say(e: ServiceError) {
+    eprintln!("[error] {}", crate::advice::service(e).message);
+}
+
 pub fn run(args: ChatArgs, sources: &Sources) -> Result<(), Failure> {
-    let Opened {
-        runtime,
-        agent,
-        agent_name,
-        session: first,
-    } = open(
+    let (service, first) = open(
         sources,
         args.workspace,
         args.user,
         args.session.as_deref(),
-        args.agent,
+        args.agent.as_deref(),
     )?;
-    let current = Arc::new(Mutex::new(first));
-    let cancel = CancelToken::default();
-    let busy = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<(String, String)>();
-
-    let worker = {
-        let (runtime, cancel, busy) = (runtime.clone(), cancel.clone(), busy.clone());
-        std::thread::spawn(move || {
-            for (session, prompt) in rx {
-                let mut printer = Printer::new();
-                let result = runtime.run_turn_cancellable(
-                    &session,
-                    &agent,
-                    &prompt,
-                    &mut |p| printer.show(p),
-                    &cancel,
-                );
-                printer.end_line();
-                match result {
-                    Ok(o) => {
-                        let cost = o.cost.map(|c| format!(", ${c:.6}")).unwrap_or_default();
-                        eprintln!("[done] {} model call(s){cost}", o.steps);
-                    }
-                    Err(TurnError::Cancelled) => {
-                        eprintln!("[cancelled] the turn was cancelled; its partial output is kept")
-                    }
-                    Err(e) => eprintln!("[error] {e}"),
-                }
-                busy.store(false, Ordering::SeqCst);
-            }
-        })
-    };
-
-    eprintln!(
-        "[session] {} (agent {agent_name}); /help lists the commands",
-        current.lock().map(|c| c.clone()).unwrap_or_default()
-    );
+    let mut current = first.id;
+    let mut agent = first.agent;
+    let mut printing: Option<std::thread::JoinHandle<()>> = None;
+    eprintln!("[session] {current} (agent {agent}); /help lists the commands");
+    let busy = |service: &SessionService, id: &str| service.snapshot(id).is_some_and(|s| s.active);
     let stdin = std::io::stdin();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
@@ -97,112 +84,114 @@ pub fn run(args: ChatArgs, sources: &Sources) -> Result<(), Failure> {
         let (cmd, rest) = line
             .split_once(' ')
             .map_or((line, ""), |(c, r)| (c, r.trim()));
-        let session = current.lock().map(|c| c.clone()).unwrap_or_default();
         match cmd {
             "/quit" | "/exit" => break,
             "/help" => eprintln!("{HELP}"),
-            "/cancel" | "/cancelall" => {
-                if busy.load(Ordering::SeqCst) {
-                    cancel.cancel();
+            "/cancel" => {
+                if service.cancel(&current) {
                     eprintln!("[cancelling]");
                 } else {
                     eprintln!("no turn is running");
                 }
             }
+            "/cancelall" => match service.cancel_all() {
+                0 => eprintln!("no turn is running"),
+                n => eprintln!("[cancelling] {n} turn(s)"),
+            },
             "/new" => {
-                if busy.load(Ordering::SeqCst) {
+                if busy(&service, &current) {
                     eprintln!("a turn is running; wait for it or /cancel it first");
                     continue;
                 }
-                // A named session: the name leads its id, so /switch <name> finds it.
-                let id = if rest.is_empty() {
-                    session_id()
-                } else {
-                    format!(
-                        "{}-{}",
-                        rest.replace(char::is_whitespace, "-"),
-                        &session_id()[..8]
-                    )
-                };
-                if let Err(e) = runtime.store.create_session(&id, &agent_name) {
-                    eprintln!("[error] {e}");
-                    continue;
+                let name = (!rest.is_empty()).then_some(rest);
+                match service.create(Some(&agent), name) {
+                    Ok(a) => {
+                        current = a.id;
+                        eprintln!("[session] {current}");
+                    }
+                    Err(e) => say(e),
                 }
-                if let Ok(mut c) = current.lock() {
-                    c.clone_from(&id);
-                }
-                eprintln!("[session] {id}");
             }
-            "/sessions" => match runtime.store.sessions() {
+            "/sessions" => match service.list() {
                 Ok(list) => {
-                    for (id, agent, turns) in list {
-                        let mark = if id == session { "*" } else { " " };
-                        eprintln!("{mark} {id}  agent {agent}  {turns} turn(s)");
+                    for s in list {
+                        let mark = if s.id == current { "*" } else { " " };
+                        let running = if s.active { "  (running)" } else { "" };
+                        eprintln!(
+                            "{mark} {}  agent {}  {} turn(s){running}",
+                            s.id, s.agent, s.turns
+                        );
                     }
                 }
-                Err(e) => eprintln!("[error] {e}"),
+                Err(e) => say(e),
             },
             "/switch" => {
-                if busy.load(Ordering::SeqCst) {
+                if busy(&service, &current) {
                     eprintln!("a turn is running; wait for it or /cancel it first");
                     continue;
                 }
-                let matches: Vec<String> = runtime
-                    .store
-                    .sessions()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(id, _, _)| id)
-                    .filter(|id| !rest.is_empty() && id.starts_with(rest))
-                    .collect();
-                match matches.as_slice() {
-                    [one] => {
-                        if let Ok(mut c) = current.lock() {
-                            c.clone_from(one);
+                if rest.is_empty() {
+                    eprintln!("/switch <id-prefix>: /sessions lists them");
+                    continue;
+                }
+                match service.attach(rest, None) {
+                    Ok(a) => {
+                        current = a.id;
+                        agent = a.agent;
+                        if a.interrupted > 0 {
+                            eprintln!(
+                                "[session] {current}: the previous turn was interrupted; continuing with its history"
+                            );
                         }
-                        eprintln!("[session] {one}");
+                        eprintln!("[session] {current}");
                     }
-                    [] => eprintln!("no session starts with `{rest}`; /sessions lists them"),
-                    many => eprintln!(
+                    Err(ServiceError::NoSession(_)) => {
+                        eprintln!("no session starts with `{rest}`; /sessions lists them")
+                    }
+                    Err(ServiceError::AmbiguousSession { matches, .. }) => eprintln!(
                         "`{rest}` matches {} sessions; type more of the id",
-                        many.len()
+                        matches.len()
                     ),
+                    Err(e) => say(e),
                 }
             }
             "/status" => {
-                let last = runtime
-                    .store
-                    .turns(&session)
+                let last = service
+                    .attach(&current, None)
                     .ok()
-                    .and_then(|t| t.last().cloned());
+                    .and_then(|a| a.last_turn);
                 let turn = match last {
-                    Some(t) => format!("last turn {} {}", t.turn, status_name(t.status)),
+                    Some((n, status)) => format!("last turn {n} {}", status_name(status)),
                     None => "no turns yet".into(),
                 };
-                let running = if busy.load(Ordering::SeqCst) {
+                let running = if busy(&service, &current) {
                     "a turn is running"
                 } else {
                     "idle"
                 };
+                let model = service.model(&agent).unwrap_or_default();
                 eprintln!(
-                    "[status] session {session}, agent {agent_name}, model {}, {running}, {turn}",
-                    runtime.model
+                    "[status] session {current}, agent {agent}, model {model}, {running}, {turn}"
                 );
             }
             c if c.starts_with('/') => eprintln!("unknown command `{c}`; /help lists them"),
-            _ => {
-                if busy.swap(true, Ordering::SeqCst) {
-                    eprintln!("a turn is running; wait for it or /cancel it");
-                    continue;
+            _ => match service.submit(&current, line) {
+                Ok(events) => {
+                    if let Some(p) = printing.take() {
+                        let _ = p.join();
+                    }
+                    printing = Some(follow(events));
                 }
-                cancel.reset();
-                if tx.send((session, line.to_string())).is_err() {
-                    break;
+                Err(ServiceError::SessionBusy { .. }) => {
+                    eprintln!("a turn is running; wait for it or /cancel it")
                 }
-            }
+                Err(e) => say(e),
+            },
         }
     }
-    drop(tx);
-    let _ = worker.join();
+    if let Some(p) = printing.take() {
+        let _ = p.join();
+    }
+    service.shutdown();
     Ok(())
 }

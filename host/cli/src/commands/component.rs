@@ -1,10 +1,11 @@
 //! `oxydra-host component inspect`.
 
-use crate::config::{self, Sources};
-use crate::{Failure, exit, tools};
+use crate::{Failure, exit};
 use clap::Subcommand;
 use oxydra_runtime::cache::sha256_hex;
 use oxydra_runtime::profiles::SUPPORTED_WIT;
+use oxydra_session::config::{self, Sources};
+use oxydra_session::tools;
 use std::path::PathBuf;
 
 #[derive(Subcommand)]

@@ -1,8 +1,8 @@
 //! `oxydra-host config validate`.
 
 use crate::Failure;
-use crate::config::{self, Sources};
 use clap::Subcommand;
+use oxydra_session::config::{self, Sources};
 use std::path::PathBuf;
 
 #[derive(Subcommand)]

@@ -1,10 +1,11 @@
 //! `oxydra-host llm complete`: one completion through a provider component, streamed.
 //! The answer goes to stdout as it arrives; tool calls, usage and the stop reason to stderr.
 
-use crate::config::{self, Sources};
-use crate::{Failure, exit, providers, tools};
+use crate::{Failure, exit};
 use clap::Subcommand;
 use oxydra_runtime::llm::types::{LlmEvent, LlmRequest, Message, Role};
+use oxydra_session::config::{self, Sources};
+use oxydra_session::{providers, tools};
 use std::collections::BTreeMap;
 use std::io::Write;
 

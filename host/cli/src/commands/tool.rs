@@ -1,9 +1,10 @@
 //! `oxydra-host tool list` and `oxydra-host tool call`.
 
-use crate::config::{self, Sources};
-use crate::{Failure, exit, tools};
+use crate::{Failure, exit};
 use clap::Subcommand;
 use oxydra_runtime::{CallError, Workspace};
+use oxydra_session::config::{self, Sources};
+use oxydra_session::tools;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -57,23 +58,7 @@ pub fn run(cmd: ToolCommand, sources: &Sources) -> Result<(), Failure> {
 }
 
 pub fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, Failure> {
-    let runner = config::load_runner(sources)?.value;
-    let user = match user {
-        Some(u) => u,
-        None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
-        None => "local".to_string(),
-    };
-    if user.is_empty()
-        || !user
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!("user id `{user}`: use letters, digits, `-` and `_`"),
-        ));
-    }
-    Ok(runner.workspace_root.join(user))
+    Ok(oxydra_session::compose::default_workspace(sources, user)?)
 }
 
 fn first_sentence(text: &str) -> String {

@@ -18,8 +18,10 @@ pub struct AgentConfig {
     pub runtime: Runtime,
     pub reliability: Reliability,
     pub catalog: Catalog,
-    pub memory: Memory,
-    pub scheduler: Scheduler,
+    /// Not built yet: any key here is refused (see `validate`).
+    pub memory: Option<toml::Table>,
+    /// Not built yet: any key here is refused (see `validate`).
+    pub scheduler: Option<toml::Table>,
     pub gateway: Gateway,
     pub agents: BTreeMap<String, AgentDef>,
     pub components: ComponentsConfig,
@@ -103,6 +105,7 @@ pub struct ProviderEntry {
 #[serde(deny_unknown_fields, default)]
 pub struct Runtime {
     pub turn_timeout_secs: u64,
+    /// Model calls in one turn; at least 1.
     pub max_turns: u32,
     /// In money (US dollars), from the catalog's prices.
     pub max_cost: Option<f64>,
@@ -187,80 +190,6 @@ impl Default for Reliability {
 #[serde(deny_unknown_fields, default)]
 pub struct Catalog {
     pub skip_catalog_validation: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Memory {
-    pub enabled: bool,
-    pub remote_url: Option<String>,
-    pub auth_token_env: Option<String>,
-    pub embedding_backend: String,
-    pub retrieval: Retrieval,
-}
-
-impl Default for Memory {
-    fn default() -> Self {
-        Memory {
-            enabled: false,
-            remote_url: None,
-            auth_token_env: None,
-            embedding_backend: "model2vec".into(),
-            retrieval: Retrieval::default(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Retrieval {
-    pub top_k: u32,
-    pub vector_weight: f64,
-    pub fts_weight: f64,
-}
-
-impl Default for Retrieval {
-    fn default() -> Self {
-        Retrieval {
-            top_k: 8,
-            vector_weight: 0.7,
-            fts_weight: 0.3,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Scheduler {
-    pub enabled: bool,
-    pub poll_interval_secs: u64,
-    pub max_concurrent: u32,
-    pub max_schedules_per_user: u32,
-    pub max_turns: u32,
-    pub max_cost: f64,
-    pub max_run_history: u32,
-    pub min_interval_secs: u64,
-    pub default_timezone: String,
-    pub auto_disable_after_failures: u32,
-    pub notify_after_failures: u32,
-}
-
-impl Default for Scheduler {
-    fn default() -> Self {
-        Scheduler {
-            enabled: false,
-            poll_interval_secs: 15,
-            max_concurrent: 2,
-            max_schedules_per_user: 50,
-            max_turns: 10,
-            max_cost: 0.5,
-            max_run_history: 20,
-            min_interval_secs: 60,
-            default_timezone: "UTC".into(),
-            auto_disable_after_failures: 5,
-            notify_after_failures: 3,
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -380,6 +309,17 @@ impl ComponentsConfig {
     }
 }
 
+/// A money budget: a finite positive amount (`nan` or `inf` would disable the limit).
+fn money(key: &str, v: Option<f64>) -> Result<(), KeyError> {
+    match v {
+        Some(c) if !(c.is_finite() && c > 0.0) => Err((
+            key.into(),
+            format!("must be a positive amount of money (e.g. 0.50), got {c}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 fn ratio(key: &str, v: f64) -> Result<(), KeyError> {
     if v > 0.0 && v < 1.0 {
         Ok(())
@@ -484,23 +424,60 @@ impl AgentConfig {
             "runtime.summarization.target_ratio",
             self.runtime.summarization.target_ratio,
         )?;
-        if let Some(c) = self.runtime.max_cost
-            && c <= 0.0
-        {
+        money("runtime.max_cost", self.runtime.max_cost)?;
+        for (section, table) in [("memory", &self.memory), ("scheduler", &self.scheduler)] {
+            if let Some(key) = table.as_ref().and_then(|t| t.keys().next()) {
+                return Err((
+                    format!("{section}.{key}"),
+                    format!(
+                        "not supported yet: [{section}] arrives with that feature; remove the key"
+                    ),
+                ));
+            }
+        }
+        for (name, p) in &self.providers.registry {
+            let unread = [
+                ("max_input_tokens", p.max_input_tokens.is_some()),
+                ("reasoning", p.reasoning.is_some()),
+                ("attachment", p.attachment.is_some()),
+                ("input_modalities", !p.input_modalities.is_empty()),
+            ];
+            if let Some((key, _)) = unread.iter().find(|(_, set)| *set) {
+                return Err((
+                    format!("providers.registry.{name}.{key}"),
+                    "not supported yet; remove the key".into(),
+                ));
+            }
+            if p.max_context_tokens == Some(0) || p.max_output_tokens == Some(0) {
+                return Err((
+                    format!("providers.registry.{name}"),
+                    "max_context_tokens and max_output_tokens must be at least 1".into(),
+                ));
+            }
+        }
+        if self.runtime.max_turns == 0 {
             return Err((
-                "runtime.max_cost".into(),
-                format!("must be positive (money, e.g. 0.50), got {c}"),
+                "runtime.max_turns".into(),
+                "must be at least 1 (model calls per turn)".into(),
             ));
         }
-        let r = &self.memory.retrieval;
-        if (r.vector_weight + r.fts_weight - 1.0).abs() > 1e-6 {
+        if self.runtime.turn_timeout_secs == 0 {
             return Err((
-                "memory.retrieval".into(),
-                format!(
-                    "vector_weight + fts_weight must be 1, got {} + {}",
-                    r.vector_weight, r.fts_weight
-                ),
+                "runtime.turn_timeout_secs".into(),
+                "must be at least 1".into(),
             ));
+        }
+        let g = &self.gateway;
+        for (key, v) in [
+            ("gateway.max_sessions_per_user", g.max_sessions_per_user),
+            (
+                "gateway.max_concurrent_turns_per_user",
+                g.max_concurrent_turns_per_user,
+            ),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
         }
         if self.reliability.max_attempts == 0 {
             return Err((
@@ -509,6 +486,13 @@ impl AgentConfig {
             ));
         }
         for (name, a) in &self.agents {
+            money(&format!("agents.{name}.max_cost"), a.max_cost)?;
+            if a.max_turns == Some(0) {
+                return Err((
+                    format!("agents.{name}.max_turns"),
+                    "must be at least 1 (model calls per turn)".into(),
+                ));
+            }
             if a.system_prompt.is_some() && a.system_prompt_file.is_some() {
                 return Err((
                     format!("agents.{name}"),

@@ -62,6 +62,69 @@ pub struct Loaded<T> {
     pub layers: Vec<Layer>,
     /// The last directory that held this file (relative paths in it resolve there).
     pub base_dir: Option<PathBuf>,
+    /// Each layer's own table (and text, for files), to say where a key was set.
+    tables: Vec<(String, Table, Option<String>)>,
+}
+
+impl<T> Loaded<T> {
+    /// Where `key` (dotted) got its value: the last layer that set it, as the user named
+    /// it (`.oxydra/agent.toml:12`, `--set runtime.max_cost=nan`), or `fallback`.
+    pub fn locate(&self, key: &str, fallback: &str) -> String {
+        let path: Vec<&str> = key.split('.').collect();
+        for (name, table, text) in self.tables.iter().rev() {
+            let mut at = Some(table);
+            let mut found = true;
+            for (i, seg) in path.iter().enumerate() {
+                match at.and_then(|t| t.get(*seg)) {
+                    Some(Value::Table(t)) => at = Some(t),
+                    Some(_) if i + 1 == path.len() => at = None,
+                    _ => {
+                        found = false;
+                        break;
+                    }
+                }
+            }
+            if !found {
+                continue;
+            }
+            let line = text.as_deref().and_then(|t| line_of(t, &path));
+            return match line {
+                Some(n) => format!("{name}:{n}"),
+                None => name.clone(),
+            };
+        }
+        fallback.to_string()
+    }
+}
+
+/// The line (1-based) where the last segment of `path` is assigned, after its table's
+/// header when there is one.
+fn line_of(text: &str, path: &[&str]) -> Option<usize> {
+    let (last, parent) = path.split_last()?;
+    let header = format!("[{}]", parent.join("."));
+    let mut in_table = parent.is_empty();
+    let mut first = None;
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim();
+        if l.starts_with('[') {
+            in_table = l == header || parent.is_empty();
+            if l == format!("[{}]", path.join(".")) {
+                return Some(i + 1);
+            }
+            continue;
+        }
+        let assigned = l
+            .split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"'))
+            .is_some_and(|k| k == *last || k.ends_with(&format!(".{last}")));
+        if assigned {
+            if in_table {
+                return Some(i + 1);
+            }
+            first.get_or_insert(i + 1);
+        }
+    }
+    first
 }
 
 /// Check one layer against the schema, and say where a mistake is.
@@ -170,6 +233,7 @@ fn load_layers<T: DeserializeOwned + Default>(
         name: "built-in defaults".into(),
     }];
     let mut base_dir = None;
+    let mut tables = Vec::new();
     let mut files: Vec<PathBuf> = sources.dirs.iter().map(|d| d.join(file_name)).collect();
     if with_overrides && let Some(extra) = &sources.extra_file {
         if !extra.exists() {
@@ -183,6 +247,7 @@ fn load_layers<T: DeserializeOwned + Default>(
     for path in files {
         if let Some((text, table)) = read_file(&path)? {
             check_layer::<T>(&path.display().to_string(), &table, Some(&text))?;
+            tables.push((path.display().to_string(), table.clone(), Some(text)));
             merge(&mut merged, table);
             layers.push(Layer {
                 name: path.display().to_string(),
@@ -204,6 +269,7 @@ fn load_layers<T: DeserializeOwned + Default>(
             }
             let layer = nested(&path, scalar(raw));
             check_layer::<T>(&format!("environment variable {name}"), &layer, None)?;
+            tables.push((format!("environment variable {name}"), layer.clone(), None));
             merge(&mut merged, layer);
             layers.push(Layer {
                 name: format!("environment variable {name}"),
@@ -219,6 +285,7 @@ fn load_layers<T: DeserializeOwned + Default>(
             let path: Vec<String> = key.trim().split('.').map(str::to_string).collect();
             let layer = nested(&path, scalar(raw.trim()));
             check_layer::<T>(&format!("--set {set}"), &layer, None)?;
+            tables.push((format!("--set {set}"), layer.clone(), None));
             merge(&mut merged, layer);
             layers.push(Layer {
                 name: format!("--set {set}"),
@@ -235,6 +302,7 @@ fn load_layers<T: DeserializeOwned + Default>(
         value,
         layers,
         base_dir,
+        tables,
     })
 }
 
@@ -244,7 +312,7 @@ pub fn load_agent(sources: &Sources) -> Result<Loaded<super::AgentConfig>, Confi
         .value
         .validate()
         .map_err(|(key, message)| ConfigError::Invalid {
-            source_name: "agent.toml".into(),
+            source_name: loaded.locate(&key, "agent.toml"),
             message: format!("key `{key}`: {message}"),
         })?;
     Ok(loaded)
@@ -256,7 +324,7 @@ pub fn load_runner(sources: &Sources) -> Result<Loaded<super::RunnerConfig>, Con
         .value
         .validate()
         .map_err(|(key, message)| ConfigError::Invalid {
-            source_name: "runner.toml".into(),
+            source_name: loaded.locate(&key, "runner.toml"),
             message: format!("key `{key}`: {message}"),
         })?;
     Ok(loaded)

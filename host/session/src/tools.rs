@@ -2,7 +2,7 @@
 //! components the operator configured, each under its grant and limits.
 
 use crate::config::{AgentConfig, ComponentsConfig};
-use crate::{Failure, exit};
+use crate::error::SetupError;
 use oxydra_runtime::bundle::{self, BundleError};
 use oxydra_runtime::{ComponentHost, ComponentSpec, HostConfig, ToolSpec};
 use std::path::{Path, PathBuf};
@@ -33,31 +33,32 @@ pub fn cache_dir(cfg: &ComponentsConfig) -> Option<PathBuf> {
     Some(base.join("oxydra").join("components"))
 }
 
-pub fn host(cfg: &ComponentsConfig) -> Result<ComponentHost, Failure> {
+pub fn host(cfg: &ComponentsConfig) -> Result<ComponentHost, SetupError> {
     ComponentHost::new(HostConfig {
         cache_dir: cache_dir(cfg),
         max_memory_mib: cfg.max_memory_mib(),
     })
-    .map_err(|e| {
-        Failure::new(
-            exit::USAGE,
-            format!("could not start the component engine: {e:#}"),
-        )
-    })
+    .map_err(|e| SetupError::Engine(format!("{e:#}")))
+}
+
+fn key(key: String, message: impl Into<String>) -> SetupError {
+    SetupError::Key {
+        key,
+        message: message.into(),
+    }
 }
 
 /// Every enabled tool's spec. `base_dir` resolves relative component paths.
-pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>, Failure> {
+pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>, SetupError> {
     let comps = &cfg.components;
     let dir = bundled_dir(comps);
     let mut specs = match bundle::read_manifest(&dir) {
-        Ok(manifest) => bundle::tool_specs(&dir, &manifest, |name| comps.limits_for(name))
-            .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?,
+        Ok(manifest) => bundle::tool_specs(&dir, &manifest, |name| comps.limits_for(name))?,
         Err(e @ BundleError::Missing(_)) if !comps.tools.values().any(|t| t.path.is_some()) => {
-            return Err(Failure::new(exit::USAGE, e.to_string()));
+            return Err(e.into());
         }
         Err(BundleError::Missing(_)) => Vec::new(),
-        Err(e) => return Err(Failure::new(exit::USAGE, e.to_string())),
+        Err(e) => return Err(e.into()),
     };
     for (name, t) in &comps.tools {
         let bundled = specs.iter_mut().find(|s| &s.name == name);
@@ -68,15 +69,15 @@ pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>
                     _ => path.clone(),
                 };
                 let wasm = std::fs::read(&path).map_err(|e| {
-                    Failure::new(
-                        exit::USAGE,
-                        format!("components.tools.{name}.path: {}: {e}", path.display()),
+                    key(
+                        format!("components.tools.{name}.path"),
+                        format!("{}: {e}", path.display()),
                     )
                 })?;
                 let Some(grant) = t.grant else {
-                    return Err(Failure::new(
-                        exit::USAGE,
-                        format!("components.tools.{name}.grant is required"),
+                    return Err(key(
+                        format!("components.tools.{name}.grant"),
+                        "is required for a component from a file",
                     ));
                 };
                 specs.retain(|s| &s.name != name);
@@ -94,21 +95,19 @@ pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>
             (Some(spec), None) => {
                 if let Some(grant) = t.grant {
                     if spec.components.len() != 1 {
-                        return Err(Failure::new(
-                            exit::USAGE,
-                            format!(
-                                "components.tools.{name}.grant: `{name}` is a two-step tool; its steps' grants are fixed"
-                            ),
+                        return Err(key(
+                            format!("components.tools.{name}.grant"),
+                            format!("`{name}` is a two-step tool; its steps' grants are fixed"),
                         ));
                     }
                     spec.components[0].grant = grant;
                 }
             }
             (None, None) => {
-                return Err(Failure::new(
-                    exit::USAGE,
+                return Err(key(
+                    format!("components.tools.{name}"),
                     format!(
-                        "components.tools.{name}: there is no bundled tool named `{name}`; set `path` and `grant` to add a component"
+                        "there is no bundled tool named `{name}`; set `path` and `grant` to add a component"
                     ),
                 ));
             }

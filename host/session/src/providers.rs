@@ -4,7 +4,8 @@
 
 use crate::config::AgentConfig;
 use crate::config::agent::{ProviderEntry, ProviderType};
-use crate::{Failure, exit, tools};
+use crate::error::SetupError;
+use crate::tools;
 use oxydra_agent::catalog::{self, ModelInfo};
 use oxydra_runtime::Limits;
 use oxydra_runtime::bundle;
@@ -28,17 +29,14 @@ fn default_key_env(t: ProviderType) -> &'static str {
     }
 }
 
-pub fn entry<'a>(cfg: &'a AgentConfig, name: &str) -> Result<&'a ProviderEntry, Failure> {
-    cfg.providers.registry.get(name).ok_or_else(|| {
-        let known: Vec<&str> = cfg.providers.registry.keys().map(String::as_str).collect();
-        Failure::new(
-            exit::USAGE,
-            format!(
-                "no provider `{name}` in [providers.registry] (configured: {})",
-                known.join(", ")
-            ),
-        )
-    })
+pub fn entry<'a>(cfg: &'a AgentConfig, name: &str) -> Result<&'a ProviderEntry, SetupError> {
+    cfg.providers
+        .registry
+        .get(name)
+        .ok_or_else(|| SetupError::UnknownProvider {
+            name: name.to_string(),
+            known: cfg.providers.registry.keys().cloned().collect(),
+        })
 }
 
 /// The catalog entry for `model`, or `None` when validation is skipped and it is unknown.
@@ -46,7 +44,7 @@ pub fn model_info(
     cfg: &AgentConfig,
     entry: &ProviderEntry,
     model: &str,
-) -> Result<Option<&'static ModelInfo>, Failure> {
+) -> Result<Option<&'static ModelInfo>, SetupError> {
     let provider = entry
         .catalog_provider
         .clone()
@@ -54,17 +52,15 @@ pub fn model_info(
     match catalog::pinned().require(&provider, model) {
         Ok(m) => Ok(Some(m)),
         Err(_) if cfg.catalog.skip_catalog_validation => Ok(None),
-        Err(msg) => Err(Failure::new(exit::USAGE, msg)),
+        Err(msg) => Err(SetupError::Model(msg)),
     }
 }
 
-pub fn spec(cfg: &AgentConfig, name: &str) -> Result<ProviderSpec, Failure> {
+pub fn spec(cfg: &AgentConfig, name: &str) -> Result<ProviderSpec, SetupError> {
     let e = entry(cfg, name)?;
     let dir = tools::bundled_dir(&cfg.components);
-    let manifest =
-        bundle::read_manifest(&dir).map_err(|err| Failure::new(exit::USAGE, err.to_string()))?;
-    let (wasm, sha) = bundle::provider_component(&dir, &manifest, type_name(e.provider_type))
-        .map_err(|err| Failure::new(exit::USAGE, err.to_string()))?;
+    let manifest = bundle::read_manifest(&dir)?;
+    let (wasm, sha) = bundle::provider_component(&dir, &manifest, type_name(e.provider_type))?;
     let env = e
         .api_key_env
         .clone()

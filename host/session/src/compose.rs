@@ -1,0 +1,256 @@
+//! The composition root: layered config → a running system (engine, tools, providers,
+//! agents and their budgets). Every front end — `run`, `chat`, the gateway, channels, the
+//! scheduler — gets its runtimes from here, never by assembling them itself.
+
+use crate::config::{self, AgentConfig, Sources};
+use crate::error::SetupError;
+use crate::{providers, tools};
+use oxydra_agent::scrub::Scrubber;
+use oxydra_agent::turn::{AgentProfile, Budgets, Compaction, Runtime};
+use oxydra_runtime::{ComponentHost, LoadedTool, Workspace};
+use oxydra_store::Store;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const DEFAULT_PROMPT: &str = "You are Oxydra, an agent working in a sandboxed workspace. Files live under \
+/shared (kept) and /tmp (scratch); /vault holds secrets and is reachable only through vault_copyto. \
+Use the tools to look before you answer and to act; answer concisely.";
+
+/// The store of a workspace: `<workspace>/.oxydra/store.db`.
+pub fn store_path(ws_dir: &Path) -> PathBuf {
+    ws_dir.join(".oxydra").join("store.db")
+}
+
+/// Whether a user id is usable as a directory name.
+pub fn valid_user_id(user: &str) -> bool {
+    !user.is_empty()
+        && user
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// `<workspace_root>/<user>` from runner.toml; the user defaults to the only configured
+/// one, else `local`.
+pub fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, SetupError> {
+    let runner = config::load_runner(sources)?.value;
+    let user = match user {
+        Some(u) => u,
+        None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
+        None => "local".to_string(),
+    };
+    if !valid_user_id(&user) {
+        return Err(SetupError::Key {
+            key: "user".into(),
+            message: format!("user id `{user}`: use letters, digits, `-` and `_`"),
+        });
+    }
+    Ok(runner.workspace_root.join(user))
+}
+
+/// The running system for one configuration: the component engine and the loaded tools
+/// are shared by every user and session; providers are loaded once per provider name.
+pub struct System {
+    pub config: AgentConfig,
+    /// Where relative paths in the config resolve (the directory of the last agent.toml).
+    pub base_dir: Option<PathBuf>,
+    pub host: Arc<ComponentHost>,
+    pub tools: Vec<Arc<LoadedTool>>,
+    /// Tools that were configured but could not be loaded, with the reason.
+    pub warnings: Vec<String>,
+}
+
+impl System {
+    /// Load the layered config and start the engine and the tools.
+    pub fn load(sources: &Sources) -> Result<System, SetupError> {
+        let loaded = config::load_agent(sources)?;
+        System::new(loaded.value, loaded.base_dir)
+    }
+
+    pub fn new(config: AgentConfig, base_dir: Option<PathBuf>) -> Result<System, SetupError> {
+        let host = Arc::new(tools::host(&config.components)?);
+        let mut loaded = Vec::new();
+        let mut warnings = Vec::new();
+        for s in tools::specs(&config, base_dir.as_deref())? {
+            match host.load(&s) {
+                Ok(t) => loaded.push(Arc::new(t)),
+                Err(e) => warnings.push(format!("tool not loaded: {e}")),
+            }
+        }
+        Ok(System {
+            config,
+            base_dir,
+            host,
+            tools: loaded,
+            warnings,
+        })
+    }
+
+    /// Names of the configured agents, `default` first.
+    pub fn agent_names(&self) -> Vec<String> {
+        std::iter::once("default".to_string())
+            .chain(
+                self.config
+                    .agents
+                    .keys()
+                    .filter(|n| *n != "default")
+                    .cloned(),
+            )
+            .collect()
+    }
+
+    /// Whether `name` is an agent this system can run.
+    pub fn has_agent(&self, name: &str) -> bool {
+        name == "default" || self.config.agents.contains_key(name)
+    }
+
+    /// The agent's profile: prompt, tool allowlist and budgets.
+    pub fn profile(&self, name: &str) -> Result<AgentProfile, SetupError> {
+        let cfg = &self.config;
+        let def = if name == "default" {
+            cfg.agents.get(name)
+        } else {
+            Some(
+                cfg.agents
+                    .get(name)
+                    .ok_or_else(|| SetupError::UnknownAgent {
+                        name: name.to_string(),
+                        known: self.agent_names(),
+                    })?,
+            )
+        };
+        let system_prompt = match def {
+            Some(d) if d.system_prompt.is_some() => d.system_prompt.clone().unwrap_or_default(),
+            Some(d) if d.system_prompt_file.is_some() => {
+                let file = d.system_prompt_file.clone().unwrap_or_default();
+                let path = match &self.base_dir {
+                    Some(b) if file.is_relative() => b.join(&file),
+                    _ => file,
+                };
+                std::fs::read_to_string(&path).map_err(|e| SetupError::Key {
+                    key: format!("agents.{name}.system_prompt_file"),
+                    message: format!("{}: {e}", path.display()),
+                })?
+            }
+            _ => DEFAULT_PROMPT.to_string(),
+        };
+        Ok(AgentProfile {
+            name: name.to_string(),
+            system_prompt,
+            tools: def.and_then(|d| d.tools.clone()),
+            budgets: Budgets {
+                max_steps: def
+                    .and_then(|d| d.max_turns)
+                    .unwrap_or(cfg.runtime.max_turns),
+                max_tokens: cfg.runtime.max_tokens,
+                max_cost: def.and_then(|d| d.max_cost).or(cfg.runtime.max_cost),
+                wall_time: cfg.runtime.max_wall_secs.map(Duration::from_secs),
+            },
+        })
+    }
+
+    /// The provider and model an agent runs on.
+    pub fn selection(&self, agent: &str) -> (String, String) {
+        let def = self.config.agents.get(agent);
+        let provider = def
+            .and_then(|d| d.selection.provider.clone())
+            .unwrap_or_else(|| self.config.selection.provider.clone());
+        let model = def
+            .and_then(|d| d.selection.model.clone())
+            .unwrap_or_else(|| self.config.selection.model.clone());
+        (provider, model)
+    }
+
+    /// Load a provider component (a cached compile: well under a millisecond warm).
+    fn provider(&self, name: &str) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
+        let spec = providers::spec(&self.config, name)?;
+        self.host
+            .load_provider(spec)
+            .map_err(|e| SetupError::Refused(e.to_string()))
+    }
+
+    /// A runtime for `agent_name` over one workspace and its store, with the agents a
+    /// `delegate_to_agent` call may hand work to.
+    pub fn runtime(
+        &self,
+        ws_dir: &Path,
+        agent_name: &str,
+        store: Store,
+    ) -> Result<(Runtime, AgentProfile), SetupError> {
+        let cfg = &self.config;
+        let workspace = Workspace::open(ws_dir).map_err(|e| SetupError::Workspace {
+            path: ws_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let mut agent = self.profile(agent_name)?;
+        let (provider_name, model) = self.selection(agent_name);
+        // Agents a delegate_to_agent call may use: children run on this runtime's model.
+        let mut agents = BTreeMap::new();
+        for (name, d) in &cfg.agents {
+            let same = d
+                .selection
+                .provider
+                .as_ref()
+                .is_none_or(|p| p == &provider_name)
+                && d.selection.model.as_ref().is_none_or(|m| m == &model);
+            let entry = if same {
+                Ok(self.profile(name)?)
+            } else {
+                Err(format!(
+                    "agent `{name}` uses another provider or model; delegated tasks run on this session's model \
+                     ({provider_name} / {model}) for now: run agent `{name}` directly instead"
+                ))
+            };
+            agents.insert(name.clone(), entry);
+        }
+        let may_delegate = agent
+            .tools
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|n| n == "delegate_to_agent"));
+        if may_delegate && !agents.is_empty() {
+            let names: Vec<&str> = agents
+                .keys()
+                .filter(|n| n.as_str() != agent_name)
+                .map(String::as_str)
+                .collect();
+            if !names.is_empty() {
+                agent.system_prompt.push_str(&format!(
+                    "\n\nSpecialist agents you can hand self-contained tasks to with delegate_to_agent: {}.",
+                    names.join(", ")
+                ));
+            }
+        }
+        let entry = providers::entry(cfg, &provider_name)?;
+        let info = providers::model_info(cfg, entry, &model)?;
+        let provider = self.provider(&provider_name)?;
+        let secrets: Vec<String> = provider.spec.api_key.iter().cloned().collect();
+        // `max_context_tokens` overrides the catalog's window (a local server's is smaller).
+        let mut model_info = info.cloned();
+        if let (Some(m), Some(n)) = (model_info.as_mut(), entry.max_context_tokens) {
+            m.context_window = n;
+        }
+        let runtime = Runtime {
+            host: self.host.clone(),
+            provider,
+            model,
+            model_info,
+            max_output_tokens: providers::max_output(entry, info),
+            tools: self.tools.clone(),
+            scrubber: Scrubber::new(Some(workspace.host_root()), secrets),
+            workspace: Arc::new(workspace),
+            store,
+            safety_buffer_tokens: cfg.runtime.context_budget.safety_buffer_tokens,
+            fallback_context_tokens: entry
+                .max_context_tokens
+                .unwrap_or(cfg.runtime.context_budget.fallback_max_context_tokens),
+            compaction: Compaction {
+                trigger_ratio: cfg.runtime.context_budget.trigger_ratio,
+                target_ratio: cfg.runtime.summarization.target_ratio,
+                min_turns: cfg.runtime.summarization.min_turns,
+            },
+            agents,
+        };
+        Ok((runtime, agent))
+    }
+}

@@ -1,0 +1,279 @@
+//! Turn events as a subscription. Every subscriber of a session receives the same ordered
+//! stream; a subscriber that falls behind never slows the turn: past its buffer its queued
+//! events are replaced by one [`TurnEvent::Lagged`] carrying the latest state, and the
+//! stream goes on from there.
+
+use oxydra_agent::turn::{Progress, TurnError, TurnOutcome};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+/// How a turn ended, as every subscriber sees it.
+#[derive(Debug, Clone)]
+pub struct TurnSummary {
+    pub session: String,
+    pub outcome: Result<TurnOutcome, Arc<TurnError>>,
+}
+
+/// What a late or lagging subscriber needs to catch up: the active turn so far, and the
+/// last turn that ended.
+#[derive(Debug, Clone, Default)]
+pub struct TurnSnapshot {
+    pub session: String,
+    /// A turn is queued or running.
+    pub active: bool,
+    /// Position in the user's turn queue while waiting (1 = next).
+    pub queued: Option<usize>,
+    /// The answer streamed so far in the active turn.
+    pub text: String,
+    /// Model calls made so far in the active turn.
+    pub step: u32,
+    /// Tools running now.
+    pub tools_running: Vec<String>,
+    pub last: Option<TurnSummary>,
+}
+
+#[derive(Debug, Clone)]
+pub enum TurnEvent {
+    /// First event of a subscription made with [`crate::SessionService::subscribe`].
+    Snapshot(TurnSnapshot),
+    /// The turn waits for one of the user's turn slots (`gateway.max_concurrent_turns_per_user`).
+    Queued {
+        position: usize,
+    },
+    Started,
+    ProviderCall {
+        step: u32,
+        max: u32,
+    },
+    Text(String),
+    Reasoning(String),
+    ToolStart {
+        name: String,
+        arguments: String,
+    },
+    ToolEnd {
+        name: String,
+        elapsed: Duration,
+        ok: bool,
+    },
+    Compaction {
+        turns: usize,
+        upto_turn: i64,
+    },
+    Usage {
+        input_tokens: u64,
+        output_tokens: u64,
+        cost: Option<f64>,
+    },
+    /// The terminal event of a turn.
+    Finished(TurnSummary),
+    /// This subscriber fell behind by `missed` events; `state` is where the turn is now.
+    Lagged {
+        missed: u64,
+        state: TurnSnapshot,
+    },
+}
+
+impl TurnEvent {
+    /// The owned event for a turn loop's progress report; `None` for what front ends
+    /// need not see.
+    pub fn of(p: Progress) -> Option<TurnEvent> {
+        Some(match p {
+            Progress::ProviderCall { step, max } => TurnEvent::ProviderCall { step, max },
+            Progress::Text(t) => TurnEvent::Text(t.to_string()),
+            Progress::Reasoning(t) => TurnEvent::Reasoning(t.to_string()),
+            Progress::ToolStart { name, arguments } => TurnEvent::ToolStart {
+                name: name.to_string(),
+                arguments: arguments.to_string(),
+            },
+            Progress::ToolEnd { name, elapsed, ok } => TurnEvent::ToolEnd {
+                name: name.to_string(),
+                elapsed,
+                ok,
+            },
+            Progress::Compaction { turns, upto_turn } => TurnEvent::Compaction { turns, upto_turn },
+            Progress::Usage { usage, cost } => TurnEvent::Usage {
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cost,
+            },
+        })
+    }
+
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, TurnEvent::Finished(_))
+    }
+}
+
+impl TurnSnapshot {
+    /// Fold one event into the state.
+    pub(crate) fn apply(&mut self, e: &TurnEvent) {
+        match e {
+            TurnEvent::Queued { position } => {
+                self.active = true;
+                self.queued = Some(*position);
+            }
+            TurnEvent::Started => {
+                self.active = true;
+                self.queued = None;
+                self.text.clear();
+                self.step = 0;
+                self.tools_running.clear();
+            }
+            TurnEvent::ProviderCall { step, .. } => self.step = *step,
+            TurnEvent::Text(t) => self.text.push_str(t),
+            TurnEvent::ToolStart { name, .. } => self.tools_running.push(name.clone()),
+            TurnEvent::ToolEnd { name, .. } => {
+                if let Some(i) = self.tools_running.iter().position(|n| n == name) {
+                    self.tools_running.remove(i);
+                }
+            }
+            TurnEvent::Finished(s) => {
+                self.active = false;
+                self.queued = None;
+                self.tools_running.clear();
+                self.last = Some(s.clone());
+            }
+            TurnEvent::Snapshot(_)
+            | TurnEvent::Lagged { .. }
+            | TurnEvent::Reasoning(_)
+            | TurnEvent::Compaction { .. }
+            | TurnEvent::Usage { .. } => {}
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct QueueState {
+    events: VecDeque<TurnEvent>,
+    closed: bool,
+}
+
+/// One subscriber's bounded buffer.
+#[derive(Debug)]
+pub(crate) struct SubQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+    capacity: usize,
+}
+
+impl SubQueue {
+    pub(crate) fn new(capacity: usize) -> Arc<SubQueue> {
+        Arc::new(SubQueue {
+            state: Mutex::new(QueueState::default()),
+            ready: Condvar::new(),
+            capacity: capacity.max(2),
+        })
+    }
+
+    /// Never blocks. Past capacity, everything queued collapses into one `Lagged` with
+    /// `latest` (the state after `e`); a terminal event is kept after it. Returns false
+    /// once the subscriber is gone.
+    pub(crate) fn push(&self, e: &TurnEvent, latest: &TurnSnapshot) -> bool {
+        let Ok(mut q) = self.state.lock() else {
+            return false;
+        };
+        if q.closed {
+            return false;
+        }
+        if q.events.len() >= self.capacity {
+            let mut missed = 0u64;
+            for old in q.events.drain(..) {
+                missed += match old {
+                    TurnEvent::Lagged { missed, .. } => missed,
+                    _ => 1,
+                };
+            }
+            let terminal = e.is_terminal();
+            if !terminal {
+                missed += 1;
+            }
+            q.events.push_back(TurnEvent::Lagged {
+                missed,
+                state: latest.clone(),
+            });
+            if terminal {
+                q.events.push_back(e.clone());
+            }
+        } else {
+            q.events.push_back(e.clone());
+        }
+        self.ready.notify_all();
+        true
+    }
+
+    pub(crate) fn close(&self) {
+        if let Ok(mut q) = self.state.lock() {
+            q.closed = true;
+        }
+        self.ready.notify_all();
+    }
+}
+
+/// A stream of a session's turn events. Dropping it unsubscribes.
+#[derive(Debug)]
+pub struct Subscription {
+    pub(crate) queue: Arc<SubQueue>,
+}
+
+impl Subscription {
+    /// The next event; `None` when the session was archived or the service stopped and
+    /// nothing is left to read.
+    pub fn recv(&self) -> Option<TurnEvent> {
+        let mut q = self.queue.state.lock().ok()?;
+        loop {
+            if let Some(e) = q.events.pop_front() {
+                return Some(e);
+            }
+            if q.closed {
+                return None;
+            }
+            q = self.queue.ready.wait(q).ok()?;
+        }
+    }
+
+    /// [`Subscription::recv`], waiting at most `timeout`: `Ok(None)` when the stream ended,
+    /// `Err(())` when nothing came in time.
+    #[allow(clippy::result_unit_err)]
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Option<TurnEvent>, ()> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut q = self.queue.state.lock().map_err(|_| ())?;
+        loop {
+            if let Some(e) = q.events.pop_front() {
+                return Ok(Some(e));
+            }
+            if q.closed {
+                return Ok(None);
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(());
+            }
+            q = self
+                .queue
+                .ready
+                .wait_timeout(q, deadline - now)
+                .map_err(|_| ())?
+                .0;
+        }
+    }
+
+    /// Events until (and including) the turn's terminal event: the summary, or `None`
+    /// if the stream ended first.
+    pub fn wait_finished(&self, mut each: impl FnMut(&TurnEvent)) -> Option<TurnSummary> {
+        while let Some(e) = self.recv() {
+            each(&e);
+            if let TurnEvent::Finished(s) = e {
+                return Some(s);
+            }
+        }
+        None
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}

@@ -1,0 +1,24 @@
+//! The session service: the one composition root every front end uses.
+//!
+//! - [`compose`]: layered config → a running [`System`] (engine, tools, providers, agents
+//!   and their budgets);
+//! - [`SessionService`]: one user's sessions — create, list, resolve by id prefix, resume
+//!   after a restart, one actor per live session with one active turn, a per-user cap on
+//!   concurrent turns with a FIFO queue, turn events as subscriptions, cancel one or all,
+//!   archive idle sessions.
+//!
+//! Errors are typed ([`SetupError`], [`ServiceError`], the turn loop's `TurnError`); only
+//! the front end that shows one turns it into advice.
+
+pub mod compose;
+pub mod config;
+pub mod error;
+pub mod events;
+pub mod providers;
+pub mod service;
+pub mod tools;
+
+pub use compose::System;
+pub use error::{ServiceError, SetupError};
+pub use events::{Subscription, TurnEvent, TurnSnapshot, TurnSummary};
+pub use service::{Attached, ServiceOptions, SessionInfo, SessionService, new_session_id};

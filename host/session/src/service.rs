@@ -1,0 +1,638 @@
+//! The session manager: one service per user workspace. It creates, lists, resolves and
+//! resumes sessions, runs one actor (a thread) per live session with at most one active
+//! turn each, caps the user's concurrent turns with a FIFO queue, fans turn events out to
+//! subscribers, cancels, and archives idle sessions (they resume from the store).
+
+use crate::compose::{System, store_path};
+use crate::config::AgentConfig;
+use crate::error::{ServiceError, SetupError};
+use crate::events::{SubQueue, Subscription, TurnEvent, TurnSnapshot, TurnSummary};
+use oxydra_agent::turn::{AgentProfile, CancelToken, Runtime, TurnError};
+use oxydra_store::{Store, TurnStatus};
+use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
+use std::time::{Duration, Instant};
+
+/// The service's limits, from `[gateway]`.
+#[derive(Debug, Clone)]
+pub struct ServiceOptions {
+    /// Turns of this user running at once; more wait in FIFO order
+    /// (`gateway.max_concurrent_turns_per_user`).
+    pub max_concurrent_turns: u32,
+    /// Sessions kept live (an actor and its state in memory); past it the least recently
+    /// active idle one is archived (`gateway.max_sessions_per_user`).
+    pub max_live_sessions: u32,
+    /// A live session idle this long is archived by [`SessionService::archive_idle`]
+    /// (`gateway.session_idle_ttl_hours`).
+    pub idle_ttl: Duration,
+    /// Events buffered per subscriber before it is marked lagged.
+    pub subscriber_buffer: usize,
+}
+
+impl ServiceOptions {
+    pub fn from_config(cfg: &AgentConfig) -> ServiceOptions {
+        ServiceOptions {
+            max_concurrent_turns: cfg.gateway.max_concurrent_turns_per_user,
+            max_live_sessions: cfg.gateway.max_sessions_per_user,
+            idle_ttl: Duration::from_secs(u64::from(cfg.gateway.session_idle_ttl_hours) * 3600),
+            subscriber_buffer: 1024,
+        }
+    }
+}
+
+/// A session as listed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionInfo {
+    pub id: String,
+    pub agent: String,
+    pub turns: i64,
+    /// Held in memory by an actor.
+    pub live: bool,
+    /// A turn is queued or running.
+    pub active: bool,
+}
+
+/// A session attached to the service.
+#[derive(Debug, Clone)]
+pub struct Attached {
+    pub id: String,
+    pub agent: String,
+    /// Turns found still marked running from a process that ended (kill -9, power loss),
+    /// now marked interrupted.
+    pub interrupted: u64,
+    /// The last turn's number and how it ended.
+    pub last_turn: Option<(i64, TurnStatus)>,
+}
+
+/// A random session id (96 bits, hex). Never from the clock: without a random source
+/// there is no id.
+pub fn new_session_id() -> Result<String, ServiceError> {
+    let mut bytes = [0u8; 12];
+    getrandom::fill(&mut bytes).map_err(|e| ServiceError::Random(e.to_string()))?;
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+struct Job {
+    prompt: String,
+    cancel: CancelToken,
+}
+
+struct ActorState {
+    agent: String,
+    pending: bool,
+    cancel: Option<CancelToken>,
+    snapshot: TurnSnapshot,
+    subscribers: Vec<Arc<SubQueue>>,
+    last_active: Instant,
+}
+
+struct Actor {
+    id: String,
+    state: Mutex<ActorState>,
+    inbox: Mutex<Option<mpsc::Sender<Job>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Actor {
+    fn publish(&self, e: TurnEvent) {
+        let mut st = lock(&self.state);
+        st.snapshot.apply(&e);
+        let ActorState {
+            snapshot,
+            subscribers,
+            ..
+        } = &mut *st;
+        subscribers.retain(|q| q.push(&e, snapshot));
+    }
+
+    fn close(&self) {
+        lock(&self.inbox).take();
+        for q in lock(&self.state).subscribers.drain(..) {
+            q.close();
+        }
+    }
+}
+
+/// FIFO turn slots for one user.
+struct Slots {
+    max: u32,
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    running: u32,
+    queue: VecDeque<u64>,
+    next: u64,
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.0.state).running -= 1;
+        self.0.changed.notify_all();
+    }
+}
+
+impl Slots {
+    /// Wait for a slot in arrival order; `None` if cancelled while waiting.
+    /// `position` is told each new place in the queue (1 = next).
+    fn acquire(
+        &self,
+        cancel: &CancelToken,
+        mut position: impl FnMut(usize),
+    ) -> Option<SlotGuard<'_>> {
+        let mut st = lock(&self.state);
+        let ticket = st.next;
+        st.next += 1;
+        st.queue.push_back(ticket);
+        let mut told = None;
+        loop {
+            let place = st.queue.iter().position(|t| *t == ticket).unwrap_or(0);
+            if place == 0 && st.running < self.max.max(1) {
+                st.queue.pop_front();
+                st.running += 1;
+                drop(st);
+                self.changed.notify_all();
+                return Some(SlotGuard(self));
+            }
+            if cancel.is_cancelled() {
+                st.queue.retain(|t| *t != ticket);
+                drop(st);
+                self.changed.notify_all();
+                return None;
+            }
+            if told != Some(place) {
+                told = Some(place);
+                drop(st);
+                position(place + 1);
+                st = lock(&self.state);
+                continue;
+            }
+            st = self
+                .changed
+                .wait_timeout(st, Duration::from_millis(20))
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
+        }
+    }
+}
+
+struct AgentRuntime {
+    runtime: Arc<Runtime>,
+    profile: AgentProfile,
+}
+
+struct Inner {
+    system: Arc<System>,
+    user: String,
+    ws_dir: PathBuf,
+    store: Store,
+    opts: ServiceOptions,
+    runtimes: Mutex<BTreeMap<String, Arc<AgentRuntime>>>,
+    actors: Mutex<BTreeMap<String, Arc<Actor>>>,
+    slots: Slots,
+}
+
+/// One user's sessions. Front ends (`run`, `chat`, the gateway, channels, the scheduler)
+/// drive sessions only through this API.
+pub struct SessionService {
+    inner: Arc<Inner>,
+}
+
+impl SessionService {
+    /// The service for one user workspace (created if missing, with its store).
+    pub fn open(
+        system: Arc<System>,
+        user: &str,
+        ws_dir: &Path,
+        opts: ServiceOptions,
+    ) -> Result<SessionService, ServiceError> {
+        std::fs::create_dir_all(ws_dir).map_err(|e| SetupError::Workspace {
+            path: ws_dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let store = Store::open(&store_path(ws_dir))?;
+        let slots = Slots {
+            max: opts.max_concurrent_turns,
+            state: Mutex::new(SlotState::default()),
+            changed: Condvar::new(),
+        };
+        Ok(SessionService {
+            inner: Arc::new(Inner {
+                system,
+                user: user.to_string(),
+                ws_dir: ws_dir.to_path_buf(),
+                store,
+                opts,
+                runtimes: Mutex::new(BTreeMap::new()),
+                actors: Mutex::new(BTreeMap::new()),
+                slots,
+            }),
+        })
+    }
+
+    pub fn user(&self) -> &str {
+        &self.inner.user
+    }
+
+    pub fn workspace(&self) -> &Path {
+        &self.inner.ws_dir
+    }
+
+    pub fn system(&self) -> &Arc<System> {
+        &self.inner.system
+    }
+
+    /// The model an agent runs on (for status lines).
+    pub fn model(&self, agent: &str) -> Result<String, ServiceError> {
+        Ok(self.inner.runtime_for(agent)?.runtime.model.clone())
+    }
+
+    /// A new session for `agent` (`default` when `None`). A `name` leads the id, so
+    /// [`SessionService::resolve`] finds it by name.
+    pub fn create(
+        &self,
+        agent: Option<&str>,
+        name: Option<&str>,
+    ) -> Result<Attached, ServiceError> {
+        let agent = agent.unwrap_or("default");
+        // Build the agent's runtime first: a config that cannot run makes no session.
+        self.inner.runtime_for(agent)?;
+        let random = new_session_id()?;
+        let id = match name {
+            None => random,
+            Some(n) => {
+                let n = n.trim().replace(char::is_whitespace, "-");
+                if n.is_empty()
+                    || !n
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                {
+                    return Err(ServiceError::BadName(n));
+                }
+                format!("{n}-{}", &random[..8])
+            }
+        };
+        self.inner.store.create_session(&id, agent)?;
+        self.inner.actor(&id, agent)?;
+        Ok(Attached {
+            id,
+            agent: agent.to_string(),
+            interrupted: 0,
+            last_turn: None,
+        })
+    }
+
+    /// Sessions, most recently active first.
+    pub fn list(&self) -> Result<Vec<SessionInfo>, ServiceError> {
+        let actors = lock(&self.inner.actors);
+        Ok(self
+            .inner
+            .store
+            .sessions()?
+            .into_iter()
+            .filter(|(id, _, _)| !id.starts_with("sub-"))
+            .map(|(id, agent, turns)| {
+                let live = actors.get(&id);
+                SessionInfo {
+                    active: live.is_some_and(|a| lock(&a.state).pending),
+                    agent: live.map_or(agent, |a| lock(&a.state).agent.clone()),
+                    live: live.is_some(),
+                    id,
+                    turns,
+                }
+            })
+            .collect())
+    }
+
+    /// The session whose id is `prefix`, or the only one whose id starts with it.
+    pub fn resolve(&self, prefix: &str) -> Result<String, ServiceError> {
+        let prefix = prefix.trim();
+        if prefix.is_empty() {
+            return Err(ServiceError::NoSession(String::new()));
+        }
+        let ids: Vec<String> = self
+            .inner
+            .store
+            .sessions()?
+            .into_iter()
+            .map(|(id, _, _)| id)
+            .collect();
+        if ids.iter().any(|id| id == prefix) {
+            return Ok(prefix.to_string());
+        }
+        let matches: Vec<String> = ids
+            .into_iter()
+            .filter(|id| id.starts_with(prefix))
+            .collect();
+        match matches.len() {
+            0 => Err(ServiceError::NoSession(prefix.to_string())),
+            1 => Ok(matches.into_iter().next().unwrap_or_default()),
+            _ => Err(ServiceError::AmbiguousSession {
+                prefix: prefix.to_string(),
+                matches,
+            }),
+        }
+    }
+
+    /// Attach a stored session (by id or unique prefix), resuming it after a restart with
+    /// its full context; `agent` switches the agent it runs as.
+    pub fn attach(
+        &self,
+        id_or_prefix: &str,
+        agent: Option<&str>,
+    ) -> Result<Attached, ServiceError> {
+        let id = self.resolve(id_or_prefix)?;
+        let stored = match self.inner.store.session_agent(&id) {
+            Ok(a) => a,
+            Err(oxydra_store::StoreError::NoSession(_)) => return Err(ServiceError::NoSession(id)),
+            Err(e) => return Err(e.into()),
+        };
+        let agent = agent.map_or(stored, str::to_string);
+        self.inner.runtime_for(&agent)?;
+        let already = lock(&self.inner.actors).contains_key(&id);
+        // A turn still marked running with no actor here was cut off (kill -9, power
+        // loss): its messages stay, the turn is marked interrupted.
+        let interrupted = if already {
+            0
+        } else {
+            self.inner.store.mark_interrupted(&id)?
+        };
+        let actor = self.inner.actor(&id, &agent)?;
+        lock(&actor.state).agent.clone_from(&agent);
+        let last_turn = self
+            .inner
+            .store
+            .turns(&id)?
+            .last()
+            .map(|t| (t.turn, t.status));
+        Ok(Attached {
+            id,
+            agent,
+            interrupted,
+            last_turn,
+        })
+    }
+
+    /// Start a turn of `session` (attached or stored). The subscription sees this turn's
+    /// events from its start to its [`TurnEvent::Finished`]. A session runs one turn at a
+    /// time: a second submit while one is queued or running is [`ServiceError::SessionBusy`].
+    pub fn submit(&self, session: &str, prompt: &str) -> Result<Subscription, ServiceError> {
+        let live = lock(&self.inner.actors).get(session).cloned();
+        let actor = match live {
+            Some(a) => a,
+            None => {
+                let id = self.attach(session, None)?.id;
+                lock(&self.inner.actors)
+                    .get(&id)
+                    .cloned()
+                    .ok_or(ServiceError::Stopped)?
+            }
+        };
+        let queue = SubQueue::new(self.inner.opts.subscriber_buffer);
+        let mut st = lock(&actor.state);
+        if st.pending {
+            return Err(ServiceError::SessionBusy {
+                session: actor.id.clone(),
+            });
+        }
+        let cancel = CancelToken::default();
+        let inbox = lock(&actor.inbox).clone().ok_or(ServiceError::Stopped)?;
+        inbox
+            .send(Job {
+                prompt: prompt.to_string(),
+                cancel: cancel.clone(),
+            })
+            .map_err(|_| ServiceError::Stopped)?;
+        st.pending = true;
+        st.snapshot.active = true;
+        st.cancel = Some(cancel);
+        st.last_active = Instant::now();
+        st.subscribers.push(queue.clone());
+        Ok(Subscription { queue })
+    }
+
+    /// Follow a session's events from now on. The first event is a
+    /// [`TurnEvent::Snapshot`]: the active turn so far and the last turn that ended.
+    pub fn subscribe(&self, session: &str) -> Result<Subscription, ServiceError> {
+        let actor = lock(&self.inner.actors)
+            .get(session)
+            .cloned()
+            .ok_or_else(|| ServiceError::NoSession(session.to_string()))?;
+        let queue = SubQueue::new(self.inner.opts.subscriber_buffer);
+        let mut st = lock(&actor.state);
+        queue.push(&TurnEvent::Snapshot(st.snapshot.clone()), &st.snapshot);
+        st.subscribers.push(queue.clone());
+        Ok(Subscription { queue })
+    }
+
+    /// The session's current state, as a late subscriber would see it.
+    pub fn snapshot(&self, session: &str) -> Option<TurnSnapshot> {
+        let actor = lock(&self.inner.actors).get(session).cloned()?;
+        let snap = lock(&actor.state).snapshot.clone();
+        Some(snap)
+    }
+
+    /// Cancel the session's queued or running turn; false if it had none.
+    pub fn cancel(&self, session: &str) -> bool {
+        let Some(actor) = lock(&self.inner.actors).get(session).cloned() else {
+            return false;
+        };
+        let st = lock(&actor.state);
+        match (&st.cancel, st.pending) {
+            (Some(c), true) => {
+                c.cancel();
+                self.inner.slots.changed.notify_all();
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Cancel every queued or running turn of this user; returns how many.
+    pub fn cancel_all(&self) -> usize {
+        let ids: Vec<String> = lock(&self.inner.actors).keys().cloned().collect();
+        ids.iter().filter(|id| self.cancel(id)).count()
+    }
+
+    /// Archive live sessions idle longer than `gateway.session_idle_ttl_hours`: their
+    /// actor and in-memory state go; they resume from the store on next use.
+    pub fn archive_idle(&self) -> Vec<String> {
+        let ttl = self.inner.opts.idle_ttl;
+        self.inner
+            .archive_where(|_, st| st.last_active.elapsed() >= ttl)
+    }
+
+    /// Cancel every turn, let the actors finish (partial output persisted), and stop.
+    pub fn shutdown(&self) {
+        self.cancel_all();
+        let actors: Vec<Arc<Actor>> = std::mem::take(&mut *lock(&self.inner.actors))
+            .into_values()
+            .collect();
+        for a in &actors {
+            lock(&a.inbox).take();
+        }
+        for a in &actors {
+            if let Some(t) = lock(&a.thread).take() {
+                let _ = t.join();
+            }
+            a.close();
+        }
+    }
+}
+
+impl Drop for SessionService {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn runtime_for(&self, agent: &str) -> Result<Arc<AgentRuntime>, ServiceError> {
+        if let Some(r) = lock(&self.runtimes).get(agent) {
+            return Ok(r.clone());
+        }
+        if !self.system.has_agent(agent) {
+            return Err(SetupError::UnknownAgent {
+                name: agent.to_string(),
+                known: self.system.agent_names(),
+            }
+            .into());
+        }
+        // Each runtime has its own connection to the workspace's store.
+        let store = Store::open(&store_path(&self.ws_dir))?;
+        let (runtime, profile) = self.system.runtime(&self.ws_dir, agent, store)?;
+        let r = Arc::new(AgentRuntime {
+            runtime: Arc::new(runtime),
+            profile,
+        });
+        lock(&self.runtimes).insert(agent.to_string(), r.clone());
+        Ok(r)
+    }
+
+    /// Remove live actors with no active turn whose state matches; returns their ids.
+    fn archive_where(&self, idle: impl Fn(&str, &ActorState) -> bool) -> Vec<String> {
+        let mut actors = lock(&self.actors);
+        let ids: Vec<String> = actors
+            .iter()
+            .filter(|(id, a)| {
+                let st = lock(&a.state);
+                !st.pending && idle(id, &st)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &ids {
+            if let Some(a) = actors.remove(id) {
+                a.close();
+            }
+        }
+        ids
+    }
+
+    /// The live actor of `id`, started if needed (archiving the least recently active
+    /// idle session past `max_live_sessions`).
+    fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<Arc<Actor>, ServiceError> {
+        if let Some(a) = lock(&self.actors).get(id) {
+            return Ok(a.clone());
+        }
+        let live = lock(&self.actors).len();
+        let max = self.opts.max_live_sessions.max(1) as usize;
+        if live >= max {
+            let oldest = lock(&self.actors)
+                .iter()
+                .filter(|(_, a)| !lock(&a.state).pending)
+                .min_by_key(|(_, a)| lock(&a.state).last_active)
+                .map(|(id, _)| id.clone());
+            match oldest {
+                Some(o) => {
+                    self.archive_where(|id, _| id == o);
+                }
+                None => {
+                    return Err(ServiceError::TooManySessions {
+                        user: self.user.clone(),
+                        limit: self.opts.max_live_sessions,
+                    });
+                }
+            }
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let actor = Arc::new(Actor {
+            id: id.to_string(),
+            state: Mutex::new(ActorState {
+                agent: agent.to_string(),
+                pending: false,
+                cancel: None,
+                snapshot: TurnSnapshot {
+                    session: id.to_string(),
+                    ..Default::default()
+                },
+                subscribers: Vec::new(),
+                last_active: Instant::now(),
+            }),
+            inbox: Mutex::new(Some(tx)),
+            thread: Mutex::new(None),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(self);
+        let me = actor.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("session-{}", &id[..id.len().min(12)]))
+            .spawn(move || {
+                for job in rx {
+                    let Some(inner) = weak.upgrade() else { break };
+                    inner.run_job(&me, job);
+                }
+            })
+            .map_err(|e| SetupError::Engine(format!("could not start a session thread: {e}")))?;
+        *lock(&actor.thread) = Some(handle);
+        lock(&self.actors).insert(id.to_string(), actor.clone());
+        Ok(actor)
+    }
+
+    fn run_job(&self, actor: &Actor, job: Job) {
+        let agent = lock(&actor.state).agent.clone();
+        let outcome = match self.slots.acquire(&job.cancel, |position| {
+            actor.publish(TurnEvent::Queued { position })
+        }) {
+            None => Err(Arc::new(TurnError::Cancelled)),
+            Some(_slot) => {
+                actor.publish(TurnEvent::Started);
+                match self.runtime_for(&agent) {
+                    Err(e) => Err(Arc::new(TurnError::Store(e.to_string()))),
+                    Ok(rt) => rt
+                        .runtime
+                        .run_turn_cancellable(
+                            &actor.id,
+                            &rt.profile,
+                            &job.prompt,
+                            &mut |p| {
+                                if let Some(e) = TurnEvent::of(p) {
+                                    actor.publish(e);
+                                }
+                            },
+                            &job.cancel,
+                        )
+                        .map_err(Arc::new),
+                }
+            }
+        };
+        let summary = TurnSummary {
+            session: actor.id.clone(),
+            outcome,
+        };
+        {
+            let mut st = lock(&actor.state);
+            st.pending = false;
+            st.cancel = None;
+            st.last_active = Instant::now();
+        }
+        actor.publish(TurnEvent::Finished(summary));
+    }
+}
