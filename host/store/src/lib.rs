@@ -6,10 +6,27 @@
 //! The store speaks plain JSON for message bodies and knows nothing of the layers above.
 //! libSQL's API is async; this store runs it on its own current-thread runtime and offers
 //! a blocking API, which is what the (synchronous) turn loop wants.
+//!
+//! # Many processes, one file
+//!
+//! Several processes (and several [`Store`]s in one process) may open the same file at
+//! once. SQLite has one writer at a time; a writer holds the lock for microseconds, and
+//! everyone else waits for it: each operation retries while the database is locked, for up
+//! to the store's busy timeout ([`DEFAULT_BUSY_TIMEOUT`] unless opened with
+//! [`Store::open_with_timeout`]), and only then fails with [`StoreError::Busy`]. Every
+//! operation that reads and then writes does so in one `BEGIN IMMEDIATE` transaction (or
+//! one statement), so two processes never compute the same sequence or turn number.
+//!
+//! # Leases: one driver per session
+//!
+//! Storing is safe from any number of processes, but a session's turns should be driven by
+//! one process at a time. [`Store::acquire_lease`] gives one; see [`Lease`] for how a
+//! holder that died stops holding it.
 
 use libsql::{Builder, Connection, params};
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::hash::{BuildHasher, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -17,15 +34,30 @@ pub enum StoreError {
     Open { path: String, message: String },
     #[error("store: {0}")]
     Db(String),
-    #[error("no session `{0}`; `oxydra-host run` without --session starts a new one")]
+    /// The session does not exist. (Neutral: the layer above says what to do about it.)
+    #[error("no session `{0}`")]
     NoSession(String),
+    /// The database stayed locked by other writers for the whole busy timeout.
+    #[error("store: the database stayed locked by another writer for {timeout_ms} ms")]
+    Busy { timeout_ms: u64 },
+    /// Another live holder has the session's lease (see [`Lease`]).
+    #[error(
+        "session `{session}` is in use by process {holder_pid} (its lease ends in {expires_in_ms} ms unless renewed)"
+    )]
+    SessionBusy {
+        session: String,
+        holder_pid: u32,
+        expires_in_ms: i64,
+    },
+    /// The lease being renewed is no longer this holder's: it expired and another process
+    /// took it. Whoever still works on the session under it should stop.
+    #[error("the lease on session `{0}` was lost: it expired and another process took it")]
+    LeaseLost(String),
 }
 
-impl From<libsql::Error> for StoreError {
-    fn from(e: libsql::Error) -> Self {
-        StoreError::Db(e.to_string())
-    }
-}
+/// How long an operation waits for a locked database before failing with
+/// [`StoreError::Busy`].
+pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How a turn ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,12 +106,52 @@ pub struct TurnRecord {
     pub cost: f64,
 }
 
+/// The right to drive one session's turns, held by one [`Store`] (one process) at a time.
+///
+/// Semantics:
+/// - A lease is recorded in the store file: the session, the holder (this `Store`'s
+///   random id, which includes its pid), the holder's pid, and when the lease expires.
+/// - [`Store::acquire_lease`] takes it if nobody holds it, if this same `Store` already
+///   holds it (that renews it), if it expired, or if its holder is known to be dead;
+///   otherwise it fails with [`StoreError::SessionBusy`].
+/// - The holder keeps it by calling [`Store::renew_lease`] well within the TTL while it
+///   works (a lease that was allowed to expire may be taken by anyone, even if its holder
+///   still runs), and gives it up with [`Store::release_lease`].
+/// - A holder that died without releasing (`kill -9`, power loss) does not brick the
+///   session: its lease expires after the TTL, and on Linux sooner: when the recorded pid
+///   no longer exists in this pid namespace, or now belongs to a process started at
+///   another time (a reused pid), the lease is stale and may be taken at once.
+/// - Expiry uses the wall clock of the processes involved (one machine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    session: String,
+    holder: String,
+    expires_ms: i64,
+}
+
+impl Lease {
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+    /// When the lease ends unless renewed, in milliseconds since the Unix epoch.
+    pub fn expires_ms(&self) -> i64 {
+        self.expires_ms
+    }
+}
+
 pub struct Store {
     rt: tokio::runtime::Runtime,
     conn: Connection,
     /// One connection, many sessions: operations take turns (SQLite has one writer
     /// anyway). Each holds it for a statement or two, microseconds.
     lock: std::sync::Mutex<()>,
+    busy_timeout: Duration,
+    /// This store's identity as a lease holder: unique among live stores.
+    holder: String,
+    /// This process as the lease table records it (see [`Lease`]).
+    me: ProcessId,
+    /// The store file, for [`Store::keep_lease`]'s own connection.
+    path: PathBuf,
 }
 
 const SCHEMA: &str = "
@@ -114,6 +186,14 @@ CREATE TABLE IF NOT EXISTS turns (
     ended_ms INTEGER,
     PRIMARY KEY (session_id, turn)
 );
+CREATE TABLE IF NOT EXISTS leases (
+    session_id TEXT PRIMARY KEY REFERENCES sessions(id),
+    holder TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    pid_ns TEXT NOT NULL DEFAULT '',
+    pid_start TEXT NOT NULL DEFAULT '',
+    expires_ms INTEGER NOT NULL
+);
 ";
 
 fn now_ms() -> i64 {
@@ -123,9 +203,232 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+fn ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A random u64 without a dependency: std's hasher keys are random per process and per
+/// `RandomState`.
+fn random_u64() -> u64 {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.finish()
+}
+
+/// Why an attempt at an operation failed: the database was locked (retry), or anything
+/// else (give up).
+enum Fail {
+    Locked,
+    Store(StoreError),
+}
+
+impl From<libsql::Error> for Fail {
+    fn from(e: libsql::Error) -> Self {
+        match &e {
+            // SQLITE_BUSY (5) and SQLITE_LOCKED (6), with their extended codes.
+            libsql::Error::SqliteFailure(code, _) if matches!(code & 0xff, 5 | 6) => Fail::Locked,
+            _ => Fail::Store(StoreError::Db(e.to_string())),
+        }
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+/// Run `op` until it does not fail for a locked database, for at most `timeout`: SQLite's
+/// own busy handler waits inside each attempt (for the time left), and this loop retries
+/// the whole operation for the cases it does not cover (a transaction that must restart,
+/// WAL recovery, a journal mode change). Between attempts any open transaction is rolled
+/// back. A zero timeout means one attempt, no waiting.
+fn retrying<T>(
+    rt: &tokio::runtime::Runtime,
+    conn: &Connection,
+    timeout: Duration,
+    op: impl AsyncFn(&Connection) -> Result<T, Fail>,
+) -> Result<T, StoreError> {
+    let start = Instant::now();
+    let mut backoff = Duration::from_millis(2);
+    loop {
+        let left = timeout.saturating_sub(start.elapsed());
+        conn.busy_timeout(left)
+            .map_err(|e| StoreError::Db(e.to_string()))?;
+        let attempt = rt.block_on(async {
+            let result = op(conn).await;
+            if result.is_err() && !conn.is_autocommit() {
+                let _ = conn.execute("ROLLBACK", ()).await;
+            }
+            result
+        });
+        match attempt {
+            Ok(v) => return Ok(v),
+            Err(Fail::Store(e)) => return Err(e),
+            Err(Fail::Locked) => {
+                let left = timeout.saturating_sub(start.elapsed());
+                if left.is_zero() {
+                    return Err(StoreError::Busy {
+                        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    });
+                }
+                // Jitter, so processes that collided do not collide again in step.
+                let jitter = Duration::from_micros(random_u64() % 1000);
+                std::thread::sleep((backoff + jitter).min(left));
+                backoff = (backoff * 2).min(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// `body` in a `BEGIN IMMEDIATE` transaction: the write lock is taken before anything is
+/// read, so what is read stays true until the commit (no other writer in between), and a
+/// locked database shows at `BEGIN`, where waiting is safe.
+async fn immediate<T>(
+    conn: &Connection,
+    body: impl AsyncFnOnce(&Connection) -> Result<T, Fail>,
+) -> Result<T, Fail> {
+    conn.execute("BEGIN IMMEDIATE", ()).await?;
+    let value = body(conn).await?;
+    conn.execute("COMMIT", ()).await?;
+    Ok(value)
+}
+
+/// A process as recorded with a lease: enough to tell, on Linux, that it has ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct ProcessId {
+    pid: u32,
+    /// The pid namespace (`/proc/self/ns/pid`), or empty when unknown: a pid means
+    /// nothing in another namespace.
+    ns: String,
+    /// The process's start time (field 22 of `/proc/<pid>/stat`), or empty when unknown:
+    /// a reused pid has another.
+    start: String,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Liveness {
+    Alive,
+    Dead,
+    Unknown,
+}
+
+/// `/proc/<pid>/stat`: Ok(None) when there is no such process or it is a zombie.
+fn proc_start(pid: u32) -> std::io::Result<Option<String>> {
+    let stat = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    // `pid (comm) state ...`: comm may hold spaces and parentheses; it ends at the last `)`.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state), so field 22 (starttime) is fields[19].
+    match (fields.first(), fields.get(19)) {
+        (Some(&("Z" | "X" | "x")), _) => Ok(None),
+        (Some(_), Some(start)) => Ok(Some((*start).to_string())),
+        _ => Err(std::io::Error::other("unexpected /proc/<pid>/stat format")),
+    }
+}
+
+impl ProcessId {
+    fn current() -> ProcessId {
+        let pid = std::process::id();
+        let ns = std::fs::read_link("/proc/self/ns/pid")
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let start = proc_start(pid).ok().flatten().unwrap_or_default();
+        ProcessId { pid, ns, start }
+    }
+
+    /// Whether the process `self` recorded is still running, as far as `me` can tell.
+    fn liveness(&self, me: &ProcessId) -> Liveness {
+        if self.ns.is_empty() || self.start.is_empty() || self.ns != me.ns {
+            return Liveness::Unknown;
+        }
+        match proc_start(self.pid) {
+            Ok(Some(start)) if start == self.start => Liveness::Alive,
+            Ok(_) => Liveness::Dead,
+            Err(_) => Liveness::Unknown,
+        }
+    }
+}
+
+/// A session's lease as recorded.
+struct LeaseRow {
+    holder: String,
+    process: ProcessId,
+    expires_ms: i64,
+}
+
+async fn lease_row(conn: &Connection, session: &str) -> Result<Option<LeaseRow>, Fail> {
+    let mut rows = conn
+        .query(
+            "SELECT holder, pid, pid_ns, pid_start, expires_ms FROM leases WHERE session_id = ?1",
+            params![session],
+        )
+        .await?;
+    match rows.next().await? {
+        Some(r) => Ok(Some(LeaseRow {
+            holder: r.get(0)?,
+            process: ProcessId {
+                pid: u32::try_from(r.get::<i64>(1)?).unwrap_or(0),
+                ns: r.get(2)?,
+                start: r.get(3)?,
+            },
+            expires_ms: r.get(4)?,
+        })),
+        None => Ok(None),
+    }
+}
+
+impl LeaseRow {
+    /// Whether another holder than `holder` has this lease and may still be working under
+    /// it: not expired, and not known dead.
+    fn held_by_other(&self, holder: &str, me: &ProcessId, now: i64) -> bool {
+        self.holder != holder
+            && self.expires_ms > now
+            && self.process.liveness(me) != Liveness::Dead
+    }
+}
+
+async fn session_exists(conn: &Connection, id: &str) -> Result<bool, Fail> {
+    let mut rows = conn
+        .query("SELECT 1 FROM sessions WHERE id = ?1", params![id])
+        .await?;
+    Ok(rows.next().await?.is_some())
+}
+
+async fn session_list(conn: &Connection, prefix: &str) -> Result<Vec<(String, String, i64)>, Fail> {
+    let mut rows = conn
+        .query(
+            "SELECT s.id, s.agent, (SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) \
+             FROM sessions s WHERE substr(s.id, 1, length(?1)) = ?1 \
+             ORDER BY s.updated_ms DESC, s.id",
+            params![prefix],
+        )
+        .await?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().await? {
+        out.push((r.get(0)?, r.get(1)?, r.get(2)?));
+    }
+    Ok(out)
+}
+
 impl Store {
-    /// Open (creating) the store file.
+    /// Open (creating) the store file, with the [`DEFAULT_BUSY_TIMEOUT`].
     pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with_timeout(path, DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Open (creating) the store file; each operation waits up to `busy_timeout` for
+    /// other writers before failing with [`StoreError::Busy`].
+    pub fn open_with_timeout(path: &Path, busy_timeout: Duration) -> Result<Store, StoreError> {
         let open_err = |m: String| StoreError::Open {
             path: path.display().to_string(),
             message: m,
@@ -136,89 +439,111 @@ impl Store {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .map_err(|e| open_err(e.to_string()))?;
-        let conn = rt.block_on(async {
-            let db = Builder::new_local(path).build().await?;
-            let conn = db.connect()?;
+        let conn = rt
+            .block_on(async {
+                let db = Builder::new_local(path).build().await?;
+                db.connect()
+            })
+            .map_err(|e| open_err(e.to_string()))?;
+        retrying(&rt, &conn, busy_timeout, async |c| {
             // WAL: readers do not block the writer; synchronous=NORMAL is durable across
             // process crashes (kill -9), which is the failure this store must survive.
-            conn.query("PRAGMA journal_mode=WAL", ()).await?;
-            conn.execute("PRAGMA synchronous=NORMAL", ()).await?;
-            conn.execute_batch(SCHEMA).await?;
-            Ok::<_, libsql::Error>(conn)
-        });
-        let conn = conn.map_err(|e| open_err(e.to_string()))?;
+            c.query("PRAGMA journal_mode=WAL", ()).await?;
+            c.execute("PRAGMA synchronous=NORMAL", ()).await?;
+            immediate(c, async |c| {
+                c.execute_batch(SCHEMA).await?;
+                Ok(())
+            })
+            .await
+        })
+        .map_err(|e| match e {
+            StoreError::Busy { .. } => e,
+            other => open_err(other.to_string()),
+        })?;
+        let me = ProcessId::current();
         Ok(Store {
             rt,
             conn,
             lock: std::sync::Mutex::new(()),
+            busy_timeout,
+            holder: format!("{}-{:016x}", me.pid, random_u64()),
+            me,
+            path: path.to_path_buf(),
         })
     }
 
     /// Every operation goes through here: one connection, so operations take turns
-    /// (SQLite has one writer anyway); each holds it for a statement or two.
-    fn exec<T, E: Into<StoreError>>(
-        &self,
-        work: impl std::future::Future<Output = Result<T, E>>,
-    ) -> Result<T, StoreError> {
+    /// (SQLite has one writer anyway); each holds it for a statement or two. A locked
+    /// database is waited for (see [`retrying`]), so `op` may run more than once: it must
+    /// do all its writes in one transaction or one statement.
+    fn exec<T>(&self, op: impl AsyncFn(&Connection) -> Result<T, Fail>) -> Result<T, StoreError> {
         let _turn = self
             .lock
             .lock()
             .map_err(|_| StoreError::Db("the store lock was poisoned by a crash".into()))?;
-        self.rt.block_on(work).map_err(Into::into)
+        retrying(&self.rt, &self.conn, self.busy_timeout, op)
     }
 
     pub fn create_session(&self, id: &str, agent: &str) -> Result<(), StoreError> {
         let now = now_ms();
-        self.exec(self.conn.execute(
-            "INSERT INTO sessions (id, agent, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
-            params![id, agent, now],
-        ))?;
-        Ok(())
+        self.exec(async |c| {
+            c.execute(
+                "INSERT INTO sessions (id, agent, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
+                params![id, agent, now],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     /// The agent a session belongs to, or `NoSession`.
     pub fn session_agent(&self, id: &str) -> Result<String, StoreError> {
-        self.exec(async {
-            let mut rows = self
-                .conn
+        self.exec(async |c| {
+            let mut rows = c
                 .query("SELECT agent FROM sessions WHERE id = ?1", params![id])
                 .await?;
             match rows.next().await? {
                 Some(row) => Ok(row.get::<String>(0)?),
-                None => Err(StoreError::NoSession(id.to_string())),
+                None => Err(StoreError::NoSession(id.to_string()).into()),
             }
         })
     }
 
     /// Append a message; returns its sequence number. Durable when this returns.
+    /// Safe from many processes at once: the next number is computed and used in one
+    /// statement, inside the transaction that holds the write lock.
     pub fn append(&self, session: &str, turn: i64, body: &str) -> Result<i64, StoreError> {
         let now = now_ms();
-        self.exec(async {
-            let tx = self.conn.transaction().await?;
-            let mut rows = tx
-                .query("SELECT COALESCE(MAX(seq), 0) + 1 FROM messages WHERE session_id = ?1", params![session])
+        self.exec(async |c| {
+            immediate(c, async |c| {
+                let mut rows = c
+                    .query(
+                        "INSERT INTO messages (session_id, seq, turn, body, created_ms) \
+                         SELECT ?1, COALESCE(MAX(seq), 0) + 1, ?2, ?3, ?4 FROM messages WHERE session_id = ?1 \
+                         RETURNING seq",
+                        params![session, turn, body, now],
+                    )
+                    .await?;
+                let seq: i64 = match rows.next().await? {
+                    Some(r) => r.get(0)?,
+                    None => return Err(StoreError::Db("append: no sequence number".into()).into()),
+                };
+                drop(rows);
+                c.execute(
+                    "UPDATE sessions SET updated_ms = ?2 WHERE id = ?1",
+                    params![session, now],
+                )
                 .await?;
-            let seq: i64 = match rows.next().await? {
-                Some(r) => r.get(0)?,
-                None => 1,
-            };
-            drop(rows);
-            tx.execute(
-                "INSERT INTO messages (session_id, seq, turn, body, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![session, seq, turn, body, now],
-            )
-            .await?;
-            tx.execute("UPDATE sessions SET updated_ms = ?2 WHERE id = ?1", params![session, now]).await?;
-            tx.commit().await?;
-            Ok::<_, StoreError>(seq)
+                Ok(seq)
+            })
+            .await
         })
     }
 
     /// Every message of a session, in order.
     pub fn messages(&self, session: &str) -> Result<Vec<StoredMessage>, StoreError> {
-        self.exec(async {
-            let mut rows = self
-                .conn
+        self.exec(async |c| {
+            let mut rows = c
                 .query(
                     "SELECT seq, turn, body FROM messages WHERE session_id = ?1 ORDER BY seq",
                     params![session],
@@ -232,30 +557,27 @@ impl Store {
                     body: r.get(2)?,
                 });
             }
-            Ok::<_, StoreError>(out)
+            Ok(out)
         })
     }
 
-    /// Start the next turn of a session; returns its number.
+    /// Start the next turn of a session; returns its number. Safe from many processes at
+    /// once: the number is computed and used in one statement.
     pub fn begin_turn(&self, session: &str) -> Result<i64, StoreError> {
         let now = now_ms();
-        self.exec(async {
-            let mut rows = self
-                .conn
-                .query("SELECT COALESCE(MAX(turn), 0) + 1 FROM turns WHERE session_id = ?1", params![session])
-                .await?;
-            let turn: i64 = match rows.next().await? {
-                Some(r) => r.get(0)?,
-                None => 1,
-            };
-            drop(rows);
-            self.conn
-                .execute(
-                    "INSERT INTO turns (session_id, turn, status, started_ms) VALUES (?1, ?2, 'running', ?3)",
-                    params![session, turn, now],
+        self.exec(async |c| {
+            let mut rows = c
+                .query(
+                    "INSERT INTO turns (session_id, turn, status, started_ms) \
+                     SELECT ?1, COALESCE(MAX(turn), 0) + 1, 'running', ?2 FROM turns WHERE session_id = ?1 \
+                     RETURNING turn",
+                    params![session, now],
                 )
                 .await?;
-            Ok::<_, StoreError>(turn)
+            match rows.next().await? {
+                Some(r) => Ok(r.get(0)?),
+                None => Err(StoreError::Db("begin_turn: no turn number".into()).into()),
+            }
         })
     }
 
@@ -268,30 +590,28 @@ impl Store {
         cost: f64,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        self.exec(self.conn.execute(
-            "UPDATE turns SET status = ?3, detail = ?4, cost = ?5, ended_ms = ?6 WHERE session_id = ?1 AND turn = ?2",
-            params![session, turn, status.as_str(), detail, cost, now],
-        ))?;
-        Ok(())
+        self.exec(async |c| {
+            c.execute(
+                "UPDATE turns SET status = ?3, detail = ?4, cost = ?5, ended_ms = ?6 WHERE session_id = ?1 AND turn = ?2",
+                params![session, turn, status.as_str(), detail, cost, now],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     /// Sessions, most recently active first: (id, agent, number of turns).
     pub fn sessions(&self) -> Result<Vec<(String, String, i64)>, StoreError> {
-        self.exec(async {
-            let mut rows = self
-                .conn
-                .query(
-                    "SELECT s.id, s.agent, (SELECT COUNT(*) FROM turns t WHERE t.session_id = s.id) \
-                     FROM sessions s ORDER BY s.updated_ms DESC, s.id",
-                    (),
-                )
-                .await?;
-            let mut out = Vec::new();
-            while let Some(r) = rows.next().await? {
-                out.push((r.get(0)?, r.get(1)?, r.get(2)?));
-            }
-            Ok::<_, StoreError>(out)
-        })
+        self.exec(async |c| session_list(c, "").await)
+    }
+
+    /// The sessions whose id starts with `prefix` (exactly, case-sensitively; no
+    /// wildcards), most recently active first: (id, agent, number of turns).
+    pub fn sessions_with_prefix(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.exec(async |c| session_list(c, prefix).await)
     }
 
     /// Record a summary of every turn up to and including `upto_turn`.
@@ -302,46 +622,68 @@ impl Store {
         body: &str,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        self.exec(self.conn.execute(
-            "INSERT OR REPLACE INTO summaries (session_id, upto_turn, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
-            params![session, upto_turn, body, now],
-        ))?;
-        Ok(())
+        self.exec(async |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO summaries (session_id, upto_turn, body, created_ms) VALUES (?1, ?2, ?3, ?4)",
+                params![session, upto_turn, body, now],
+            )
+            .await?;
+            Ok(())
+        })
     }
 
     /// The newest summary: (the last turn it covers, its text).
     pub fn latest_summary(&self, session: &str) -> Result<Option<(i64, String)>, StoreError> {
-        self.exec(async {
-            let mut rows = self
-                .conn
+        self.exec(async |c| {
+            let mut rows = c
                 .query(
                     "SELECT upto_turn, body FROM summaries WHERE session_id = ?1 ORDER BY upto_turn DESC LIMIT 1",
                     params![session],
                 )
                 .await?;
             match rows.next().await? {
-                Some(r) => Ok::<_, StoreError>(Some((r.get(0)?, r.get(1)?))),
+                Some(r) => Ok(Some((r.get(0)?, r.get(1)?))),
                 None => Ok(None),
             }
         })
     }
 
     /// Turns still marked running when no process runs them (the process was killed):
-    /// marked failed, so the history stays and the next turn starts cleanly.
+    /// marked failed, so the history stays and the next turn starts cleanly. Returns how
+    /// many were marked.
+    ///
+    /// While another live holder has the session's lease (see [`Lease`]), its running
+    /// turn is really running: nothing is marked and this returns 0. Otherwise (no lease,
+    /// this store's own lease, or an expired or dead holder's) every running turn is
+    /// marked. So the exact use is: [`Store::acquire_lease`] first, then this, before
+    /// starting turns; without a lease it still cannot fail another leaseholder's turn.
     pub fn mark_interrupted(&self, session: &str) -> Result<u64, StoreError> {
         let now = now_ms();
-        self.exec(self.conn.execute(
-            "UPDATE turns SET status = 'failed', detail = 'interrupted: the process ended during the turn', ended_ms = ?2 \
-             WHERE session_id = ?1 AND status = 'running'",
-            params![session, now],
-        ))
+        self.exec(async |c| {
+            immediate(c, async |c| {
+                if let Some(lease) = lease_row(c, session).await?
+                    && lease.held_by_other(&self.holder, &self.me, now)
+                {
+                    return Ok(0);
+                }
+                Ok(c.execute(
+                    "UPDATE turns SET status = 'failed', detail = 'interrupted: the process ended during the turn', ended_ms = ?2 \
+                     WHERE session_id = ?1 AND status = 'running'",
+                    params![session, now],
+                )
+                .await?)
+            })
+            .await
+        })
     }
 
     pub fn turns(&self, session: &str) -> Result<Vec<TurnRecord>, StoreError> {
-        self.exec(async {
-            let mut rows = self
-                .conn
-                .query("SELECT turn, status, detail, cost FROM turns WHERE session_id = ?1 ORDER BY turn", params![session])
+        self.exec(async |c| {
+            let mut rows = c
+                .query(
+                    "SELECT turn, status, detail, cost FROM turns WHERE session_id = ?1 ORDER BY turn",
+                    params![session],
+                )
                 .await?;
             let mut out = Vec::new();
             while let Some(r) = rows.next().await? {
@@ -352,15 +694,286 @@ impl Store {
                     cost: r.get(3)?,
                 });
             }
-            Ok::<_, StoreError>(out)
+            Ok(out)
+        })
+    }
+
+    /// The session's newest turn still marked running, if any (it may be running in
+    /// another process, or have been cut off: see [`Store::mark_interrupted`]).
+    pub fn running_turn(&self, session: &str) -> Result<Option<i64>, StoreError> {
+        self.exec(async |c| {
+            let mut rows = c
+                .query(
+                    "SELECT MAX(turn) FROM turns WHERE session_id = ?1 AND status = 'running'",
+                    params![session],
+                )
+                .await?;
+            match rows.next().await? {
+                Some(r) => Ok(r.get::<Option<i64>>(0)?),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Take the session's lease for `ttl` (see [`Lease`] for when that succeeds). Fails
+    /// with [`StoreError::SessionBusy`] while another live holder has it, and with
+    /// [`StoreError::NoSession`] for a session that does not exist.
+    pub fn acquire_lease(&self, session: &str, ttl: Duration) -> Result<Lease, StoreError> {
+        self.exec(async |c| {
+            immediate(c, async |c| {
+                if !session_exists(c, session).await? {
+                    return Err(StoreError::NoSession(session.to_string()).into());
+                }
+                let now = now_ms();
+                if let Some(lease) = lease_row(c, session).await?
+                    && lease.held_by_other(&self.holder, &self.me, now)
+                {
+                    return Err(StoreError::SessionBusy {
+                        session: session.to_string(),
+                        holder_pid: lease.process.pid,
+                        expires_in_ms: lease.expires_ms - now,
+                    }
+                    .into());
+                }
+                let expires_ms = now.saturating_add(ms(ttl));
+                c.execute(
+                    "INSERT OR REPLACE INTO leases (session_id, holder, pid, pid_ns, pid_start, expires_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        session,
+                        self.holder.as_str(),
+                        i64::from(self.me.pid),
+                        self.me.ns.as_str(),
+                        self.me.start.as_str(),
+                        expires_ms
+                    ],
+                )
+                .await?;
+                Ok(Lease {
+                    session: session.to_string(),
+                    holder: self.holder.clone(),
+                    expires_ms,
+                })
+            })
+            .await
+        })
+    }
+
+    /// Extend a held lease to `ttl` from now. Fails with [`StoreError::LeaseLost`] when
+    /// another holder has taken it meanwhile (it had expired, or this holder looked dead);
+    /// a lease that expired but was not taken is simply renewed.
+    pub fn renew_lease(&self, lease: &mut Lease, ttl: Duration) -> Result<(), StoreError> {
+        let expires_ms = now_ms().saturating_add(ms(ttl));
+        let renewed = self.exec(async |c| {
+            Ok(c.execute(
+                "UPDATE leases SET expires_ms = ?3 WHERE session_id = ?1 AND holder = ?2",
+                params![lease.session.as_str(), lease.holder.as_str(), expires_ms],
+            )
+            .await?)
+        })?;
+        if renewed == 0 {
+            return Err(StoreError::LeaseLost(lease.session.clone()));
+        }
+        lease.expires_ms = expires_ms;
+        Ok(())
+    }
+
+    /// Give a lease up, so another process may take the session at once. Releasing a
+    /// lease that was already lost (or released) does nothing.
+    pub fn release_lease(&self, lease: Lease) -> Result<(), StoreError> {
+        self.exec(async |c| {
+            c.execute(
+                "DELETE FROM leases WHERE session_id = ?1 AND holder = ?2",
+                params![lease.session.as_str(), lease.holder.as_str()],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+}
+
+/// A lease kept renewed from a thread of its own (with its own connection to the store
+/// file, so it renews even while the owner's thread is busy in a long model call), from
+/// [`Store::keep_lease`]. Dropping it stops the renewals and releases the lease.
+pub struct LeaseKeeper {
+    session: String,
+    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Dropped to stop the thread.
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LeaseKeeper {
+    pub fn session(&self) -> &str {
+        &self.session
+    }
+    /// Whether the lease was lost ([`StoreError::LeaseLost`]): it could not be renewed
+    /// in time and another process took it. The session's work should stop.
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for LeaseKeeper {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Store {
+    /// Keep `lease` (taken with this `ttl`) renewed every third of the TTL until the
+    /// returned keeper is dropped, then release it. A renewal that fails for a locked
+    /// database is tried again at the next tick; one that finds the lease taken marks the
+    /// keeper lost and stops.
+    pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> Result<LeaseKeeper, StoreError> {
+        let store = Store::open_with_timeout(&self.path, self.busy_timeout)?;
+        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let session = lease.session.clone();
+        let flag = lost.clone();
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        let thread = std::thread::Builder::new()
+            .name(format!("lease {session}"))
+            .spawn(move || {
+                let mut lease = lease;
+                loop {
+                    match stopped.recv_timeout(period) {
+                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                            if let Err(StoreError::LeaseLost(_)) =
+                                store.renew_lease(&mut lease, ttl)
+                            {
+                                flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                                return;
+                            }
+                        }
+                        _ => {
+                            let _ = store.release_lease(lease);
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(format!("cannot start the lease thread: {e}")))?;
+        Ok(LeaseKeeper {
+            session,
+            lost,
+            stop: Some(stop),
+            thread: Some(thread),
         })
     }
 }
 
 #[cfg(test)]
 mod tests {
-    #![allow(clippy::unwrap_used)]
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     use super::*;
+
+    /// Hold the database's write lock on `s`'s connection until `unlock`.
+    fn lock_db(s: &Store) {
+        s.exec(async |c| {
+            c.execute("BEGIN IMMEDIATE", ()).await?;
+            Ok(())
+        })
+        .unwrap();
+    }
+    fn unlock_db(s: &Store) {
+        s.exec(async |c| {
+            c.execute("COMMIT", ()).await?;
+            Ok(())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_database_locked_past_the_timeout_is_a_busy_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let holder = Store::open(&path).unwrap();
+        holder.create_session("s", "a").unwrap();
+        let waiter = Store::open_with_timeout(&path, Duration::from_millis(200)).unwrap();
+        lock_db(&holder);
+        let err = waiter.append("s", 1, "x").unwrap_err();
+        assert!(
+            matches!(err, StoreError::Busy { timeout_ms: 200 }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("200 ms"), "{err}");
+        // Reads are not blocked by a writer (WAL).
+        assert!(waiter.messages("s").unwrap().is_empty());
+        unlock_db(&holder);
+        assert_eq!(waiter.append("s", 1, "x").unwrap(), 1);
+    }
+
+    #[test]
+    fn a_writer_waits_for_another_writer_instead_of_failing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let holder = Store::open(&path).unwrap();
+        holder.create_session("s", "a").unwrap();
+        let waiter = Store::open(&path).unwrap();
+        lock_db(&holder);
+        std::thread::scope(|scope| {
+            let w = scope.spawn(|| (waiter.append("s", 1, "x"), waiter.begin_turn("s")));
+            // Let the waiter find the database locked, then let it go.
+            std::thread::sleep(Duration::from_millis(50));
+            unlock_db(&holder);
+            let (seq, turn) = w.join().unwrap();
+            assert_eq!(seq.unwrap(), 1);
+            assert_eq!(turn.unwrap(), 1);
+        });
+    }
+
+    #[test]
+    fn a_kept_lease_is_renewed_and_released_when_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let a = Store::open(&path).unwrap();
+        let b = Store::open(&path).unwrap();
+        a.create_session("s", "x").unwrap();
+        let ttl = Duration::from_millis(300);
+        let lease = a.acquire_lease("s", ttl).unwrap();
+        let first = lease.expires_ms();
+        let keeper = a.keep_lease(lease, ttl).unwrap();
+        assert_eq!(keeper.session(), "s");
+        let expiry = || {
+            b.exec(async |c| Ok(lease_row(c, "s").await?.map(|l| l.expires_ms)))
+                .unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while expiry().unwrap() <= first {
+            assert!(Instant::now() < deadline, "the keeper never renewed");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert!(!keeper.is_lost());
+        drop(keeper);
+        assert_eq!(expiry(), None);
+        b.acquire_lease("s", Duration::from_secs(3600)).unwrap();
+    }
+
+    #[test]
+    fn this_process_is_alive_and_a_reaped_child_is_dead() {
+        let me = ProcessId::current();
+        if me.ns.is_empty() {
+            return; // not Linux: liveness is unknown, leases rely on their TTL
+        }
+        assert_eq!(me.liveness(&me), Liveness::Alive);
+        let mut reused = me.clone();
+        reused.start.push('0');
+        assert_eq!(reused.liveness(&me), Liveness::Dead);
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let gone = ProcessId { pid, ..me.clone() };
+        assert_eq!(gone.liveness(&me), Liveness::Dead);
+        let elsewhere = ProcessId {
+            ns: "pid:[1]".into(),
+            ..me.clone()
+        };
+        assert_eq!(elsewhere.liveness(&me), Liveness::Unknown);
+    }
 
     #[test]
     fn concurrent_sessions_do_not_trip_over_each_other() {
