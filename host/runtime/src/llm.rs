@@ -11,17 +11,19 @@ pub mod types;
 
 use crate::bindings::llm_provider::{LlmProvider, LlmProviderPre};
 use crate::cache::sha256_hex;
-use crate::capabilities::http::{AuthScheme, Egress, Origin};
+use crate::capabilities::http::{AuthScheme, Egress, Origin, POLL_INTERVAL, Watch};
+pub use crate::capabilities::http::{CancelFlag, HttpLimits};
 use crate::host::ComponentHost;
-use crate::limits::Limits;
+use crate::limits::{EPOCH_TICK, Limits};
 use crate::linker::add_wasi_base;
 use crate::profiles::{self, LoadError, Profile};
 use crate::state::CallLimiter;
 pub use retry::RetryPolicy;
 use std::sync::{Arc, Mutex};
-use types::{LlmEvent, LlmFailure, LlmRequest, ProviderInfo};
+use std::time::{Duration, Instant};
+use types::{GiveUp, LlmEvent, LlmFailure, LlmRequest, ProviderInfo};
 use wasmtime::component::{Linker, ResourceAny, ResourceTable};
-use wasmtime::{Engine, Store, Trap};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -87,6 +89,8 @@ pub struct ProviderSpec {
 pub struct LoadedProvider {
     pub info: ProviderInfo,
     pub spec: ProviderSpec,
+    /// Timeouts and the response size cap of this provider's HTTP exchanges.
+    pub http: HttpLimits,
     base_url: String,
     origin: Origin,
     auth: AuthScheme,
@@ -99,6 +103,42 @@ impl LoadedProvider {
     }
 }
 
+/// How the caller bounds one provider call (for an agent: one model call of a turn).
+#[derive(Clone, Default)]
+pub struct CallOptions {
+    /// Every wait of the call (connecting, the first byte, pauses in the body, backoff
+    /// before a retry) and all its computing end by this instant: the turn's deadline
+    /// or its wall budget, whichever is first. `None`: only the per-phase timeouts of
+    /// [`HttpLimits`] and `limits.deadline_ms` per event bound the call.
+    pub deadline: Option<Instant>,
+    /// The setting `deadline` came from, named when it ends the call
+    /// (e.g. `runtime.turn_timeout_secs`).
+    pub limit_key: String,
+    /// Polled every 50 ms while the call waits, and while the component runs; once set,
+    /// the call ends with [`LlmFailure::Cancelled`].
+    pub cancel: Option<Arc<dyn CancelFlag>>,
+}
+
+impl CallOptions {
+    /// A call that ends by `deadline`, which came from the setting `limit_key`.
+    pub fn until(deadline: Instant, limit_key: impl Into<String>) -> CallOptions {
+        CallOptions {
+            deadline: Some(deadline),
+            limit_key: limit_key.into(),
+            cancel: None,
+        }
+    }
+
+    /// The same, also ended when `flag` is set.
+    pub fn cancelled_by(mut self, flag: Arc<dyn CancelFlag>) -> CallOptions {
+        self.cancel = Some(flag);
+        self
+    }
+}
+
+/// Epoch ticks between two looks at the watch while a provider component runs.
+const WATCH_TICKS: u64 = (POLL_INTERVAL.as_millis() / EPOCH_TICK.as_millis()) as u64;
+
 /// A completion in progress. Dropping it drops the component's stream and store.
 pub struct Completion {
     store: Store<ProviderState>,
@@ -106,7 +146,8 @@ pub struct Completion {
     stream: Option<ResourceAny>,
     first: Option<LlmEvent>,
     provider: String,
-    deadline_ticks: u64,
+    limits: Limits,
+    watch: Arc<Watch>,
     /// How many attempts it took to get the first event.
     pub attempts: u32,
 }
@@ -115,6 +156,7 @@ impl ComponentHost {
     fn provider_store(
         &self,
         p: &LoadedProvider,
+        watch: Arc<Watch>,
     ) -> Result<(Store<ProviderState>, Denials), LlmFailure> {
         let headers = p
             .spec
@@ -135,6 +177,7 @@ impl ComponentHost {
             p.auth.clone(),
             p.spec.api_key.clone(),
             headers,
+            watch.clone(),
         );
         let denied = egress.denied.clone();
         let stderr = MemoryOutputPipe::new(p.spec.limits.log_bytes);
@@ -149,12 +192,31 @@ impl ComponentHost {
         };
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| &mut s.limiter);
-        store.set_epoch_deadline(p.spec.limits.deadline_ticks());
+        // Every 50 ms of running, look at the cancel flag and the deadlines (the event's,
+        // `limits.deadline_ms`, included): the watch says what stopped it.
+        watch.start_event(Duration::from_millis(p.spec.limits.deadline_ms));
+        store.set_epoch_deadline(WATCH_TICKS);
+        store.epoch_deadline_callback(|ctx| {
+            Ok(match ctx.data().egress.watch.check() {
+                Some(_) => UpdateDeadline::Interrupt,
+                None => UpdateDeadline::Continue(WATCH_TICKS),
+            })
+        });
         Ok((store, denied))
     }
 
-    /// Load a provider adapter under the `llm-provider` profile.
+    /// Load a provider adapter under the `llm-provider` profile, with the default
+    /// [`HttpLimits`].
     pub fn load_provider(&self, spec: ProviderSpec) -> Result<LoadedProvider, LoadError> {
+        self.load_provider_with(spec, HttpLimits::default())
+    }
+
+    /// Load a provider adapter whose HTTP exchanges are bounded by `http`.
+    pub fn load_provider_with(
+        &self,
+        spec: ProviderSpec,
+        http: HttpLimits,
+    ) -> Result<LoadedProvider, LoadError> {
         let name = format!("provider {}", spec.name);
         let sha = sha256_hex(&spec.wasm);
         if let Some(expected) = &spec.expected_sha256
@@ -192,6 +254,7 @@ impl ComponentHost {
         let probe = LoadedProvider {
             info: ProviderInfo::default(),
             spec: spec.clone(),
+            http,
             base_url: String::new(),
             origin: nowhere,
             auth: AuthScheme::None,
@@ -201,8 +264,9 @@ impl ComponentHost {
             component: name.clone(),
             message: m,
         };
+        let watch = Arc::new(Watch::new(http, Instant::now(), None, None));
         let (mut store, _) = self
-            .provider_store(&probe)
+            .provider_store(&probe, watch)
             .map_err(|e| other(e.to_string()))?;
         let inst = pre
             .instantiate(&mut store)
@@ -221,6 +285,7 @@ impl ComponentHost {
         Ok(LoadedProvider {
             info,
             spec,
+            http,
             base_url,
             origin,
             auth,
@@ -229,10 +294,24 @@ impl ComponentHost {
     }
 
     /// Start a completion: retried (with backoff) until the first event arrives, never after.
+    /// Bounded by the per-phase timeouts and `limits.deadline_ms` per event only; see
+    /// [`ComponentHost::complete_with`].
     pub fn complete(
         &self,
         p: &LoadedProvider,
         request: &LlmRequest,
+    ) -> Result<Completion, LlmFailure> {
+        self.complete_with(p, request, &CallOptions::default())
+    }
+
+    /// Start a completion bounded by `options`: every wait and all computing of the call,
+    /// its retries included, end by `options.deadline`, and at once when `options.cancel`
+    /// is set. Retried (with backoff) until the first event arrives, never after.
+    pub fn complete_with(
+        &self,
+        p: &LoadedProvider,
+        request: &LlmRequest,
+        options: &CallOptions,
     ) -> Result<Completion, LlmFailure> {
         if p.spec.api_key.is_none() && p.auth != AuthScheme::None && !is_loopback(&p.origin) {
             return Err(LlmFailure::MissingKey {
@@ -240,23 +319,50 @@ impl ComponentHost {
                 env: p.spec.api_key_env.clone(),
             });
         }
+        let started = Instant::now();
+        let deadline = options.deadline.map(|d| (d, options.limit_key.clone()));
         let wit_request = convert::request(request);
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let outcome = self.attempt(p, &wit_request);
-            match outcome {
+            let watch = Arc::new(Watch::new(
+                p.http,
+                started,
+                deadline.clone(),
+                options.cancel.clone(),
+            ));
+            if let Some(f) = watch.check() {
+                return Err(f);
+            }
+            let e = match self.attempt(p, &wit_request, watch.clone()) {
                 Ok(mut c) => {
                     c.attempts = attempt;
                     return Ok(c);
                 }
-                Err(e) => match p.spec.retry.delay(attempt, &e) {
-                    Some(delay) => {
-                        tracing::warn!(provider = %p.spec.name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying");
-                        std::thread::sleep(delay);
-                    }
-                    None => return Err(e.explain(p)),
-                },
+                Err(e) => e,
+            };
+            let delay = match p.spec.retry.decide(attempt, &e) {
+                Ok(delay) => delay,
+                Err(why) => return Err(e.explain(p, attempt, why)),
+            };
+            if let Some(at) = options.deadline {
+                let left = at.saturating_duration_since(Instant::now());
+                if delay >= left {
+                    let why = GiveUp::PastDeadline {
+                        wait: delay,
+                        left,
+                        limit_key: options.limit_key.clone(),
+                    };
+                    return Err(e.explain(p, attempt, why));
+                }
+            }
+            tracing::warn!(provider = %p.spec.name, attempt, delay_ms = delay.as_millis() as u64, error = %e, "retrying");
+            let until = Instant::now() + delay;
+            while let Some(left) = until.checked_duration_since(Instant::now()) {
+                if watch.cancelled() {
+                    return Err(LlmFailure::Cancelled);
+                }
+                std::thread::sleep(left.min(POLL_INTERVAL));
             }
         }
     }
@@ -265,8 +371,9 @@ impl ComponentHost {
         &self,
         p: &LoadedProvider,
         request: &crate::bindings::llm_provider::oxydra::llm::types::Request,
+        watch: Arc<Watch>,
     ) -> Result<Completion, LlmFailure> {
-        let (mut store, denied) = self.provider_store(p)?;
+        let (mut store, denied) = self.provider_store(p, watch.clone())?;
         let trap = |e: wasmtime::Error, store: &Store<ProviderState>| {
             trap_failure(&p.spec.name, e, store, &p.spec.limits)
         };
@@ -280,7 +387,7 @@ impl ComponentHost {
                 .call_complete(&mut store, &p.base_url, request);
         let stream = match started {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(with_denials(convert::error(e), &denied)),
+            Ok(Err(e)) => return Err(stopped_or(&watch, with_denials(convert::error(e), &denied))),
             Err(e) => return Err(trap(e, &store)),
         };
         let mut c = Completion {
@@ -289,7 +396,8 @@ impl ComponentHost {
             stream: Some(stream),
             first: None,
             provider: p.spec.name.clone(),
-            deadline_ticks: p.spec.limits.deadline_ticks(),
+            limits: p.spec.limits,
+            watch,
             attempts: 0,
         };
         match c.pull() {
@@ -301,6 +409,12 @@ impl ComponentHost {
             None => Ok(c),
         }
     }
+}
+
+/// What the watch recorded as stopping the call, if it did, else `e`: the component only
+/// saw a broken connection.
+fn stopped_or(watch: &Watch, e: LlmFailure) -> LlmFailure {
+    watch.stopped().unwrap_or(e)
 }
 
 fn is_loopback(o: &Origin) -> bool {
@@ -325,6 +439,9 @@ fn trap_failure(
     limits: &Limits,
 ) -> LlmFailure {
     let s = store.data();
+    if let Some(stopped) = s.egress.watch.stopped() {
+        return stopped;
+    }
     if s.limiter.memory_hit.is_some() {
         return LlmFailure::Crashed(format!(
             "provider `{provider}` exceeded its memory limit of {} MiB",
@@ -355,17 +472,24 @@ fn trap_failure(
 impl Completion {
     fn pull(&mut self) -> Option<Result<LlmEvent, LlmFailure>> {
         let stream = self.stream?;
-        self.store.set_epoch_deadline(self.deadline_ticks);
+        if let Some(stopped) = self.watch.check() {
+            self.finish();
+            return Some(Err(stopped));
+        }
+        self.watch
+            .start_event(Duration::from_millis(self.limits.deadline_ms));
+        self.store.set_epoch_deadline(WATCH_TICKS);
         let r = self
             .bindings
             .oxydra_llm_provider()
             .completion_stream()
             .call_next(&mut self.store, stream);
+        self.watch.end_event();
         match r {
             Ok(Some(Ok(ev))) => Some(Ok(convert::event(ev))),
             Ok(Some(Err(e))) => {
                 self.finish();
-                Some(Err(convert::error(e)))
+                Some(Err(stopped_or(&self.watch, convert::error(e))))
             }
             Ok(None) => {
                 self.finish();
@@ -373,8 +497,12 @@ impl Completion {
             }
             Err(e) => {
                 self.stream = None;
-                let limits = Limits::default();
-                Some(Err(trap_failure(&self.provider, e, &self.store, &limits)))
+                Some(Err(trap_failure(
+                    &self.provider,
+                    e,
+                    &self.store,
+                    &self.limits,
+                )))
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Retries before the first event: exponential backoff with full jitter, honouring
 //! `Retry-After`. After the first event nothing is replayed.
 
-use super::types::LlmFailure;
+use super::types::{GiveUp, LlmFailure};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -12,8 +12,13 @@ pub struct RetryPolicy {
     pub backoff_max: Duration,
     /// Full jitter: each delay is uniform in [0, capped exponential].
     pub jitter: bool,
-    /// A `Retry-After` longer than this is not waited for: the error is returned.
+    /// A `Retry-After` longer than this (or than `backoff_max`, if that is longer) is
+    /// not waited for: the error is returned, saying how long the server asked for.
     pub max_retry_after: Duration,
+    /// The setting that raises the longest `Retry-After` waited for, named in the message
+    /// when a server asks for longer. Default `reliability.backoff_max_ms`, which sets
+    /// `backoff_max` in the CLI's configuration.
+    pub retry_after_cap_key: String,
 }
 
 impl Default for RetryPolicy {
@@ -24,6 +29,7 @@ impl Default for RetryPolicy {
             backoff_max: Duration::from_millis(2000),
             jitter: true,
             max_retry_after: Duration::from_secs(60),
+            retry_after_cap_key: "reliability.backoff_max_ms".into(),
         }
     }
 }
@@ -31,8 +37,31 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// How long to wait before attempt `attempt + 1`, or `None` to give up.
     pub fn delay(&self, attempt: u32, failure: &LlmFailure) -> Option<Duration> {
-        if attempt >= self.max_attempts || !failure.retryable() {
-            return None;
+        self.decide(attempt, failure).ok()
+    }
+
+    /// The longest `Retry-After` waited for.
+    pub fn retry_after_cap(&self) -> Duration {
+        self.max_retry_after.max(self.backoff_max)
+    }
+
+    /// How long to wait before attempt `attempt + 1`, or why not to retry. A failure that
+    /// is not retryable gives [`GiveUp::AttemptsUsed`] (the caller returns it as it is).
+    pub fn decide(&self, attempt: u32, failure: &LlmFailure) -> Result<Duration, GiveUp> {
+        if !failure.retryable() {
+            return Err(GiveUp::AttemptsUsed);
+        }
+        if attempt >= self.max_attempts {
+            return Err(GiveUp::AttemptsUsed);
+        }
+        if let Some(after) = failure.retry_after_ms().map(Duration::from_millis)
+            && after > self.retry_after_cap()
+        {
+            return Err(GiveUp::RetryAfterTooLong {
+                asked: after,
+                cap: self.retry_after_cap(),
+                cap_key: self.retry_after_cap_key.clone(),
+            });
         }
         let exp = self
             .backoff_base
@@ -43,11 +72,10 @@ impl RetryPolicy {
         } else {
             cap
         };
-        match failure.retry_after_ms().map(Duration::from_millis) {
-            Some(after) if after > self.max_retry_after => None,
-            Some(after) => Some(after.max(delay)),
-            None => Some(delay),
-        }
+        Ok(match failure.retry_after_ms().map(Duration::from_millis) {
+            Some(after) => after.max(delay),
+            None => delay,
+        })
     }
 }
 
@@ -122,6 +150,27 @@ mod tests {
         assert!(
             p.delay(1, &http(429, Some(120_000))).is_none(),
             "too long to wait"
+        );
+    }
+
+    #[test]
+    fn a_retry_after_past_the_cap_says_how_long_was_asked() {
+        let p = RetryPolicy::default();
+        assert_eq!(
+            p.decide(1, &http(429, Some(3_600_000))),
+            Err(GiveUp::RetryAfterTooLong {
+                asked: Duration::from_secs(3600),
+                cap: Duration::from_secs(60),
+                cap_key: "reliability.backoff_max_ms".into(),
+            })
+        );
+        let longer = RetryPolicy {
+            backoff_max: Duration::from_secs(7200),
+            ..RetryPolicy::default()
+        };
+        assert!(
+            longer.delay(1, &http(429, Some(3_600_000))).unwrap() >= Duration::from_secs(3600),
+            "raising backoff_max raises the cap"
         );
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::capabilities::http::AuthScheme;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProviderInfo {
@@ -182,6 +183,134 @@ pub enum LlmFailure {
     Denied { tried: String, detail: String },
     #[error("{0}")]
     Explained(String),
+    /// A wait of the call passed one of its bounds; `limit_key` names the setting.
+    #[error("{}", timeout_message(*phase, *after, *limit, limit_key))]
+    Timeout {
+        phase: TimeoutPhase,
+        /// How long the bounded wait had lasted when it was stopped.
+        after: Duration,
+        /// The bound that stopped it.
+        limit: Duration,
+        limit_key: String,
+    },
+    /// The caller's cancel flag was set while the call ran or waited.
+    #[error("the provider call was cancelled")]
+    Cancelled,
+    /// The response passed the most bytes the host accepts for one model call.
+    #[error(
+        "the provider's response passed {limit_bytes} bytes, the most the host accepts for one model call ({limit_key}); the stream was stopped there"
+    )]
+    ResponseTooLarge { limit_bytes: u64, limit_key: String },
+    /// A retryable failure that was not retried (any further).
+    #[error("{}", gave_up(provider, *attempts, why, last))]
+    GaveUp {
+        provider: String,
+        /// Requests actually made, the first included.
+        attempts: u32,
+        why: GiveUp,
+        last: Box<LlmFailure>,
+    },
+}
+
+/// Which bound ended a wait of a provider call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// No response headers within the time-to-first-byte limit after the request was sent.
+    FirstByte,
+    /// The response body paused longer than the between-bytes limit.
+    BetweenBytes,
+    /// The caller's deadline (the turn's deadline or wall budget) passed.
+    Deadline,
+    /// One event (computing and waiting together) took longer than `limits.deadline_ms`.
+    Event,
+}
+
+/// Why a retryable failure was given up on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GiveUp {
+    /// Every attempt the policy allows was made.
+    AttemptsUsed,
+    /// The server's `Retry-After` asked for a longer wait than the host waits at most.
+    RetryAfterTooLong {
+        asked: Duration,
+        cap: Duration,
+        cap_key: String,
+    },
+    /// The wait before the next attempt would have passed the caller's deadline.
+    PastDeadline {
+        wait: Duration,
+        left: Duration,
+        limit_key: String,
+    },
+}
+
+/// `1.5 s`, `250 ms`, `1 h`: short and exact enough for a message.
+pub(crate) fn human(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms.is_multiple_of(3_600_000) {
+        format!("{} h", ms / 3_600_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
+fn timeout_message(phase: TimeoutPhase, after: Duration, limit: Duration, key: &str) -> String {
+    match phase {
+        TimeoutPhase::FirstByte => format!(
+            "the provider sent no response within {} of the request (time to first byte, {key} = {}); stopped after {}",
+            human(limit),
+            human(limit),
+            human(after)
+        ),
+        TimeoutPhase::BetweenBytes => format!(
+            "the provider's response stalled: nothing arrived for {} (between bytes, {key} = {})",
+            human(after),
+            human(limit)
+        ),
+        TimeoutPhase::Deadline => format!(
+            "the provider call was stopped at its deadline after {} ({key}: {})",
+            human(after),
+            human(limit)
+        ),
+        TimeoutPhase::Event => format!(
+            "the provider took longer than {} for one event ({key}); stopped after {}",
+            human(limit),
+            human(after)
+        ),
+    }
+}
+
+fn gave_up(provider: &str, attempts: u32, why: &GiveUp, last: &LlmFailure) -> String {
+    let n = if attempts == 1 {
+        "1 attempt".to_string()
+    } else {
+        format!("{attempts} attempts")
+    };
+    match why {
+        GiveUp::AttemptsUsed => format!("provider `{provider}` failed after {n}; the last: {last}"),
+        GiveUp::RetryAfterTooLong {
+            asked,
+            cap,
+            cap_key,
+        } => format!(
+            "provider `{provider}` failed after {n}: the server asked to wait {} before retrying (Retry-After), longer than the {} the host waits at most (raise {cap_key} to wait longer); the last: {last}",
+            human(*asked),
+            human(*cap)
+        ),
+        GiveUp::PastDeadline {
+            wait,
+            left,
+            limit_key,
+        } => format!(
+            "provider `{provider}` failed after {n}: the wait of {} before the next attempt would pass the call's deadline ({} left, {limit_key}); the last: {last}",
+            human(*wait),
+            human(*left)
+        ),
+    }
 }
 
 fn missing_key(provider: &str, env: Option<&str>) -> String {
@@ -202,6 +331,12 @@ impl LlmFailure {
     pub fn retryable(&self) -> bool {
         match self {
             LlmFailure::Transport(_) => true,
+            // A slow or stalled server may answer the next request; the caller's
+            // deadline, a cancel and a too-large answer are final.
+            LlmFailure::Timeout {
+                phase: TimeoutPhase::FirstByte | TimeoutPhase::BetweenBytes,
+                ..
+            } => true,
             LlmFailure::Http { status, .. } => matches!(status, 408 | 429 | 500..=599),
             _ => false,
         }
@@ -214,8 +349,14 @@ impl LlmFailure {
         }
     }
 
-    /// Add what the user can do, for the failures where the provider's text is not enough.
-    pub(crate) fn explain(self, p: &super::LoadedProvider) -> LlmFailure {
+    /// Add what the user can do, for the failures where the provider's text is not enough;
+    /// a retryable failure says how many `attempts` were made and `why` no more were.
+    pub(crate) fn explain(
+        self,
+        p: &super::LoadedProvider,
+        attempts: u32,
+        why: GiveUp,
+    ) -> LlmFailure {
         let name = &p.spec.name;
         match &self {
             LlmFailure::Http {
@@ -240,13 +381,21 @@ impl LlmFailure {
             } if body.to_lowercase().contains("model") => LlmFailure::Explained(format!(
                 "provider `{name}` does not know this model (HTTP 404: {body}); `oxydra-host catalog show` lists the known models"
             )),
-            LlmFailure::Http { .. } | LlmFailure::Transport(_) if self.retryable() => {
-                LlmFailure::Explained(format!(
-                    "provider `{name}` failed after {} attempts; the last: {self}",
-                    p.spec.retry.max_attempts.max(1)
-                ))
-            }
+            _ if self.retryable() => LlmFailure::GaveUp {
+                provider: name.clone(),
+                attempts,
+                why,
+                last: Box::new(self),
+            },
             _ => self,
+        }
+    }
+
+    /// The failure itself: the last one of a [`LlmFailure::GaveUp`], else `self`.
+    pub fn root(&self) -> &LlmFailure {
+        match self {
+            LlmFailure::GaveUp { last, .. } => last.root(),
+            other => other,
         }
     }
 }

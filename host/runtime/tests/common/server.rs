@@ -22,6 +22,8 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     pub body: Vec<Piece>,
+    /// Wait this long after reading the request before sending anything.
+    pub before_head: Option<Duration>,
 }
 
 impl Reply {
@@ -34,6 +36,7 @@ impl Reply {
                 .iter()
                 .map(|p| Piece::Bytes(p.as_bytes().to_vec()))
                 .collect(),
+            before_head: None,
         }
     }
     pub fn sse_bytes(pieces: Vec<Vec<u8>>) -> Reply {
@@ -41,6 +44,7 @@ impl Reply {
             status: 200,
             headers: vec![("content-type".into(), "text/event-stream".into())],
             body: pieces.into_iter().map(Piece::Bytes).collect(),
+            before_head: None,
         }
     }
     pub fn status(status: u16, body: &str) -> Reply {
@@ -48,6 +52,14 @@ impl Reply {
             status,
             headers: vec![("content-type".into(), "application/json".into())],
             body: vec![Piece::Bytes(body.as_bytes().to_vec())],
+            before_head: None,
+        }
+    }
+    /// Accept the connection, read the request, and say nothing for `d`.
+    pub fn silent(d: Duration) -> Reply {
+        Reply {
+            before_head: Some(d),
+            ..Reply::status(200, "")
         }
     }
     pub fn header(mut self, k: &str, v: &str) -> Reply {
@@ -164,6 +176,9 @@ fn serve(mut stream: TcpStream, reply: Reply, recorded: &Arc<Mutex<Vec<Recorded>
         return;
     };
     recorded.lock().unwrap().push(req);
+    if let Some(d) = reply.before_head {
+        std::thread::sleep(d);
+    }
     let mut head = format!("HTTP/1.1 {} X\r\n", reply.status);
     for (k, v) in &reply.headers {
         head.push_str(&format!("{k}: {v}\r\n"));

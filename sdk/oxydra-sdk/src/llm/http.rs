@@ -140,13 +140,21 @@ pub fn parse_retry_after(v: &str) -> Option<u64> {
         .map(|s| (s * 1000.0) as u64)
 }
 
-/// POST `body` to `url` and return the response as soon as its headers arrive.
+/// POST `body` to `url` and return the response as soon as its headers arrive. The body
+/// goes with a `Content-Length` (any given in `headers` is replaced): without one it
+/// would be sent chunked, and servers that read only `Content-Length` (Python's
+/// `http.server`, several proxies) see an empty request.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, LlmError> {
     let t = target(url)?;
-    let entries: Vec<(String, Vec<u8>)> = headers
+    let mut entries: Vec<(String, Vec<u8>)> = headers
         .iter()
+        .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect();
+    entries.push((
+        "content-length".to_string(),
+        body.len().to_string().into_bytes(),
+    ));
     let fields = Fields::from_list(&entries)
         .map_err(|e| LlmError::InvalidRequest(format!("bad header: {e:?}")))?;
     let request = OutgoingRequest::new(fields);
