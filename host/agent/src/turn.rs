@@ -638,7 +638,19 @@ impl Runtime {
                 cost: step_cost,
             });
             self.persist(session, turn, &assistant)?;
-            scope.check(false)?;
+            if let Err(stop) = scope.check(false) {
+                // The calls will not run: say so in their results, so the history stays
+                // one a provider accepts and reads true.
+                for c in &assistant.tool_calls {
+                    let result = Message {
+                        tool_call_id: Some(c.id.clone()),
+                        tool_name: Some(c.name.clone()),
+                        ..Message::text(Role::Tool, format!("error: not run: {stop}"))
+                    };
+                    self.persist(session, turn, &result)?;
+                }
+                return Err(stop);
+            }
             if assistant.tool_calls.is_empty() {
                 if stop == Some(StopReason::MaxTokens) {
                     progress(Progress::Text(

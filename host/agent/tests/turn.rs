@@ -84,6 +84,39 @@ fn a_cost_stop_shows_amounts_that_differ() {
 }
 
 #[test]
+fn tool_calls_a_budget_stop_does_not_run_get_results_saying_so() {
+    let env = Env::new(vec![
+        tool_calls(
+            &[(
+                "w1",
+                "file_write",
+                json!({"path": "/shared/a.txt", "content": "a"}),
+            )],
+            10_000,
+            0,
+        ),
+        answer("ok", 100, 0),
+    ]);
+    let s = env.session();
+    let mut b = budgets(5);
+    b.max_cost = Some(0.001);
+    let a = agent("main", b);
+    let f = env.rt.run_turn(&s, &a, "write", &mut |_| {}).unwrap_err();
+    assert!(matches!(f.error, TurnError::Budget(_)), "{:?}", f.error);
+    assert!(!env.dir.path().join("ws/shared/a.txt").exists());
+    env.rt
+        .run_turn(&s, &agent("main", budgets(5)), "and?", &mut |_| {})
+        .unwrap();
+    let results = tool_results(&env.request(1));
+    assert_eq!(results.len(), 1, "{results:?}");
+    assert!(
+        results[0].1.starts_with("error: not run: the turn stopped"),
+        "{}",
+        results[0].1
+    );
+}
+
+#[test]
 fn a_provider_failure_is_typed_and_the_turn_keeps_its_spend() {
     let env = Env::new(vec![
         tool_calls(
