@@ -586,3 +586,53 @@ fn delegation_depth_bounds_every_delegating_tool_whatever_its_name() {
     // Model calls of the parent (2) and of its child (2).
     assert_eq!(o.steps, 4);
 }
+
+#[test]
+fn compaction_summarises_whole_turns_with_their_tool_pairs() {
+    let env = Env::with(
+        vec![
+            tool_calls(&[("l1", "file_list", json!({"path": "/shared"}))], 100, 5),
+            answer("listed", 100, 5),
+            answer("SUMMARY: the user listed /shared", 100, 5),
+            answer("done", 100, 5),
+        ],
+        Setup::default(),
+        |rt| {
+            rt.compaction.trigger_ratio = 0.0001;
+            rt.compaction.target_ratio = 0.0001;
+            rt.compaction.min_turns = 1;
+        },
+    );
+    let s = env.session();
+    let a = agent("main", budgets(5));
+    env.rt
+        .run_turn(&s, &a, "list /shared", &mut |_| {})
+        .unwrap();
+    let mut compacted = vec![];
+    let o = env
+        .rt
+        .run_turn(&s, &a, "what next?", &mut |p| {
+            if let Progress::Compaction { turns, upto_turn } = p {
+                compacted.push((turns, upto_turn));
+            }
+        })
+        .unwrap();
+    assert_eq!(o.answer, "done");
+    assert_eq!(compacted, [(1, 1)]);
+    // The summary request holds turn 1 whole: the call and its result together.
+    let msgs = messages(&env.request(2));
+    let call = msgs
+        .iter()
+        .position(|m| m["tool_calls"][0]["id"] == "l1")
+        .unwrap();
+    assert_eq!(msgs[call + 1]["role"], "tool");
+    assert_eq!(msgs[call + 1]["tool_call_id"], "l1");
+    // The next request has the summary instead of turn 1, and no orphan result.
+    let msgs = messages(&env.request(3));
+    let roles: Vec<&str> = msgs.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(roles, ["system", "system", "user"], "{msgs:#?}");
+    assert!(msgs[1]["content"].as_str().unwrap().contains("SUMMARY"));
+    // The summary's cost is the turn's too (not a model call of its budget).
+    assert_eq!(o.steps, 1);
+    assert_eq!(o.usage.input_tokens, 200);
+}
