@@ -144,6 +144,8 @@ fn main() {
             min_turns: 6,
         },
         agents: Default::default(),
+        max_delegation_depth: oxydra_agent::turn::DEFAULT_MAX_DELEGATION_DEPTH,
+        delegation_timeout: oxydra_agent::turn::DEFAULT_DELEGATION_TIMEOUT,
     };
     let rt = Arc::new(rt);
     let agent = AgentProfile {
@@ -155,6 +157,7 @@ fn main() {
             max_tokens: None,
             max_cost: None,
             wall_time: None,
+            keys: Default::default(),
         },
     };
     let run = |i: usize| {

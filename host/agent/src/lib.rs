@@ -1,6 +1,9 @@
-//! The agent layer. Today: the pinned model catalog (context windows, output limits,
-//! capabilities, prices) that config validation, request defaults and money budgets use.
+//! The agent layer: the pinned model catalog (context windows, output limits,
+//! capabilities, prices), the turn loop with its budgets, and delegation to other agents.
 
+pub mod budget;
 pub mod catalog;
+pub mod history;
+pub mod money;
 pub mod scrub;
 pub mod turn;

@@ -5,7 +5,10 @@
 //! provider call, the assistant message before its tool calls run, each tool result
 //! before the next provider call. A turn that fails or hits a budget keeps its history.
 
+use crate::budget::add_usage;
+pub use crate::budget::{BudgetExceeded, BudgetKeys, BudgetKind, Budgets, Spend};
 use crate::catalog::ModelInfo;
+use crate::history::{cut_marker, repair_turn};
 use crate::scrub::Scrubber;
 use oxydra_runtime::delegation::{DelegationOutcome, DelegationRequest, Delegator};
 use oxydra_runtime::host::{CallError, Tier};
@@ -14,23 +17,11 @@ use oxydra_runtime::llm::types::{
     ContentPart, LlmEvent, LlmFailure, LlmRequest, Message, Reasoning, Role, StopReason, ToolCall,
     ToolChoice, ToolDefinition, Usage,
 };
-use oxydra_runtime::{ComponentHost, LoadedTool, Workspace};
-use oxydra_store::{Store, TurnStatus};
+use oxydra_runtime::{ComponentHost, LoadedTool, Profile, Workspace};
+use oxydra_store::{Store, StoreError, TurnStatus};
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-
-/// What one turn may spend. Hitting any of them ends the turn with a message naming it.
-#[derive(Debug, Clone)]
-pub struct Budgets {
-    /// Provider calls in one turn (`runtime.max_turns`).
-    pub max_steps: u32,
-    /// Input + output tokens over the turn.
-    pub max_tokens: Option<u64>,
-    /// Money (US dollars) over the turn, from the catalog's prices.
-    pub max_cost: Option<f64>,
-    pub wall_time: Option<Duration>,
-}
 
 /// The agent a session runs: its prompt, the tools it may use, its budgets.
 #[derive(Debug, Clone)]
@@ -65,12 +56,18 @@ pub enum Progress<'a> {
         turns: usize,
         upto_turn: i64,
     },
+    /// This many of the oldest turns (after the latest summary) were left out of the
+    /// request to fit the context window; the model is told so. Worth a warning.
+    ContextTrimmed {
+        turns: usize,
+    },
     Usage {
         usage: Usage,
         cost: Option<f64>,
     },
 }
 
+/// A finished turn. `steps`, `usage` and `cost` include what its delegated tasks spent.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TurnOutcome {
     pub answer: String,
@@ -80,7 +77,7 @@ pub struct TurnOutcome {
 }
 
 /// Cancels a running turn from another thread. Checked before each model call, after
-/// each streamed event and between tool calls.
+/// each streamed event and between tool calls; a delegated task of the turn stops too.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
 
@@ -96,23 +93,33 @@ impl CancelToken {
     }
 }
 
+/// Why a turn did not finish. Messages state what happened; what to do about it (which
+/// flag, which command) is the front end's to say.
 #[derive(Debug, thiserror::Error)]
 pub enum TurnError {
     #[error("the turn was cancelled; what it produced so far is kept")]
     Cancelled,
-    #[error("{0}")]
-    Budget(String),
-    #[error("{0}")]
-    Provider(String),
-    #[error("{0}")]
-    Store(String),
+    #[error(transparent)]
+    Budget(#[from] BudgetExceeded),
+    #[error(transparent)]
+    Provider(#[from] LlmFailure),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-impl From<oxydra_store::StoreError> for TurnError {
-    fn from(e: oxydra_store::StoreError) -> Self {
-        TurnError::Store(e.to_string())
-    }
+/// A turn that did not finish, and what it spent until then (also recorded as the
+/// turn's cost in the store): a failed, cancelled or budget-stopped turn still cost money.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct TurnFailure {
+    pub error: TurnError,
+    pub spent: Spend,
 }
+
+/// Default of [`Runtime::max_delegation_depth`].
+pub const DEFAULT_MAX_DELEGATION_DEPTH: u32 = 1;
+/// Default of [`Runtime::delegation_timeout`].
+pub const DEFAULT_DELEGATION_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// Everything a turn needs, shared by all sessions of one runtime.
 pub struct Runtime {
@@ -131,6 +138,15 @@ pub struct Runtime {
     pub compaction: Compaction,
     /// Agents a `delegate_to_agent` call may hand work to; `Err` says why one cannot be.
     pub agents: BTreeMap<String, Result<AgentProfile, String>>,
+    /// How deep delegated tasks may nest (`runtime.max_delegation_depth`; default
+    /// [`DEFAULT_MAX_DELEGATION_DEPTH`] = 1: a child may not delegate again; 0: no
+    /// delegation). It bounds every tool granted the delegation capability, whatever its
+    /// name: at the limit such tools are not offered, and a call to one is refused.
+    pub max_delegation_depth: u32,
+    /// Deadline of one delegated task (`runtime.delegation_timeout_secs`; default
+    /// [`DEFAULT_DELEGATION_TIMEOUT`] = 300 s): the child's wall time is the least of its
+    /// own budget, what the delegating turn has left, and this.
+    pub delegation_timeout: Duration,
 }
 
 /// A session's history as the context is built from it.
@@ -185,8 +201,77 @@ fn text_of(m: &Message) -> String {
         .collect()
 }
 
+/// The turn being run, as its tool calls and delegated tasks see it.
+struct TurnScope {
+    session: String,
+    turn: i64,
+    agent: AgentProfile,
+    /// 0 for a session a user started; a delegated task's is its parent's + 1.
+    depth: u32,
+    started: Instant,
+    /// What the turn spent so far, its delegated tasks' included: they add to it.
+    spent: Mutex<Spend>,
+    cancel: CancelToken,
+}
+
+impl TurnScope {
+    fn spent(&self) -> MutexGuard<'_, Spend> {
+        // A panic while holding the lock leaves a valid Spend: use it.
+        self.spent.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Charge one model call's usage (`step`: it counts as a model call).
+    fn charge(&self, usage: &Usage, cost: Option<f64>, step: bool) {
+        let mut s = self.spent();
+        if step {
+            s.steps += 1;
+        }
+        add_usage(&mut s.usage, usage);
+        if let (Some(total), Some(c)) = (s.cost.as_mut(), cost) {
+            *total += c;
+        }
+    }
+
+    fn check(&self, before_call: bool) -> Result<(), TurnError> {
+        let spent = *self.spent();
+        self.agent
+            .budgets
+            .check(&spent, self.started.elapsed(), before_call)
+            .map_err(TurnError::Budget)
+    }
+}
+
+/// What a provider call streamed, kept when the stream fails halfway.
+#[derive(Default)]
+struct Streamed {
+    text: String,
+    reasoning: Vec<Reasoning>,
+    calls: BTreeMap<u32, ToolCall>,
+    usage: Usage,
+    stop: Option<StopReason>,
+}
+
+impl Streamed {
+    fn message(self) -> Message {
+        Message {
+            role: Role::Assistant,
+            content: if self.text.is_empty() {
+                vec![]
+            } else {
+                vec![ContentPart::Text(self.text)]
+            },
+            tool_calls: self.calls.into_values().collect(),
+            tool_call_id: None,
+            tool_name: None,
+            reasoning: self.reasoning,
+        }
+    }
+}
+
 impl Runtime {
-    fn tools_for(&self, agent: &AgentProfile) -> Vec<Arc<LoadedTool>> {
+    /// The tools `agent` may use at delegation `depth`: at the depth limit, none granted
+    /// the delegation capability.
+    fn tools_for(&self, agent: &AgentProfile, depth: u32) -> Vec<Arc<LoadedTool>> {
         self.tools
             .iter()
             .filter(|t| {
@@ -194,14 +279,28 @@ impl Runtime {
                     .tools
                     .as_ref()
                     .is_none_or(|allow| allow.iter().any(|a| a == &t.descriptor.name))
+                    && (depth < self.max_delegation_depth || !delegates(t))
             })
             .cloned()
             .collect()
     }
 
+    /// Why a session at `depth` may not delegate.
+    fn depth_refusal(&self, depth: u32) -> String {
+        if self.max_delegation_depth == 0 {
+            "delegation is refused: runtime.max_delegation_depth is 0 (no delegated tasks); do the task yourself".into()
+        } else {
+            format!(
+                "delegation is refused: this session is a delegated task {depth} level(s) deep and runtime.max_delegation_depth is {}, so it cannot hand work on; do the task yourself",
+                self.max_delegation_depth
+            )
+        }
+    }
+
     /// The session's turns after its latest summary, and that summary: read once per
-    /// model call (and again only after a compaction wrote a new summary).
-    fn history(&self, session: &str) -> Result<History, TurnError> {
+    /// model call (and again only after a compaction wrote a new summary). Each turn is
+    /// repaired into history a provider accepts (see [`crate::history`]).
+    fn history(&self, session: &str, current_turn: i64) -> Result<History, TurnError> {
         let summary = self.store.latest_summary(session)?;
         let upto = summary.as_ref().map_or(0, |(t, _)| *t);
         let mut by_turn: BTreeMap<i64, Vec<Message>> = BTreeMap::new();
@@ -210,13 +309,17 @@ impl Runtime {
                 continue;
             }
             let msg: Message = serde_json::from_str(&m.body).map_err(|e| {
-                TurnError::Store(format!(
+                StoreError::Db(format!(
                     "message {} of session {session} is unreadable: {e}",
                     m.seq
                 ))
             })?;
             by_turn.entry(m.turn).or_default().push(msg);
         }
+        let by_turn = by_turn
+            .into_iter()
+            .map(|(t, msgs)| (t, repair_turn(msgs, t == current_turn)))
+            .collect();
         Ok(History { summary, by_turn })
     }
 
@@ -243,20 +346,20 @@ impl Runtime {
     }
 
     /// If the context passes the trigger, have the model summarise the oldest whole turns
-    /// (a tool call and its result always stay together) and persist the summary.
-    /// Returns what the summary cost, and whether one was written.
+    /// (a tool call and its result always stay together) and persist the summary. What
+    /// the summary costs is charged to the turn (not as a model call of its budget).
+    /// Returns whether one was written.
     fn maybe_compact(
         &self,
-        session: &str,
-        current_turn: i64,
-        agent: &AgentProfile,
+        scope: &TurnScope,
         definitions: &[ToolDefinition],
         history: &History,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(Usage, bool), TurnError> {
+    ) -> Result<bool, TurnError> {
         let History { summary, by_turn } = history;
+        let current_turn = scope.turn;
         let budget = self.usable_window() as f64;
-        let fixed = (agent.system_prompt.len() / 4) as u64
+        let fixed = (scope.agent.system_prompt.len() / 4) as u64
             + summary.as_ref().map_or(0, |s| (s.1.len() / 4) as u64);
         let sizes: Vec<(i64, u64)> = by_turn
             .iter()
@@ -267,7 +370,7 @@ impl Runtime {
         if (total as f64) <= self.compaction.trigger_ratio * budget
             || earlier < self.compaction.min_turns.max(1) as usize
         {
-            return Ok((Usage::default(), false));
+            return Ok(false);
         }
         let mut remaining = total;
         let mut chosen = Vec::new();
@@ -279,7 +382,7 @@ impl Runtime {
             remaining -= n;
         }
         let Some(&upto) = chosen.last() else {
-            return Ok((Usage::default(), false));
+            return Ok(false);
         };
         let mut messages = vec![Message::text(
             Role::System,
@@ -300,26 +403,31 @@ impl Runtime {
             max_output_tokens: Some(self.max_output_tokens.unwrap_or(2048).min(2048)),
             ..Default::default()
         };
-        let (reply, usage, _) = self.call_model(&request, &mut |_| {}, None)?;
-        let text = text_of(&reply);
+        let mut streamed = Streamed::default();
+        let called = self.call_model(&request, &mut |_| {}, None, &mut streamed);
+        let usage = streamed.usage;
+        scope.charge(&usage, self.cost_of(&usage), false);
+        called?;
+        let text = text_of(&streamed.message());
         if text.trim().is_empty() {
-            return Err(TurnError::Provider(
+            return Err(TurnError::Provider(LlmFailure::Protocol(
                 "the model returned an empty summary while compacting the context".into(),
-            ));
+            )));
         }
         // Written with the previous summary in view, the new one replaces it.
-        self.store.save_summary(session, upto, &text)?;
+        self.store.save_summary(&scope.session, upto, &text)?;
         progress(Progress::Compaction {
             turns: chosen.len(),
             upto_turn: upto,
         });
-        Ok((usage, true))
+        Ok(true)
     }
 
     /// The history that fits the model's window, after the latest summary: whole turns
     /// are dropped from the oldest (a tool call and its result are never split); the
-    /// current turn always stays.
-    fn context(&self, history: History, current_turn: i64) -> Vec<Message> {
+    /// current turn always stays. When turns are dropped, a note says how many; their
+    /// number is returned too.
+    fn context(&self, history: History, current_turn: i64) -> (Vec<Message>, usize) {
         let History {
             summary,
             mut by_turn,
@@ -327,12 +435,14 @@ impl Runtime {
         let budget = self.usable_window();
         let mut total: u64 = by_turn.values().flatten().map(estimate_tokens).sum();
         let turns: Vec<i64> = by_turn.keys().copied().collect();
+        let mut dropped = 0;
         for t in turns {
             if total <= budget || t == current_turn {
                 break;
             }
-            if let Some(dropped) = by_turn.remove(&t) {
-                total -= dropped.iter().map(estimate_tokens).sum::<u64>();
+            if let Some(gone) = by_turn.remove(&t) {
+                total -= gone.iter().map(estimate_tokens).sum::<u64>();
+                dropped += 1;
             }
         }
         let mut out: Vec<Message> = summary
@@ -340,14 +450,24 @@ impl Runtime {
             .map(Self::summary_message)
             .into_iter()
             .collect();
+        if dropped > 0 {
+            out.push(Message::text(
+                Role::System,
+                format!("{dropped} earlier turn(s) were left out to fit the context window."),
+            ));
+        }
         out.extend(by_turn.into_values().flatten());
-        out
+        (out, dropped)
     }
 
     fn persist(&self, session: &str, turn: i64, m: &Message) -> Result<(), TurnError> {
-        let body = serde_json::to_string(m).map_err(|e| TurnError::Store(e.to_string()))?;
+        let body = serde_json::to_string(m).map_err(|e| StoreError::Db(e.to_string()))?;
         self.store.append(session, turn, &body)?;
         Ok(())
+    }
+
+    fn cost_of(&self, usage: &Usage) -> Option<f64> {
+        self.model_info.as_ref().map(|m| m.cost(usage))
     }
 
     /// Run one turn of `session` for `prompt`.
@@ -357,11 +477,13 @@ impl Runtime {
         agent: &AgentProfile,
         prompt: &str,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<TurnOutcome, TurnError> {
+    ) -> Result<TurnOutcome, TurnFailure> {
         self.run_turn_cancellable(session, agent, prompt, progress, &CancelToken::default())
     }
 
-    /// [`Runtime::run_turn`], stoppable through `cancel`.
+    /// [`Runtime::run_turn`], stoppable through `cancel`. Whether it finishes or not, the
+    /// store records the turn's status and what it really spent (its delegated tasks'
+    /// included); a turn that does not finish returns that spend in [`TurnFailure`].
     pub fn run_turn_cancellable(
         self: &Arc<Self>,
         session: &str,
@@ -369,35 +491,75 @@ impl Runtime {
         prompt: &str,
         progress: &mut dyn FnMut(Progress),
         cancel: &CancelToken,
-    ) -> Result<TurnOutcome, TurnError> {
-        let turn = self.store.begin_turn(session)?;
-        let result = self.turn_inner(session, turn, agent, prompt, progress, cancel);
-        let (status, detail, cost) = match &result {
-            Ok(o) => (TurnStatus::Completed, String::new(), o.cost.unwrap_or(0.0)),
-            Err(TurnError::Budget(m)) => (TurnStatus::Budget, m.clone(), 0.0),
-            Err(TurnError::Cancelled) => (
-                TurnStatus::Cancelled,
-                "cancelled by the user".to_string(),
-                0.0,
-            ),
-            Err(e) => (TurnStatus::Failed, e.to_string(), 0.0),
-        };
-        self.store.end_turn(session, turn, status, &detail, cost)?;
-        result
+    ) -> Result<TurnOutcome, TurnFailure> {
+        self.run_turn_at(session, agent, prompt, progress, cancel, 0)
     }
 
-    fn turn_inner(
+    fn run_turn_at(
         self: &Arc<Self>,
         session: &str,
-        turn: i64,
         agent: &AgentProfile,
         prompt: &str,
         progress: &mut dyn FnMut(Progress),
         cancel: &CancelToken,
-    ) -> Result<TurnOutcome, TurnError> {
-        let started = Instant::now();
+        depth: u32,
+    ) -> Result<TurnOutcome, TurnFailure> {
+        let nothing = Spend {
+            cost: self.model_info.as_ref().map(|_| 0.0),
+            ..Spend::default()
+        };
+        let turn = self.store.begin_turn(session).map_err(|e| TurnFailure {
+            error: e.into(),
+            spent: nothing,
+        })?;
+        let scope = Arc::new(TurnScope {
+            session: session.to_string(),
+            turn,
+            agent: agent.clone(),
+            depth,
+            started: Instant::now(),
+            spent: Mutex::new(nothing),
+            cancel: cancel.clone(),
+        });
+        let result = self.turn_inner(&scope, prompt, progress);
+        let spent = *scope.spent();
+        let (status, detail) = match &result {
+            Ok(_) => (TurnStatus::Completed, String::new()),
+            Err(e @ TurnError::Budget(_)) => (TurnStatus::Budget, e.to_string()),
+            Err(TurnError::Cancelled) => {
+                (TurnStatus::Cancelled, "cancelled by the user".to_string())
+            }
+            Err(e) => (TurnStatus::Failed, e.to_string()),
+        };
+        let ended = self
+            .store
+            .end_turn(session, turn, status, &detail, spent.cost.unwrap_or(0.0));
+        match (result, ended) {
+            (Err(error), _) => Err(TurnFailure { error, spent }),
+            (Ok(_), Err(e)) => Err(TurnFailure {
+                error: e.into(),
+                spent,
+            }),
+            (Ok(answer), Ok(())) => Ok(TurnOutcome {
+                answer,
+                steps: spent.steps,
+                usage: spent.usage,
+                cost: spent.cost,
+            }),
+        }
+    }
+
+    /// The turn's loop; its answer. What it spends goes to `scope.spent` as it goes.
+    fn turn_inner(
+        self: &Arc<Self>,
+        scope: &Arc<TurnScope>,
+        prompt: &str,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<String, TurnError> {
+        let (session, turn) = (scope.session.as_str(), scope.turn);
+        let cancel = &scope.cancel;
         self.persist(session, turn, &Message::text(Role::User, prompt))?;
-        let tools = self.tools_for(agent);
+        let tools = self.tools_for(&scope.agent, scope.depth);
         let definitions: Vec<ToolDefinition> = tools
             .iter()
             .map(|t| ToolDefinition {
@@ -406,45 +568,29 @@ impl Runtime {
                 parameters_schema: t.descriptor.parameters.to_string(),
             })
             .collect();
-        let b = &agent.budgets;
-        let mut usage = Usage::default();
-        let mut cost: Option<f64> = self.model_info.as_ref().map(|_| 0.0);
-        let mut step = 0u32;
         loop {
-            if step >= b.max_steps {
-                return Err(TurnError::Budget(format!(
-                    "the turn stopped: it used its {} model calls (max_turns); raise runtime.max_turns (or agents.{}.max_turns), then continue with --session {session}",
-                    b.max_steps, agent.name
-                )));
-            }
-            if let Some(limit) = b.wall_time
-                && started.elapsed() > limit
-            {
-                return Err(TurnError::Budget(format!(
-                    "the turn stopped: it ran past its wall-time budget of {} s; continue with --session {session}",
-                    limit.as_secs()
-                )));
-            }
-            step += 1;
-            let history = self.history(session)?;
-            let (compaction_usage, compacted) =
-                self.maybe_compact(session, turn, agent, &definitions, &history, progress)?;
+            // Before each call: every budget, delegated tasks' spending included.
+            scope.check(true)?;
+            let history = self.history(session, turn)?;
+            let compacted = self.maybe_compact(scope, &definitions, &history, progress)?;
             let history = if compacted {
-                self.history(session)?
+                self.history(session, turn)?
             } else {
                 history
             };
-            usage.input_tokens += compaction_usage.input_tokens;
-            usage.output_tokens += compaction_usage.output_tokens;
-            if let (Some(c), Some(m)) = (cost.as_mut(), self.model_info.as_ref()) {
-                *c += m.cost(&compaction_usage);
-            }
             progress(Progress::ProviderCall {
-                step,
-                max: b.max_steps,
+                step: scope.spent().steps + 1,
+                max: scope.agent.budgets.max_steps,
             });
-            let mut messages = vec![Message::text(Role::System, agent.system_prompt.clone())];
-            messages.extend(self.context(history, turn));
+            let mut messages = vec![Message::text(
+                Role::System,
+                scope.agent.system_prompt.clone(),
+            )];
+            let (context, trimmed) = self.context(history, turn);
+            if trimmed > 0 {
+                progress(Progress::ContextTrimmed { turns: trimmed });
+            }
+            messages.extend(context);
             let request = LlmRequest {
                 model: self.model.clone(),
                 messages,
@@ -455,8 +601,27 @@ impl Runtime {
             if cancel.is_cancelled() {
                 return Err(TurnError::Cancelled);
             }
-            let (assistant, step_usage, stop) =
-                self.call_model(&request, progress, Some(cancel))?;
+            let mut streamed = Streamed::default();
+            let called = self.call_model(&request, progress, Some(cancel), &mut streamed);
+            let step_usage = streamed.usage;
+            let stop = streamed.stop.clone();
+            let step_cost = self.cost_of(&step_usage);
+            scope.charge(&step_usage, step_cost, true);
+            if let Err(e) = called {
+                // Keep what was already said, marked as cut, so the history reads true
+                // (and the next turn's user message does not follow this one's).
+                if !streamed.text.is_empty() {
+                    let why = e.to_string();
+                    let mut partial = Message {
+                        tool_calls: vec![],
+                        ..streamed.message()
+                    };
+                    partial.content.push(ContentPart::Text(cut_marker(&why)));
+                    self.persist(session, turn, &partial)?;
+                }
+                return Err(e);
+            }
+            let assistant = streamed.message();
             if cancel.is_cancelled() {
                 // Keep what was said; drop half-made tool calls, which have no results.
                 let partial = Message {
@@ -468,35 +633,23 @@ impl Runtime {
                 }
                 return Err(TurnError::Cancelled);
             }
-            usage.input_tokens += step_usage.input_tokens;
-            usage.output_tokens += step_usage.output_tokens;
-            usage.cached_tokens += step_usage.cached_tokens;
-            usage.reasoning_tokens += step_usage.reasoning_tokens;
-            let step_cost = self.model_info.as_ref().map(|m| m.cost(&step_usage));
-            if let (Some(c), Some(s)) = (cost.as_mut(), step_cost) {
-                *c += s;
-            }
             progress(Progress::Usage {
                 usage: step_usage,
                 cost: step_cost,
             });
             self.persist(session, turn, &assistant)?;
-
-            if let Some(max) = b.max_tokens
-                && usage.input_tokens + usage.output_tokens > max
-            {
-                return Err(TurnError::Budget(format!(
-                    "the turn stopped: it used {} tokens, over its budget of {max}; raise the token budget, then continue with --session {session}",
-                    usage.input_tokens + usage.output_tokens
-                )));
-            }
-            if let (Some(max), Some(spent)) = (b.max_cost, cost)
-                && spent > max
-            {
-                return Err(TurnError::Budget(format!(
-                    "the turn stopped: it cost ${spent:.4}, over its budget of ${max:.4}; raise runtime.max_cost (or agents.{}.max_cost), then continue with --session {session}",
-                    agent.name
-                )));
+            if let Err(stop) = scope.check(false) {
+                // The calls will not run: say so in their results, so the history stays
+                // one a provider accepts and reads true.
+                for c in &assistant.tool_calls {
+                    let result = Message {
+                        tool_call_id: Some(c.id.clone()),
+                        tool_name: Some(c.name.clone()),
+                        ..Message::text(Role::Tool, format!("error: not run: {stop}"))
+                    };
+                    self.persist(session, turn, &result)?;
+                }
+                return Err(stop);
             }
             if assistant.tool_calls.is_empty() {
                 if stop == Some(StopReason::MaxTokens) {
@@ -504,14 +657,9 @@ impl Runtime {
                         "\n[the answer was cut at the output token limit]",
                     ));
                 }
-                return Ok(TurnOutcome {
-                    answer: text_of(&assistant),
-                    steps: step,
-                    usage,
-                    cost,
-                });
+                return Ok(text_of(&assistant));
             }
-            for result in self.dispatch(&tools, &assistant.tool_calls, progress) {
+            for result in self.dispatch(scope, &tools, &assistant.tool_calls, progress) {
                 self.persist(session, turn, &result)?;
             }
             if cancel.is_cancelled() {
@@ -520,50 +668,44 @@ impl Runtime {
         }
     }
 
-    /// One provider call, streamed: deltas go to `progress` as they arrive.
+    /// One provider call, streamed into `out`: deltas go to `progress` as they arrive.
+    /// On an error, `out` holds what arrived before it.
     fn call_model(
         &self,
         request: &LlmRequest,
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,
-    ) -> Result<(Message, Usage, Option<StopReason>), TurnError> {
-        let completion = self
-            .host
-            .complete(&self.provider, request)
-            .map_err(provider_error)?;
-        let mut text = String::new();
-        let mut reasoning: Vec<Reasoning> = Vec::new();
-        let mut calls: BTreeMap<u32, ToolCall> = BTreeMap::new();
-        let mut usage = Usage::default();
-        let mut stop = None;
+        out: &mut Streamed,
+    ) -> Result<(), TurnError> {
+        let completion = self.host.complete(&self.provider, request)?;
         for event in completion {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 break;
             }
-            match event.map_err(provider_error)? {
+            match event? {
                 LlmEvent::TextDelta(t) => {
                     progress(Progress::Text(&t));
-                    text.push_str(&t);
+                    out.text.push_str(&t);
                 }
                 LlmEvent::ReasoningDelta(t) => {
                     progress(Progress::Reasoning(&t));
-                    match reasoning.last_mut() {
+                    match out.reasoning.last_mut() {
                         Some(r) if r.signature.is_none() => r.text.push_str(&t),
-                        _ => reasoning.push(Reasoning {
+                        _ => out.reasoning.push(Reasoning {
                             text: t,
                             ..Default::default()
                         }),
                     }
                 }
-                LlmEvent::ReasoningSignature(s) => match reasoning.last_mut() {
+                LlmEvent::ReasoningSignature(s) => match out.reasoning.last_mut() {
                     Some(r) => r.signature = Some(s),
-                    None => reasoning.push(Reasoning {
+                    None => out.reasoning.push(Reasoning {
                         signature: Some(s),
                         ..Default::default()
                     }),
                 },
                 LlmEvent::ToolCallStart { index, id, name } => {
-                    calls.insert(
+                    out.calls.insert(
                         index,
                         ToolCall {
                             id,
@@ -573,7 +715,7 @@ impl Runtime {
                     );
                 }
                 LlmEvent::ToolCallArguments { index, fragment } => {
-                    if let Some(c) = calls.get_mut(&index) {
+                    if let Some(c) = out.calls.get_mut(&index) {
                         c.arguments.push_str(&fragment);
                     }
                 }
@@ -581,33 +723,22 @@ impl Runtime {
                     index,
                     provider_data,
                 } => {
-                    if let Some(c) = calls.get_mut(&index) {
+                    if let Some(c) = out.calls.get_mut(&index) {
                         c.provider_data = provider_data;
                     }
                 }
-                LlmEvent::Usage(u) => usage = u,
-                LlmEvent::Stop(s) => stop = Some(s),
+                LlmEvent::Usage(u) => out.usage = u,
+                LlmEvent::Stop(s) => out.stop = Some(s),
             }
         }
-        let message = Message {
-            role: Role::Assistant,
-            content: if text.is_empty() {
-                vec![]
-            } else {
-                vec![ContentPart::Text(text)]
-            },
-            tool_calls: calls.into_values().collect(),
-            tool_call_id: None,
-            tool_name: None,
-            reasoning,
-        };
-        Ok((message, usage, stop))
+        Ok(())
     }
 
     /// Run the calls: consecutive read-only ones in parallel, the others one at a time;
     /// results come back in call order. A failure becomes a result the model can read.
     fn dispatch(
         self: &Arc<Self>,
+        scope: &Arc<TurnScope>,
         tools: &[Arc<LoadedTool>],
         calls: &[ToolCall],
         progress: &mut dyn FnMut(Progress),
@@ -635,7 +766,7 @@ impl Runtime {
                 std::thread::scope(|s| {
                     let handles: Vec<_> = batch
                         .iter()
-                        .map(|c| s.spawn(|| self.run_tool(find(&c.name), tools, c)))
+                        .map(|c| s.spawn(|| self.run_tool(scope, find(&c.name), tools, c)))
                         .collect();
                     handles
                         .into_iter()
@@ -653,7 +784,7 @@ impl Runtime {
             } else {
                 batch
                     .iter()
-                    .map(|c| self.run_tool(find(&c.name), tools, c))
+                    .map(|c| self.run_tool(scope, find(&c.name), tools, c))
                     .collect()
             };
             for (c, (text, ok, elapsed)) in batch.iter().zip(outputs) {
@@ -673,14 +804,29 @@ impl Runtime {
         results
     }
 
+    /// One tool call: its output, whether it succeeded, how long it took. A failure's
+    /// output starts with `error:` (which [`crate::history`] relies on).
     fn run_tool(
         self: &Arc<Self>,
+        scope: &Arc<TurnScope>,
         tool: Option<Arc<LoadedTool>>,
         tools: &[Arc<LoadedTool>],
         call: &ToolCall,
     ) -> (String, bool, Duration) {
         let started = Instant::now();
         let Some(tool) = tool else {
+            if self
+                .tools
+                .iter()
+                .any(|t| t.descriptor.name == call.name && delegates(t))
+                && scope.depth >= self.max_delegation_depth
+            {
+                return (
+                    format!("error: {}", self.depth_refusal(scope.depth)),
+                    false,
+                    started.elapsed(),
+                );
+            }
             let names: Vec<&str> = tools.iter().map(|t| t.descriptor.name.as_str()).collect();
             return (
                 format!(
@@ -716,38 +862,138 @@ impl Runtime {
                 started.elapsed(),
             );
         }
-        let delegator: Option<Arc<dyn Delegator>> = tool
-            .descriptor
-            .profiles
-            .contains(&oxydra_runtime::Profile::Delegation)
-            .then(|| {
-                Arc::new(ChildRunner {
-                    runtime: self.clone(),
-                }) as Arc<dyn Delegator>
-            });
+        let delegator: Option<Arc<dyn Delegator>> = delegates(&tool).then(|| {
+            Arc::new(ChildRunner {
+                runtime: self.clone(),
+                parent: scope.clone(),
+            }) as Arc<dyn Delegator>
+        });
         let (text, ok) = match self.host.call_with(&tool, args, &self.workspace, delegator) {
             Ok(out) => (out, true),
             Err(CallError::Tool(f)) => (format!("error: {f}"), false),
             Err(e) => (format!("error: {e}"), false),
         };
-        (self.scrubber.scrub(&text), ok, started.elapsed())
+        let text = self.scrubber.scrub(&text);
+        // Keep the marker `crate::history` reads even if scrubbing touched the start.
+        let text = if ok || text.starts_with("error:") {
+            text
+        } else {
+            format!("error: {text}")
+        };
+        (text, ok, started.elapsed())
     }
 }
 
-fn provider_error(e: LlmFailure) -> TurnError {
-    TurnError::Provider(e.to_string())
+/// Whether `tool` is granted the delegation capability (whatever it is called).
+fn delegates(tool: &LoadedTool) -> bool {
+    tool.descriptor.profiles.contains(&Profile::Delegation)
 }
 
-/// Runs a delegated task as a child session of the configured agent.
+/// Runs a delegated task as a child session of the configured agent, within what the
+/// delegating turn (`parent`) has left, and charges what it spends to that turn.
 struct ChildRunner {
     runtime: Arc<Runtime>,
+    parent: Arc<TurnScope>,
 }
 
 static CHILD_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Lower `*limit` to `candidate` (and its `key`), if that is lower; whether it was.
+fn tighten<T: PartialOrd + Copy>(
+    limit: &mut Option<T>,
+    key: &mut String,
+    candidate: Option<T>,
+    candidate_key: &str,
+) -> bool {
+    match (candidate, *limit) {
+        (Some(c), Some(l)) if c >= l => false,
+        (Some(c), _) => {
+            *limit = Some(c);
+            *key = candidate_key.to_string();
+            true
+        }
+        (None, _) => false,
+    }
+}
+
+impl ChildRunner {
+    /// The child's budgets: the least of its own, the call's, and what the parent has
+    /// left. Also the kinds bounded by the parent's remainder.
+    fn child_budgets(&self, own: &Budgets, req: &DelegationRequest) -> (Budgets, Vec<BudgetKind>) {
+        let rt = &self.runtime;
+        let parent = &self.parent.agent.budgets;
+        let spent = *self.parent.spent();
+        let mut b = own.clone();
+        let mut inherited = Vec::new();
+        if let Some(n) = req.max_turns
+            && n < b.max_steps
+        {
+            b.max_steps = n;
+            b.keys.max_steps = "the max_turns of the delegation call".into();
+        }
+        let left = parent.max_steps.saturating_sub(spent.steps);
+        if left < b.max_steps {
+            b.max_steps = left;
+            b.keys.max_steps = parent.keys.max_steps.clone();
+            inherited.push(BudgetKind::ModelCalls);
+        }
+        let left = parent.max_tokens.map(|m| m.saturating_sub(spent.tokens()));
+        if tighten(
+            &mut b.max_tokens,
+            &mut b.keys.max_tokens,
+            left,
+            &parent.keys.max_tokens,
+        ) {
+            inherited.push(BudgetKind::Tokens);
+        }
+        tighten(
+            &mut b.max_cost,
+            &mut b.keys.max_cost,
+            req.max_cost,
+            "the max_cost of the delegation call",
+        );
+        let left = match (parent.max_cost, spent.cost) {
+            (Some(m), Some(c)) => Some((m - c).max(0.0)),
+            (m, _) => m,
+        };
+        if tighten(
+            &mut b.max_cost,
+            &mut b.keys.max_cost,
+            left,
+            &parent.keys.max_cost,
+        ) {
+            inherited.push(BudgetKind::Cost);
+        }
+        let left = parent
+            .wall_time
+            .map(|w| w.saturating_sub(self.parent.started.elapsed()));
+        if tighten(
+            &mut b.wall_time,
+            &mut b.keys.wall_time,
+            left,
+            &parent.keys.wall_time,
+        ) {
+            inherited.push(BudgetKind::WallTime);
+        }
+        if tighten(
+            &mut b.wall_time,
+            &mut b.keys.wall_time,
+            Some(rt.delegation_timeout),
+            "runtime.delegation_timeout_secs",
+        ) {
+            inherited.retain(|k| *k != BudgetKind::WallTime);
+        }
+        (b, inherited)
+    }
+}
+
 impl Delegator for ChildRunner {
     fn delegate(&self, req: DelegationRequest) -> Result<DelegationOutcome, String> {
         let rt = &self.runtime;
+        let depth = self.parent.depth;
+        if depth >= rt.max_delegation_depth {
+            return Err(rt.depth_refusal(depth));
+        }
         let mut profile = match rt.agents.get(&req.agent) {
             Some(Ok(p)) => p.clone(),
             Some(Err(why)) => return Err(why.clone()),
@@ -760,23 +1006,8 @@ impl Delegator for ChildRunner {
                 ));
             }
         };
-        // One level: a child cannot delegate again.
-        let allowed: Vec<String> = match profile.tools.take() {
-            Some(list) => list,
-            None => rt.tools.iter().map(|t| t.descriptor.name.clone()).collect(),
-        };
-        profile.tools = Some(
-            allowed
-                .into_iter()
-                .filter(|t| t != "delegate_to_agent")
-                .collect(),
-        );
-        if let Some(n) = req.max_turns {
-            profile.budgets.max_steps = profile.budgets.max_steps.min(n);
-        }
-        if let Some(c) = req.max_cost {
-            profile.budgets.max_cost = Some(profile.budgets.max_cost.map_or(c, |own| own.min(c)));
-        }
+        let (budgets, inherited) = self.child_budgets(&profile.budgets, &req);
+        profile.budgets = budgets;
         let n = CHILD_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -793,7 +1024,25 @@ impl Delegator for ChildRunner {
                 prompt.push_str(&format!("- {f}\n"));
             }
         }
-        match rt.run_turn(&session, &profile, &prompt, &mut |_| {}) {
+        let result = rt.run_turn_at(
+            &session,
+            &profile,
+            &prompt,
+            &mut |_| {},
+            &self.parent.cancel,
+            depth + 1,
+        );
+        // What the child spent is the parent's too, finished or not.
+        let spent = match &result {
+            Ok(o) => Spend {
+                steps: o.steps,
+                usage: o.usage,
+                cost: o.cost,
+            },
+            Err(f) => f.spent,
+        };
+        self.parent.spent().add(&spent);
+        match result {
             Ok(o) => Ok(DelegationOutcome {
                 answer: o.answer,
                 turns: o.steps,
@@ -802,10 +1051,18 @@ impl Delegator for ChildRunner {
                 output_tokens: o.usage.output_tokens,
                 session,
             }),
-            Err(e) => Err(format!(
-                "agent `{}` did not finish (session {session}): {e}",
-                req.agent
-            )),
+            Err(f) => {
+                let bound = match &f.error {
+                    TurnError::Budget(b) if inherited.contains(&b.kind) => {
+                        " (a delegated task gets at most what the delegating turn has left)"
+                    }
+                    _ => "",
+                };
+                Err(format!(
+                    "agent `{}` did not finish (session {session}): {}{bound}",
+                    req.agent, f.error
+                ))
+            }
         }
     }
 }
