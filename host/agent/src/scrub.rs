@@ -54,6 +54,9 @@ pub struct Scrubber {
     /// (host prefix, virtual root), longest prefix first.
     paths: Vec<(String, &'static str)>,
     secrets: Vec<String>,
+    /// Off: only exact rules (configured secrets, host paths, credential formats) apply,
+    /// not the keyword and entropy heuristics. See [`Scrubber::exact`].
+    heuristics_off: bool,
 }
 
 /// A byte range of the original text and what replaces it.
@@ -172,7 +175,23 @@ impl Scrubber {
         }
         paths.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         let secrets = secrets.into_iter().filter(|s| s.len() >= 8).collect();
-        Scrubber { paths, secrets }
+        Scrubber {
+            paths,
+            secrets,
+            heuristics_off: false,
+        }
+    }
+
+    /// The same scrubber with only its exact rules: configured secrets, host paths and
+    /// the credential formats (AWS, PEM, Slack, Stripe, JWT, …), without the keyword and
+    /// entropy heuristics. For what the model writes — its answer and its tool arguments —
+    /// where a heuristic would corrupt legitimate content (code, base64 the user asked for)
+    /// but a real credential must still never pass.
+    pub fn exact(&self) -> Scrubber {
+        Scrubber {
+            heuristics_off: true,
+            ..self.clone()
+        }
     }
 
     pub fn scrub(&self, text: &str) -> String {
@@ -205,9 +224,52 @@ impl Scrubber {
         let public_blocks = pem_blocks(s, &mut edits);
         slack_webhooks(s, &mut edits);
         prefixed_tokens(s.as_bytes(), &mut edits);
-        keyword_values(s, &mut edits);
-        high_entropy(s.as_bytes(), &public_blocks, &mut edits);
+        if !self.heuristics_off {
+            keyword_values(s, &mut edits);
+            high_entropy(s.as_bytes(), &public_blocks, &mut edits);
+        }
         merge(edits)
+    }
+
+    /// How far a stream may emit `b` without letting a literal (secret or host path)
+    /// split across deltas slip out: up to the start of the longest tail of `b` that is
+    /// the beginning of some literal. Ordinary text is held back by nothing; a tail that
+    /// could still become a secret, by at most `hold` (longest literal − 1) bytes.
+    fn literal_limit(&self, b: &[u8], hold: usize) -> usize {
+        let mut limit = b.len();
+        // A PEM header is words with spaces: hold an unclosed `-----BEGIN …` (or a tail
+        // that may become one) until its label is known.
+        let window = b.len().saturating_sub(96);
+        if let Some(at) = b[window..].windows(5).rposition(|w| w == b"-----") {
+            let dashes = window + at;
+            let mut start = dashes;
+            while start > window && b[start - 1] == b'-' {
+                start -= 1;
+            }
+            let header = &b[start..];
+            let closed = header.len() > 10
+                && header[10..].windows(5).any(|w| w == b"-----")
+                && header.starts_with(b"-----BEGIN");
+            if !closed && (header.starts_with(b"-----BEGIN") || b"-----BEGIN".starts_with(header)) {
+                limit = start;
+            }
+        }
+        let from = b.len().saturating_sub(hold);
+        for lit in self
+            .secrets
+            .iter()
+            .map(String::as_bytes)
+            .chain(self.paths.iter().map(|(p, _)| p.as_bytes()))
+        {
+            for start in from..limit {
+                let tail = &b[start..];
+                if tail.len() < lit.len() && lit.starts_with(tail) {
+                    limit = start;
+                    break;
+                }
+            }
+        }
+        limit
     }
 
     /// The longest configured literal (secret or host path): a stream must hold back one
@@ -640,7 +702,7 @@ pub struct StreamScrubber<'a> {
     buf: String,
     /// `buf[..emitted]` has been emitted.
     emitted: usize,
-    /// Bytes a cut must leave after it (longest literal − 1).
+    /// The longest configured literal − 1: the most a cut ever has to leave after it.
     hold: usize,
 }
 
@@ -695,7 +757,7 @@ impl<'a> StreamScrubber<'a> {
     /// end, and not inside an edit.
     fn cut(&self, edits: &[Edit]) -> Option<usize> {
         let b = self.buf.as_bytes();
-        let limit = b.len().checked_sub(self.hold)?;
+        let limit = self.scrubber.literal_limit(b, self.hold);
         // inside an edit, or at the end of one that reaches the end of the text and may
         // still grow (an unterminated private key)
         let inside = |p: usize| {

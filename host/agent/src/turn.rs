@@ -9,14 +9,14 @@ use crate::budget::add_usage;
 pub use crate::budget::{BudgetExceeded, BudgetKeys, BudgetKind, Budgets, Spend};
 use crate::catalog::ModelInfo;
 use crate::history::{cut_marker, repair_turn};
-use crate::scrub::Scrubber;
+use crate::scrub::{Scrubber, StreamScrubber};
 use oxydra_runtime::delegation::{DelegationOutcome, DelegationRequest, Delegator};
 use oxydra_runtime::host::{CallError, Tier};
-use oxydra_runtime::llm::LoadedProvider;
 use oxydra_runtime::llm::types::{
-    ContentPart, LlmEvent, LlmFailure, LlmRequest, Message, Reasoning, Role, StopReason, ToolCall,
-    ToolChoice, ToolDefinition, Usage,
+    ContentPart, LlmEvent, LlmFailure, LlmRequest, Message, Reasoning, Role, StopReason,
+    TimeoutPhase, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
+use oxydra_runtime::llm::{CallOptions, CancelFlag, LoadedProvider};
 use oxydra_runtime::{ComponentHost, LoadedTool, Profile, Workspace};
 use oxydra_store::{Store, StoreError, TurnStatus};
 use std::collections::BTreeMap;
@@ -81,6 +81,12 @@ pub struct TurnOutcome {
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<std::sync::atomic::AtomicBool>);
 
+impl CancelFlag for CancelToken {
+    fn is_cancelled(&self) -> bool {
+        CancelToken::is_cancelled(self)
+    }
+}
+
 impl CancelToken {
     pub fn cancel(&self) {
         self.0.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -93,6 +99,12 @@ impl CancelToken {
     }
 }
 
+impl From<LlmFailure> for TurnError {
+    fn from(e: LlmFailure) -> Self {
+        TurnError::Provider(Box::new(e))
+    }
+}
+
 /// Why a turn did not finish. Messages state what happened; what to do about it (which
 /// flag, which command) is the front end's to say.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +113,10 @@ pub enum TurnError {
     Cancelled,
     #[error(transparent)]
     Budget(#[from] BudgetExceeded),
+    /// Boxed: a provider failure carries its whole story (attempts, the last error), and
+    /// a turn's result should stay small.
     #[error(transparent)]
-    Provider(#[from] LlmFailure),
+    Provider(Box<LlmFailure>),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -404,13 +418,13 @@ impl Runtime {
             ..Default::default()
         };
         let mut streamed = Streamed::default();
-        let called = self.call_model(&request, &mut |_| {}, None, &mut streamed);
+        let called = self.call_model(scope, &request, &mut |_| {}, None, &mut streamed);
         let usage = streamed.usage;
         scope.charge(&usage, self.cost_of(&usage), false);
         called?;
         let text = text_of(&streamed.message());
         if text.trim().is_empty() {
-            return Err(TurnError::Provider(LlmFailure::Protocol(
+            return Err(TurnError::from(LlmFailure::Protocol(
                 "the model returned an empty summary while compacting the context".into(),
             )));
         }
@@ -602,7 +616,7 @@ impl Runtime {
                 return Err(TurnError::Cancelled);
             }
             let mut streamed = Streamed::default();
-            let called = self.call_model(&request, progress, Some(cancel), &mut streamed);
+            let called = self.call_model(scope, &request, progress, Some(cancel), &mut streamed);
             let step_usage = streamed.usage;
             let stop = streamed.stop.clone();
             let step_cost = self.cost_of(&step_usage);
@@ -672,20 +686,85 @@ impl Runtime {
     /// On an error, `out` holds what arrived before it.
     fn call_model(
         &self,
+        scope: &TurnScope,
         request: &LlmRequest,
         progress: &mut dyn FnMut(Progress),
         cancel: Option<&CancelToken>,
         out: &mut Streamed,
     ) -> Result<(), TurnError> {
-        let completion = self.host.complete(&self.provider, request)?;
-        for event in completion {
-            if cancel.is_some_and(CancelToken::is_cancelled) {
-                break;
+        // Every wait of the call ends at the turn's wall budget, and a cancel reaches a
+        // call blocked on the network at once.
+        let mut opts = match scope.agent.budgets.wall_time {
+            Some(w) => CallOptions::until(
+                scope.started + w,
+                scope.agent.budgets.keys.wall_time.clone(),
+            ),
+            None => CallOptions::default(),
+        };
+        if let Some(c) = cancel {
+            opts = opts.cancelled_by(Arc::new(c.clone()));
+        }
+        let wall = |e: LlmFailure| -> TurnError {
+            match (&e, scope.agent.budgets.wall_time) {
+                (
+                    LlmFailure::Timeout {
+                        phase: TimeoutPhase::Deadline,
+                        ..
+                    },
+                    Some(limit),
+                ) => TurnError::Budget(BudgetExceeded {
+                    kind: BudgetKind::WallTime,
+                    used: scope.started.elapsed().as_secs_f64(),
+                    limit: limit.as_secs_f64(),
+                    key: scope.agent.budgets.keys.wall_time.clone(),
+                }),
+                (LlmFailure::Cancelled, _) => TurnError::Cancelled,
+                _ => TurnError::from(e),
             }
-            match event? {
+        };
+        let completion = self
+            .host
+            .complete_with(&self.provider, request, &opts)
+            .map_err(wall)?;
+        // What the model writes is scrubbed before anyone sees it: a configured secret
+        // it echoes never reaches the front end or the store.
+        let exact = self.scrubber.exact();
+        let mut scrub = exact.stream();
+        let result = (|| {
+            for event in completion {
+                if cancel.is_some_and(CancelToken::is_cancelled) {
+                    break;
+                }
+                self.take_event(event.map_err(wall)?, progress, &mut scrub, out);
+            }
+            Ok(())
+        })();
+        let rest = scrub.finish();
+        if !rest.is_empty() {
+            progress(Progress::Text(&rest));
+            out.text.push_str(&rest);
+        }
+        for c in out.calls.values_mut() {
+            c.arguments = exact.scrub(&c.arguments);
+        }
+        result
+    }
+
+    fn take_event(
+        &self,
+        event: LlmEvent,
+        progress: &mut dyn FnMut(Progress),
+        scrub: &mut StreamScrubber<'_>,
+        out: &mut Streamed,
+    ) {
+        {
+            match event {
                 LlmEvent::TextDelta(t) => {
-                    progress(Progress::Text(&t));
-                    out.text.push_str(&t);
+                    let t = scrub.push(&t);
+                    if !t.is_empty() {
+                        progress(Progress::Text(&t));
+                        out.text.push_str(&t);
+                    }
                 }
                 LlmEvent::ReasoningDelta(t) => {
                     progress(Progress::Reasoning(&t));
@@ -731,7 +810,6 @@ impl Runtime {
                 LlmEvent::Stop(s) => out.stop = Some(s),
             }
         }
-        Ok(())
     }
 
     /// Run the calls: consecutive read-only ones in parallel, the others one at a time;

@@ -134,7 +134,7 @@ fn a_provider_failure_is_typed_and_the_turn_keeps_its_spend() {
     assert!(
         matches!(
             f.error,
-            TurnError::Provider(LlmFailure::Http { status: 400, .. })
+            TurnError::Provider(ref p) if matches!(**p, LlmFailure::Http { status: 400, .. })
         ),
         "{:?}",
         f.error

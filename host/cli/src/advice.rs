@@ -21,8 +21,12 @@ pub fn setup(e: SetupError) -> Failure {
 pub fn turn(e: &TurnError, session: &str) -> String {
     match e {
         TurnError::Cancelled => format!("{e}; continue with --session {session}"),
-        // Until budget errors are typed, their messages carry their own advice.
-        TurnError::Budget(_) => e.to_string(),
+        TurnError::Budget(b) => {
+            format!(
+                "{e}; raise {}, then continue with --session {session}",
+                b.key
+            )
+        }
         _ => e.to_string(),
     }
 }
@@ -45,6 +49,12 @@ pub fn service(e: ServiceError) -> Failure {
         ServiceError::SessionBusy { session } => Failure::new(
             exit::TOOL_ERROR,
             format!("session {session} is busy: another turn is running in it; wait for it to end"),
+        ),
+        ServiceError::SessionBusyElsewhere { .. } => Failure::new(
+            exit::TOOL_ERROR,
+            format!(
+                "{e}: wait for its turn to end, or start a new session (run without --session)"
+            ),
         ),
         ServiceError::BadName(_) => Failure::new(exit::USAGE, e.to_string()),
         other => Failure::new(exit::TOOL_ERROR, other.to_string()),

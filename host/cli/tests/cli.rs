@@ -425,6 +425,48 @@ fn config_errors_name_the_file_the_key_and_the_line() {
 }
 
 #[test]
+fn values_that_would_disable_a_limit_and_keys_nothing_reads_are_refused_where_they_were_set() {
+    let s = Sandbox::new();
+    let cases: &[(&str, &str)] = &[
+        (
+            "[selection]\nprovider = \"openai\"\n\n[runtime]\nmax_turns = 5\nmax_cost = nan\n",
+            "error: .oxydra/agent.toml:6: key `runtime.max_cost`: must be a positive amount of money (e.g. 0.50), got NaN",
+        ),
+        (
+            "[runtime]\nmax_turns = 0\n",
+            "error: .oxydra/agent.toml:2: key `runtime.max_turns`: must be at least 1",
+        ),
+        (
+            "[memory]\nenabled = true\n",
+            "error: .oxydra/agent.toml:2: key `memory.enabled`: not supported yet",
+        ),
+        (
+            "[providers.registry.openai]\nprovider_type = \"openai\"\nreasoning = true\n",
+            "error: .oxydra/agent.toml:3: key `providers.registry.openai.reasoning`: not supported yet",
+        ),
+        (
+            "[selection]\nprovider = \"local\"\n[providers.registry.local]\nbase_url = \"ftp://x\"\n",
+            "error: .oxydra/agent.toml:4: key `providers.registry.local.base_url`: `ftp://x` is not an http(s) URL",
+        ),
+    ];
+    for (text, want) in cases {
+        s.write(".oxydra/agent.toml", text);
+        let o = s.run(&["config", "validate"]);
+        assert_eq!(o.status.code(), Some(2), "{text}");
+        assert!(stderr(&o).starts_with(want), "{text}: {}", stderr(&o));
+    }
+    s.write(".oxydra/agent.toml", "");
+    let o = s.run(&["--set", "runtime.max_cost=inf", "config", "validate"]);
+    assert!(
+        stderr(&o).starts_with(
+            "error: --set runtime.max_cost=inf: key `runtime.max_cost`: must be a positive amount"
+        ),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
 fn config_layers_apply_in_order() {
     let s = Sandbox::new();
     s.write(

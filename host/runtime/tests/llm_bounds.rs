@@ -1,5 +1,5 @@
 //! Every wait of a provider call is bounded: by the caller's deadline, by the time to
-//! first byte and between bytes, by `limits.deadline_ms` per event, and by the caller's
+//! first byte and between bytes, by the per-event deadline (`runtime.turn_timeout_secs`), and by the caller's
 //! cancel flag; the response by a byte cap; a `Retry-After` past the cap is reported as
 //! what it is. Each case is driven by a loopback server that misbehaves on purpose, and
 //! each test is bounded: it fails (instead of hanging) if the call outlives a bound.
@@ -128,12 +128,13 @@ fn time_to_first_byte_is_configurable_and_named() {
             ..
         } => {
             assert_eq!(*limit, Duration::from_millis(400));
-            assert_eq!(limit_key, "first_byte_timeout");
+            assert_eq!(limit_key, "reliability.first_byte_timeout_secs");
         }
         other => panic!("{other:?}"),
     }
     assert!(
-        err.to_string().contains("first_byte_timeout = 400 ms"),
+        err.to_string()
+            .contains("reliability.first_byte_timeout_secs = 400 ms"),
         "{err}"
     );
     assert!(took < Duration::from_secs(5), "stopped after {took:?}");
@@ -169,7 +170,7 @@ fn a_stream_that_stalls_is_stopped_by_the_between_bytes_timeout() {
             after,
         }) => {
             assert_eq!(*limit, Duration::from_millis(500));
-            assert_eq!(limit_key, "between_bytes_timeout");
+            assert_eq!(limit_key, "reliability.between_bytes_timeout_secs");
             assert!(*after >= *limit, "{after:?}");
         }
         other => panic!("{other:?}"),
@@ -228,7 +229,7 @@ fn the_old_api_ends_a_stall_at_the_configured_event_deadline() {
                 limit,
                 limit_key,
                 ..
-            } if *limit == Duration::from_millis(700) && limit_key == "limits.deadline_ms"
+            } if *limit == Duration::from_millis(700) && limit_key == "runtime.turn_timeout_secs"
         ),
         "{last:?}"
     );
@@ -383,7 +384,7 @@ fn a_response_past_the_byte_cap_is_stopped_with_a_typed_error() {
         events.last().unwrap(),
         &Err(LlmFailure::ResponseTooLarge {
             limit_bytes: 100_000,
-            limit_key: "max_response_bytes".into()
+            limit_key: "reliability.max_response_bytes".into()
         })
     );
 }

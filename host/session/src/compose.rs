@@ -6,7 +6,7 @@ use crate::config::{self, AgentConfig, Sources};
 use crate::error::SetupError;
 use crate::{providers, tools};
 use oxydra_agent::scrub::Scrubber;
-use oxydra_agent::turn::{AgentProfile, Budgets, Compaction, Runtime};
+use oxydra_agent::turn::{AgentProfile, BudgetKeys, Budgets, Compaction, Runtime};
 use oxydra_runtime::{ComponentHost, LoadedTool, Workspace};
 use oxydra_store::Store;
 use std::collections::BTreeMap;
@@ -135,6 +135,14 @@ impl System {
             }
             _ => DEFAULT_PROMPT.to_string(),
         };
+        // Each budget names the key that set it, so a stop says what to raise.
+        let mut keys = BudgetKeys::default();
+        if def.is_some_and(|d| d.max_turns.is_some()) {
+            keys.max_steps = format!("agents.{name}.max_turns");
+        }
+        if def.is_some_and(|d| d.max_cost.is_some()) {
+            keys.max_cost = format!("agents.{name}.max_cost");
+        }
         Ok(AgentProfile {
             name: name.to_string(),
             system_prompt,
@@ -146,6 +154,7 @@ impl System {
                 max_tokens: cfg.runtime.max_tokens,
                 max_cost: def.and_then(|d| d.max_cost).or(cfg.runtime.max_cost),
                 wall_time: cfg.runtime.max_wall_secs.map(Duration::from_secs),
+                keys,
             },
         })
     }
@@ -165,8 +174,15 @@ impl System {
     /// Load a provider component (a cached compile: well under a millisecond warm).
     fn provider(&self, name: &str) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
         let spec = providers::spec(&self.config, name)?;
+        let r = &self.config.reliability;
+        let http = oxydra_runtime::llm::HttpLimits {
+            first_byte_timeout: Duration::from_secs(r.first_byte_timeout_secs),
+            between_bytes_timeout: Duration::from_secs(r.between_bytes_timeout_secs),
+            max_response_bytes: r.max_response_bytes,
+            ..Default::default()
+        };
         self.host
-            .load_provider(spec)
+            .load_provider_with(spec, http)
             .map_err(|e| SetupError::Refused(e.to_string()))
     }
 
@@ -223,6 +239,16 @@ impl System {
         }
         let entry = providers::entry(cfg, &provider_name)?;
         let info = providers::model_info(cfg, entry, &model)?;
+        if info.is_none() && agent.budgets.max_cost.is_some() {
+            // Without prices the spend is unknown: a money budget would silently never stop.
+            return Err(SetupError::Key {
+                key: agent.budgets.keys.max_cost.clone(),
+                message: format!(
+                    "model `{model}` has no prices in the catalog, so a money budget cannot be enforced; \
+                     remove the key, or use a model the catalog prices"
+                ),
+            });
+        }
         let provider = self.provider(&provider_name)?;
         let secrets: Vec<String> = provider.spec.api_key.iter().cloned().collect();
         // `max_context_tokens` overrides the catalog's window (a local server's is smaller).
@@ -250,6 +276,8 @@ impl System {
                 min_turns: cfg.runtime.summarization.min_turns,
             },
             agents,
+            max_delegation_depth: cfg.runtime.max_delegation_depth,
+            delegation_timeout: Duration::from_secs(cfg.runtime.delegation_timeout_secs),
         };
         Ok((runtime, agent))
     }

@@ -50,6 +50,9 @@ pub enum ServiceError {
     /// The session already runs (or has queued) a turn; one turn per session at a time.
     #[error("session {session} is busy: a turn is running")]
     SessionBusy { session: String },
+    /// Another process drives this session now (it holds the session's lease).
+    #[error("session {session} is busy in another process (pid {pid})")]
+    SessionBusyElsewhere { session: String, pid: u32 },
     /// Every live session of the user has a turn running or queued, at the cap
     /// (`gateway.max_sessions_per_user`).
     #[error("user {user} has {limit} live sessions, all busy (gateway.max_sessions_per_user)")]

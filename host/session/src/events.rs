@@ -3,7 +3,7 @@
 //! events are replaced by one [`TurnEvent::Lagged`] carrying the latest state, and the
 //! stream goes on from there.
 
-use oxydra_agent::turn::{Progress, TurnError, TurnOutcome};
+use oxydra_agent::turn::{Progress, TurnFailure, TurnOutcome};
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
@@ -12,7 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct TurnSummary {
     pub session: String,
-    pub outcome: Result<TurnOutcome, Arc<TurnError>>,
+    /// A failure carries what the turn spent before it ended.
+    pub outcome: Result<TurnOutcome, Arc<TurnFailure>>,
 }
 
 /// What a late or lagging subscriber needs to catch up: the active turn so far, and the
@@ -61,6 +62,10 @@ pub enum TurnEvent {
         turns: usize,
         upto_turn: i64,
     },
+    /// Whole earlier turns were left out of the context to fit the window.
+    ContextTrimmed {
+        turns: usize,
+    },
     Usage {
         input_tokens: u64,
         output_tokens: u64,
@@ -93,6 +98,7 @@ impl TurnEvent {
                 ok,
             },
             Progress::Compaction { turns, upto_turn } => TurnEvent::Compaction { turns, upto_turn },
+            Progress::ContextTrimmed { turns } => TurnEvent::ContextTrimmed { turns },
             Progress::Usage { usage, cost } => TurnEvent::Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
@@ -139,6 +145,7 @@ impl TurnSnapshot {
             | TurnEvent::Lagged { .. }
             | TurnEvent::Reasoning(_)
             | TurnEvent::Compaction { .. }
+            | TurnEvent::ContextTrimmed { .. }
             | TurnEvent::Usage { .. } => {}
         }
     }

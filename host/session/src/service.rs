@@ -7,7 +7,7 @@ use crate::compose::{System, store_path};
 use crate::config::AgentConfig;
 use crate::error::{ServiceError, SetupError};
 use crate::events::{SubQueue, Subscription, TurnEvent, TurnSnapshot, TurnSummary};
-use oxydra_agent::turn::{AgentProfile, CancelToken, Runtime, TurnError};
+use oxydra_agent::turn::{AgentProfile, CancelToken, Runtime, Spend, TurnError, TurnFailure};
 use oxydra_store::{Store, TurnStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -84,6 +84,7 @@ struct Job {
 
 struct ActorState {
     agent: String,
+    runtime: Arc<AgentRuntime>,
     pending: bool,
     cancel: Option<CancelToken>,
     snapshot: TurnSnapshot,
@@ -91,8 +92,15 @@ struct ActorState {
     last_active: Instant,
 }
 
+/// How long a session's lease lasts unless renewed; its keeper renews it every third of
+/// this, so a process that dies (kill -9) frees its sessions within this time (at once
+/// on Linux, where a dead holder's pid is detected).
+const LEASE_TTL: Duration = Duration::from_secs(30);
+
 struct Actor {
     id: String,
+    /// This process's claim on the session: one process drives a session at a time.
+    _lease: oxydra_store::LeaseKeeper,
     state: Mutex<ActorState>,
     inbox: Mutex<Option<mpsc::Sender<Job>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -358,16 +366,7 @@ impl SessionService {
         };
         let agent = agent.map_or(stored, str::to_string);
         self.inner.runtime_for(&agent)?;
-        let already = lock(&self.inner.actors).contains_key(&id);
-        // A turn still marked running with no actor here was cut off (kill -9, power
-        // loss): its messages stay, the turn is marked interrupted.
-        let interrupted = if already {
-            0
-        } else {
-            self.inner.store.mark_interrupted(&id)?
-        };
-        let actor = self.inner.actor(&id, &agent)?;
-        lock(&actor.state).agent.clone_from(&agent);
+        let (_, interrupted) = self.inner.actor(&id, &agent)?;
         let last_turn = self
             .inner
             .store
@@ -538,10 +537,16 @@ impl Inner {
     }
 
     /// The live actor of `id`, started if needed (archiving the least recently active
-    /// idle session past `max_live_sessions`).
-    fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<Arc<Actor>, ServiceError> {
+    /// idle session past `max_live_sessions`), and how many cut-off turns starting it
+    /// marked interrupted.
+    fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<(Arc<Actor>, u64), ServiceError> {
+        let runtime = self.runtime_for(agent)?;
         if let Some(a) = lock(&self.actors).get(id) {
-            return Ok(a.clone());
+            let mut st = lock(&a.state);
+            st.agent = agent.to_string();
+            st.runtime = runtime;
+            drop(st);
+            return Ok((a.clone(), 0));
         }
         let live = lock(&self.actors).len();
         let max = self.opts.max_live_sessions.max(1) as usize;
@@ -563,11 +568,33 @@ impl Inner {
                 }
             }
         }
+        // The lease first: only then is a turn still marked running known to be cut off
+        // (kill -9, power loss) rather than another process's; its messages stay and the
+        // turn is marked interrupted.
+        let lease = match self.store.acquire_lease(id, LEASE_TTL) {
+            Ok(l) => l,
+            Err(oxydra_store::StoreError::SessionBusy {
+                session,
+                holder_pid,
+                ..
+            }) => {
+                return Err(ServiceError::SessionBusyElsewhere {
+                    session,
+                    pid: holder_pid,
+                });
+            }
+            Err(oxydra_store::StoreError::NoSession(s)) => return Err(ServiceError::NoSession(s)),
+            Err(e) => return Err(e.into()),
+        };
+        let interrupted = self.store.mark_interrupted(id)?;
+        let keeper = self.store.keep_lease(lease, LEASE_TTL)?;
         let (tx, rx) = mpsc::channel::<Job>();
         let actor = Arc::new(Actor {
             id: id.to_string(),
+            _lease: keeper,
             state: Mutex::new(ActorState {
                 agent: agent.to_string(),
+                runtime,
                 pending: false,
                 cancel: None,
                 snapshot: TurnSnapshot {
@@ -593,34 +620,34 @@ impl Inner {
             .map_err(|e| SetupError::Engine(format!("could not start a session thread: {e}")))?;
         *lock(&actor.thread) = Some(handle);
         lock(&self.actors).insert(id.to_string(), actor.clone());
-        Ok(actor)
+        Ok((actor, interrupted))
     }
 
     fn run_job(&self, actor: &Actor, job: Job) {
-        let agent = lock(&actor.state).agent.clone();
+        let rt = lock(&actor.state).runtime.clone();
         let outcome = match self.slots.acquire(&job.cancel, |position| {
             actor.publish(TurnEvent::Queued { position })
         }) {
-            None => Err(Arc::new(TurnError::Cancelled)),
+            // Cancelled while queued: it never reached the model and spent nothing.
+            None => Err(Arc::new(TurnFailure {
+                error: TurnError::Cancelled,
+                spent: Spend::default(),
+            })),
             Some(_slot) => {
                 actor.publish(TurnEvent::Started);
-                match self.runtime_for(&agent) {
-                    Err(e) => Err(Arc::new(TurnError::Store(e.to_string()))),
-                    Ok(rt) => rt
-                        .runtime
-                        .run_turn_cancellable(
-                            &actor.id,
-                            &rt.profile,
-                            &job.prompt,
-                            &mut |p| {
-                                if let Some(e) = TurnEvent::of(p) {
-                                    actor.publish(e);
-                                }
-                            },
-                            &job.cancel,
-                        )
-                        .map_err(Arc::new),
-                }
+                rt.runtime
+                    .run_turn_cancellable(
+                        &actor.id,
+                        &rt.profile,
+                        &job.prompt,
+                        &mut |p| {
+                            if let Some(e) = TurnEvent::of(p) {
+                                actor.publish(e);
+                            }
+                        },
+                        &job.cancel,
+                    )
+                    .map_err(Arc::new)
             }
         };
         let summary = TurnSummary {

@@ -257,11 +257,11 @@ fn cancel_reaches_a_queued_and_a_running_turn_and_cancel_all_reaches_every_one()
     let ra = ea.wait_finished(|_| {}).unwrap();
     let rb = eb.wait_finished(|_| {}).unwrap();
     assert!(matches!(
-        ra.outcome.as_ref().map_err(|e| &**e),
+        ra.outcome.as_ref().map_err(|e| &e.error),
         Err(TurnError::Cancelled)
     ));
     assert!(matches!(
-        rb.outcome.as_ref().map_err(|e| &**e),
+        rb.outcome.as_ref().map_err(|e| &e.error),
         Err(TurnError::Cancelled)
     ));
     // The queued turn never reached the model.

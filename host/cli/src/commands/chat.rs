@@ -48,7 +48,7 @@ fn follow(events: Subscription) -> std::thread::JoinHandle<()> {
                 let cost = o.cost.map(|c| format!(", ${c:.6}")).unwrap_or_default();
                 eprintln!("[done] {} model call(s){cost}", o.steps);
             }
-            Some(Err(e)) if matches!(*e, TurnError::Cancelled) => {
+            Some(Err(e)) if matches!(e.error, TurnError::Cancelled) => {
                 eprintln!("[cancelled] the turn was cancelled; its partial output is kept")
             }
             Some(Err(e)) => eprintln!("[error] {e}"),

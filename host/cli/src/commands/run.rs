@@ -3,12 +3,15 @@
 //! tool calls go to stderr.
 
 use crate::{Failure, advice, exit};
+use oxydra_agent::money::format_money;
 use oxydra_agent::turn::TurnError;
 use oxydra_session::config::Sources;
 use oxydra_session::{Attached, ServiceOptions, SessionService, System, TurnEvent};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -29,21 +32,36 @@ pub struct RunArgs {
 /// Writes a turn's events: the answer to stdout as it streams, the rest to stderr.
 pub struct Printer {
     at_line_start: bool,
+    /// stdout was closed (`run … | head`): nobody reads the answer any more.
+    pub closed: bool,
 }
 
 impl Printer {
     pub fn new() -> Printer {
         Printer {
             at_line_start: true,
+            closed: false,
+        }
+    }
+
+    fn out(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let mut out = std::io::stdout().lock();
+        if out
+            .write_all(text.as_bytes())
+            .and_then(|()| out.flush())
+            .is_err()
+        {
+            self.closed = true;
         }
     }
 
     pub fn show(&mut self, e: &TurnEvent) {
         match e {
             TurnEvent::Text(t) => {
-                let mut out = std::io::stdout().lock();
-                let _ = out.write_all(t.as_bytes());
-                let _ = out.flush();
+                self.out(t);
                 if !t.is_empty() {
                     self.at_line_start = t.ends_with('\n');
                 }
@@ -72,6 +90,11 @@ impl Printer {
                     "[context] the model summarised {turns} earlier turn(s) (through turn {upto_turn}) to fit its window"
                 );
             }
+            TurnEvent::ContextTrimmed { turns } => {
+                eprintln!(
+                    "[context] {turns} earlier turn(s) were left out: they do not fit the model's window"
+                );
+            }
             TurnEvent::Lagged { missed, .. } => {
                 eprintln!("[lagged] {missed} event(s) were not shown")
             }
@@ -86,7 +109,7 @@ impl Printer {
     /// End the answer's line, if it did not end with one.
     pub fn end_line(&mut self) {
         if !self.at_line_start {
-            println!();
+            self.out("\n");
             self.at_line_start = true;
         }
     }
@@ -134,9 +157,35 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
         args.agent.as_deref(),
     )?;
     eprintln!("[session] {} (agent {})", session.id, session.agent);
+    // SIGINT or SIGTERM cancels the turn (its partial output is kept), then exits 130;
+    // a closed stdout cancels it too.
+    let signalled = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, signalled.clone())
+            .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("signal handler: {e}")))?;
+    }
     let events = service.submit(&session.id, &args.prompt)?;
     let mut printer = Printer::new();
-    let finished = events.wait_finished(|e| printer.show(e));
+    let mut cancelled_by: Option<&str> = None;
+    let finished = loop {
+        match events.recv_timeout(Duration::from_millis(50)) {
+            Ok(Some(TurnEvent::Finished(s))) => break Some(s),
+            Ok(Some(e)) => printer.show(&e),
+            Ok(None) => break None,
+            Err(()) => {}
+        }
+        if cancelled_by.is_none() {
+            if signalled.load(Ordering::SeqCst) {
+                cancelled_by = Some("a signal");
+            } else if printer.closed {
+                cancelled_by = Some("closed stdout");
+            }
+            if let Some(why) = cancelled_by {
+                eprintln!("[cancelling] {why}: the turn stops; what it produced so far is kept");
+                service.cancel(&session.id);
+            }
+        }
+    };
     printer.end_line();
     let Some(summary) = finished else {
         return Err(Failure::new(
@@ -153,12 +202,24 @@ pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {
             );
             Ok(())
         }
-        Err(e) => {
-            let code = match &*e {
-                TurnError::Cancelled => 130,
+        Err(f) => {
+            let code = match (&f.error, cancelled_by) {
+                (TurnError::Cancelled, Some("closed stdout")) => 141,
+                (TurnError::Cancelled, _) => 130,
                 _ => exit::TOOL_ERROR,
             };
-            Err(Failure::new(code, advice::turn(&e, &session.id)))
+            let s = &f.spent;
+            if s.steps > 0 {
+                let cost = s
+                    .cost
+                    .map(|c| format!(", {}", format_money(c)))
+                    .unwrap_or_default();
+                eprintln!(
+                    "[spent] {} model call(s), {} input + {} output tokens{cost}",
+                    s.steps, s.usage.input_tokens, s.usage.output_tokens
+                );
+            }
+            Err(Failure::new(code, advice::turn(&f.error, &session.id)))
         }
     }
 }

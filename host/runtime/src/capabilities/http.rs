@@ -138,7 +138,8 @@ pub struct Watch {
 }
 
 /// The key named when one event takes too long.
-pub const EVENT_LIMIT_KEY: &str = "limits.deadline_ms";
+/// The per-event deadline of a provider call is set from `runtime.turn_timeout_secs`.
+pub const EVENT_LIMIT_KEY: &str = "runtime.turn_timeout_secs";
 
 impl Watch {
     pub fn new(
@@ -238,8 +239,8 @@ impl Watch {
         let waited = since.elapsed();
         if waited >= limit {
             let limit_key = match phase {
-                TimeoutPhase::FirstByte => "first_byte_timeout",
-                _ => "between_bytes_timeout",
+                TimeoutPhase::FirstByte => "reliability.first_byte_timeout_secs",
+                _ => "reliability.between_bytes_timeout_secs",
             };
             return Some(self.record(LlmFailure::Timeout {
                 phase,
@@ -267,7 +268,7 @@ impl Watch {
     fn too_large(&self) -> LlmFailure {
         self.record(LlmFailure::ResponseTooLarge {
             limit_bytes: self.limits.max_response_bytes,
-            limit_key: "max_response_bytes".into(),
+            limit_key: "reliability.max_response_bytes".into(),
         })
     }
 }

@@ -113,6 +113,10 @@ pub struct Runtime {
     pub max_tokens: Option<u64>,
     /// Wall-clock seconds for one turn.
     pub max_wall_secs: Option<u64>,
+    /// How deep delegated tasks may nest: 1 lets the agent delegate and its children not.
+    pub max_delegation_depth: u32,
+    /// The deadline of one delegated task (`delegate_to_agent`), in seconds.
+    pub delegation_timeout_secs: u64,
     pub context_budget: ContextBudget,
     pub summarization: Summarization,
 }
@@ -125,6 +129,8 @@ impl Default for Runtime {
             max_cost: None,
             max_tokens: None,
             max_wall_secs: None,
+            max_delegation_depth: oxydra_agent::turn::DEFAULT_MAX_DELEGATION_DEPTH,
+            delegation_timeout_secs: oxydra_agent::turn::DEFAULT_DELEGATION_TIMEOUT.as_secs(),
             context_budget: ContextBudget::default(),
             summarization: Summarization::default(),
         }
@@ -173,15 +179,27 @@ pub struct Reliability {
     pub backoff_max_ms: u64,
     /// Full jitter on every backoff.
     pub jitter: bool,
+    /// Longest wait for a provider's first byte after a request (within the turn's
+    /// deadline, whichever ends first).
+    pub first_byte_timeout_secs: u64,
+    /// Longest silence inside a streamed response.
+    pub between_bytes_timeout_secs: u64,
+    /// Most bytes accepted for one model call's response; past it the stream ends with an
+    /// error (a server that ignores `max_output_tokens` cannot flood the host).
+    pub max_response_bytes: u64,
 }
 
 impl Default for Reliability {
     fn default() -> Self {
+        use oxydra_runtime::capabilities::http;
         Reliability {
             max_attempts: 3,
             backoff_base_ms: 250,
             backoff_max_ms: 2000,
             jitter: true,
+            first_byte_timeout_secs: http::FIRST_BYTE_TIMEOUT.as_secs(),
+            between_bytes_timeout_secs: http::BETWEEN_BYTES_TIMEOUT.as_secs(),
+            max_response_bytes: http::MAX_RESPONSE_BYTES,
         }
     }
 }
@@ -461,6 +479,12 @@ impl AgentConfig {
                 "must be at least 1 (model calls per turn)".into(),
             ));
         }
+        if self.runtime.delegation_timeout_secs == 0 {
+            return Err((
+                "runtime.delegation_timeout_secs".into(),
+                "must be at least 1".into(),
+            ));
+        }
         if self.runtime.turn_timeout_secs == 0 {
             return Err((
                 "runtime.turn_timeout_secs".into(),
@@ -474,6 +498,22 @@ impl AgentConfig {
                 "gateway.max_concurrent_turns_per_user",
                 g.max_concurrent_turns_per_user,
             ),
+        ] {
+            if v == 0 {
+                return Err((key.into(), "must be at least 1".into()));
+            }
+        }
+        let r = &self.reliability;
+        for (key, v) in [
+            (
+                "reliability.first_byte_timeout_secs",
+                r.first_byte_timeout_secs,
+            ),
+            (
+                "reliability.between_bytes_timeout_secs",
+                r.between_bytes_timeout_secs,
+            ),
+            ("reliability.max_response_bytes", r.max_response_bytes),
         ] {
             if v == 0 {
                 return Err((key.into(), "must be at least 1".into()));

@@ -1,0 +1,332 @@
+//! Faults through the real binary: many processes on one workspace, one session driven
+//! by two processes, kill -9 while tools run, a closed stdout, SIGINT. A scripted
+//! OpenAI-compatible server on 127.0.0.1 plays the model.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use serde_json::{Value, json};
+use server::{Piece, Reply, Server};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+fn answer(text: &str) -> Reply {
+    let a = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+    );
+    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
+    Reply::sse(&[&a, b, "data: [DONE]\n\n"])
+}
+
+/// Streams `first`, then waits `pause` before the rest of the answer.
+fn slow(first: &str, pause: Duration) -> Reply {
+    let mut r = answer(first);
+    r.body.insert(1, Piece::Pause(pause));
+    r
+}
+
+/// `n` lines of answer, `gap` apart.
+fn drip(n: usize, gap: Duration) -> Reply {
+    let mut r = Reply::sse(&[]);
+    for i in 0..n {
+        r.body.push(Piece::Pause(gap));
+        r.body.push(Piece::Bytes(
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"content": format!("line {i}\n")}, "finish_reason": null}]})
+            )
+            .into_bytes(),
+        ));
+    }
+    r.body.push(Piece::Bytes(
+        b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec(),
+    ));
+    r
+}
+
+fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
+    let list: Vec<Value> = calls
+        .iter()
+        .enumerate()
+        .map(|(i, (id, name, args))| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+        .collect();
+    let a = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"tool_calls": list}, "finish_reason": null}]})
+    );
+    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
+    Reply::sse(&[&a, b, "data: [DONE]\n\n"])
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl Env {
+    fn new(replies: Vec<Reply>, extra_config: &str) -> Env {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let server = Server::start(replies);
+        let cfg = format!(
+            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
+             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n{extra_config}",
+            server.url
+        );
+        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
+        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
+        Env { dir, server }
+    }
+    fn ws(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
+            .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
+            .current_dir(self.dir.path())
+            .arg("run")
+            .args(["--workspace", self.ws().to_str().unwrap()])
+            .args(args);
+        c
+    }
+}
+
+/// A child whose stderr is collected as it arrives.
+struct Running {
+    child: Child,
+    err: Arc<Mutex<String>>,
+}
+
+impl Running {
+    fn start(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        let err = Arc::new(Mutex::new(String::new()));
+        let e = err.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                e.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        Running { child, err }
+    }
+    fn wait_for(&self, needle: &str) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !self.err.lock().unwrap().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "waited for {needle:?}; stderr: {}",
+                self.err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+    fn session(&self) -> String {
+        self.wait_for("[session] ");
+        let e = self.err.lock().unwrap();
+        let line = e.lines().find(|l| l.starts_with("[session] ")).unwrap();
+        line["[session] ".len()..]
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    }
+    fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let status = self.child.wait().unwrap();
+        // The reader thread drains what is left.
+        std::thread::sleep(Duration::from_millis(50));
+        let err = self.err.lock().unwrap().clone();
+        (status, err)
+    }
+}
+
+fn sessions_in(store: &Path) -> usize {
+    let s = oxydra_store::Store::open(store).unwrap();
+    s.sessions().unwrap().len()
+}
+
+#[test]
+fn twenty_runs_at_once_in_one_workspace_all_finish() {
+    let env = Env::new(
+        (0..20).map(|i| answer(&format!("answer {i}"))).collect(),
+        "",
+    );
+    // One run first, so the first-start work (the compile cache) is not what is tested.
+    let warm = Running::start(env.cmd(&["warm up"]));
+    let (status, err) = warm.finish();
+    assert!(status.success(), "{err}");
+    let runs: Vec<Running> = (0..19)
+        .map(|i| Running::start(env.cmd(&[&format!("prompt {i}")])))
+        .collect();
+    for r in runs {
+        let (status, err) = r.finish();
+        assert!(status.success(), "{err}");
+    }
+    assert_eq!(sessions_in(&env.ws().join(".oxydra/store.db")), 20);
+    assert_eq!(env.server.requests().len(), 20);
+}
+
+#[test]
+fn a_session_another_process_is_driving_is_refused_as_busy() {
+    let env = Env::new(
+        vec![
+            answer("first"),
+            slow("slow ", Duration::from_millis(2500)),
+            answer("after"),
+        ],
+        "",
+    );
+    let first = Running::start(env.cmd(&["hello"]));
+    let id = first.session();
+    assert!(first.finish().0.success());
+    let a = Running::start(env.cmd(&["--session", &id, "long one"]));
+    a.wait_for("[session] ");
+    // Give A time to send its request; B then finds the session leased.
+    while env.server.requests().len() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let b = Running::start(env.cmd(&["--session", &id, "interleaved?"]));
+    let (status, err) = b.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("is busy in another process"), "{err}");
+    let (status, err) = a.finish();
+    assert!(status.success(), "{err}");
+    // Once A is done, the session takes the next turn.
+    let c = Running::start(env.cmd(&["--session", &id, "now"]));
+    let (status, err) = c.finish();
+    assert!(status.success(), "{err}");
+}
+
+#[test]
+fn kill_9_while_tools_run_leaves_a_history_the_provider_accepts() {
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/wasm-release/fx_handoff.wasm");
+    let extra = format!(
+        "[components.tools.fx_handoff]\npath = \"{}\"\ngrant = \"delegation\"\n\
+         [components.tools.fx_handoff.limits]\ndeadline_ms = 60000\n",
+        fixture.display()
+    );
+    let calls: Vec<(String, Value)> = (0..3)
+        .map(|i| (format!("c{i}"), json!({"sleep_ms": 10000})))
+        .collect();
+    let refs: Vec<(&str, &str, Value)> = calls
+        .iter()
+        .map(|(id, a)| (id.as_str(), "fx_handoff", a.clone()))
+        .collect();
+    let env = Env::new(vec![tool_calls(&refs), answer("resumed")], &extra);
+    let mut run = Running::start(env.cmd(&["sleep three times"]));
+    let id = run.session();
+    run.wait_for("[tool] fx_handoff");
+    run.child.kill().unwrap(); // SIGKILL
+    let (status, _) = run.finish();
+    assert!(!status.success());
+
+    let again = Running::start(env.cmd(&["--session", &id, "continue"]));
+    let (status, err) = again.finish();
+    assert!(status.success(), "{err}");
+    assert!(err.contains("the previous turn was interrupted"), "{err}");
+    let body = env.server.requests()[1].json();
+    let msgs = body["messages"].as_array().unwrap();
+    // Every tool call is followed by its result, as OpenAI and Anthropic require.
+    let at = msgs
+        .iter()
+        .position(|m| m["role"] == "assistant" && m["tool_calls"].is_array())
+        .unwrap_or_else(|| panic!("the assistant's calls are sent: {body}"));
+    for (i, (id, _)) in calls.iter().enumerate() {
+        let r = &msgs[at + 1 + i];
+        assert_eq!(r["role"], "tool", "{body}");
+        assert_eq!(r["tool_call_id"], id.as_str());
+        assert!(
+            r["content"].as_str().unwrap().contains("interrupted"),
+            "{r}"
+        );
+    }
+    assert_eq!(msgs.last().unwrap()["content"], "continue");
+}
+
+#[test]
+fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
+    let env = Env::new(
+        vec![
+            drip(40, Duration::from_millis(50)),
+            slow("partial ", Duration::from_millis(3000)),
+        ],
+        "",
+    );
+    // `run … | head -1`: the reader goes away mid-answer; the turn is cancelled, not
+    // completed (the answer had 40 lines to go).
+    let mut child = env
+        .cmd(&["write a lot"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = child.stdout.take().unwrap();
+    let mut first = [0u8; 4];
+    out.read_exact(&mut first).unwrap();
+    drop(out);
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(141), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(err.contains("closed stdout"), "{err}");
+    let closed = err
+        .lines()
+        .find_map(|l| l.strip_prefix("[session] "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let store = oxydra_store::Store::open(&env.ws().join(".oxydra/store.db")).unwrap();
+    assert_eq!(
+        store.turns(&closed).unwrap()[0].status,
+        oxydra_store::TurnStatus::Cancelled
+    );
+    drop(store);
+
+    // SIGINT: cancelled at once, persisted as cancelled, exit 130.
+    let run = Running::start(env.cmd(&["again"]));
+    let id = run.session();
+    while env.server.requests().len() < 2 {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let pid = run.child.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(130), "{err}");
+    let store = oxydra_store::Store::open(&env.ws().join(".oxydra/store.db")).unwrap();
+    let turns = store.turns(&id).unwrap();
+    assert_eq!(
+        turns.last().unwrap().status,
+        oxydra_store::TurnStatus::Cancelled
+    );
+    let msgs = store.messages(&id).unwrap();
+    assert!(
+        msgs.iter().any(|m| m.body.contains("partial ")),
+        "the partial answer is kept"
+    );
+}
