@@ -5,10 +5,10 @@ use proc_macro2::TokenStream;
 use quote::quote;
 
 /// The WIT this SDK builds against, plus the two export-only worlds the glue uses.
-const TOOL_WIT: &str = include_str!("../../../wit/v0.1/tool/tool.wit");
+const TOOL_WIT: &str = include_str!("../wit/v0.1/tool/tool.wit");
 
 /// The `oxydra:llm` package, for `export_provider!`.
-const LLM_WIT: &str = include_str!("../../../wit/v0.1/llm/llm.wit");
+const LLM_WIT: &str = include_str!("../wit/v0.1/llm/llm.wit");
 
 /// Glue for an LLM provider adapter. The `oxydra:llm/types` types are the SDK's own
 /// (`with`), so adapters and glue share them and nothing is converted.

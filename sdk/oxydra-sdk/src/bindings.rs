@@ -2,7 +2,7 @@
 //! functions it actually calls, so binding the union here widens no grant.
 
 wit_bindgen::generate!({
-    path: ["../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/sdk"],
+    path: ["wit/v0.1/tool", "wit/v0.1/fs", "wit/v0.1/vault", "wit/v0.1/llm", "wit/v0.1/agent", "wit/v0.1/sdk"],
     world: "oxydra:sdk/guest-imports",
     generate_all,
 });
@@ -11,7 +11,7 @@ wit_bindgen::generate!({
 #[cfg(feature = "llm")]
 pub mod llm {
     wit_bindgen::generate!({
-        path: ["../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/sdk"],
+        path: ["wit/v0.1/tool", "wit/v0.1/fs", "wit/v0.1/vault", "wit/v0.1/llm", "wit/v0.1/agent", "wit/v0.1/sdk"],
         world: "oxydra:sdk/llm-types",
         generate_all,
         // No function uses these types here; the adapters and the export glue do.
