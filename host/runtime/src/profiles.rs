@@ -11,9 +11,31 @@ use std::fmt;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The oxydra WIT versions this host supports: `>=0.1.0, <0.2.0`.
-pub const WIT_MAJOR_MINOR: (u64, u64) = (0, 1);
+/// The oxydra WIT versions this host supports, as a semver range: [`supported_wit`].
+pub const WIT_RANGE: &str = ">=0.1.0, <0.2.0";
+/// [`WIT_RANGE`] for messages.
 pub const SUPPORTED_WIT: &str = "0.1.x (>=0.1.0, <0.2.0)";
+
+/// The range of oxydra WIT versions this host supports (`>=0.1.0, <0.2.0`), built
+/// without parsing so it cannot fail. Checked against every oxydra interface a component
+/// imports or exports, and against a bundle manifest's `wit_version`.
+pub fn supported_wit() -> semver::VersionReq {
+    let at = |op, minor| semver::Comparator {
+        op,
+        major: 0,
+        minor: Some(minor),
+        patch: Some(0),
+        pre: semver::Prerelease::EMPTY,
+    };
+    semver::VersionReq {
+        comparators: vec![at(semver::Op::GreaterEq, 1), at(semver::Op::Less, 2)],
+    }
+}
+
+/// Whether `version` (e.g. `0.1.0`) is a semver version inside [`supported_wit`].
+pub fn wit_version_supported(version: &str) -> bool {
+    semver::Version::parse(version).is_ok_and(|v| supported_wit().matches(&v))
+}
 
 /// An oxydra capability interface a component may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -274,16 +296,9 @@ fn is_base_wasi(unversioned: &str) -> bool {
     }
 }
 
-fn version_supported(v: &str) -> bool {
-    let mut it = v.split(['.', '-', '+']);
-    let major = it.next().and_then(|x| x.parse::<u64>().ok());
-    let minor = it.next().and_then(|x| x.parse::<u64>().ok());
-    major == Some(WIT_MAJOR_MINOR.0) && minor == Some(WIT_MAJOR_MINOR.1)
-}
-
 fn check_oxydra_version(component: &str, name: &str) -> Result<(), LoadError> {
     match split_version(name).1 {
-        Some(v) if version_supported(v) => Ok(()),
+        Some(v) if wit_version_supported(v) => Ok(()),
         _ => Err(LoadError::WitVersion {
             component: component.to_string(),
             found: name.to_string(),
@@ -387,4 +402,19 @@ pub fn inspect(
         export,
         wit_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wit_versions_are_a_semver_range() {
+        for ok in ["0.1.0", "0.1.7", "0.1.12"] {
+            assert!(wit_version_supported(ok), "{ok}");
+        }
+        for no in ["0.0.9", "0.2.0", "0.9.0", "1.0.0", "0.1", "0.1.0-rc.1", "x"] {
+            assert!(!wit_version_supported(no), "{no}");
+        }
+    }
 }
