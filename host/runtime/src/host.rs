@@ -9,6 +9,7 @@ use crate::capabilities::paths::Workspace;
 use crate::engine;
 use crate::limits::Limits;
 use crate::linker::Linkers;
+pub use crate::profiles::Tier;
 use crate::profiles::{self, ExportKind, LoadError, Profile, Shape};
 use crate::state::CallState;
 use std::path::PathBuf;
@@ -16,25 +17,6 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
-
-/// How much a call can change the world (mirrors the WIT enum).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tier {
-    ReadOnly,
-    SideEffecting,
-    Privileged,
-}
-
-impl Tier {
-    pub fn name(self) -> &'static str {
-        match self {
-            Tier::ReadOnly => "read-only",
-            Tier::SideEffecting => "side-effecting",
-            Tier::Privileged => "privileged",
-        }
-    }
-}
 
 /// A tool as the rest of the host sees it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -175,6 +157,25 @@ fn tier_of(t: bindings::SafetyTier) -> Tier {
         bindings::SafetyTier::SideEffecting => Tier::SideEffecting,
         bindings::SafetyTier::Privileged => Tier::Privileged,
     }
+}
+
+/// A tool runs at least at the tier floor of every profile its components are granted:
+/// one that may write is side-effecting whatever it declares.
+fn floored_tier(tool: &str, declared: Tier, reports: &[ComponentReport]) -> Tier {
+    let floor = reports
+        .iter()
+        .map(|r| r.grant.tier_floor())
+        .max()
+        .unwrap_or(Tier::ReadOnly);
+    if floor > declared {
+        tracing::info!(
+            tool,
+            declared = declared.name(),
+            runs_as = floor.name(),
+            "tool declares a tier below its profile's floor; it runs at the floor"
+        );
+    }
+    declared.max(floor)
 }
 
 impl ComponentHost {
@@ -361,11 +362,12 @@ impl ComponentHost {
                 ),
             });
         }
+        let tier = floored_tier(&spec.name, tier_of(info.tier), &reports);
         let descriptor = ToolDescriptor {
             name: info.name,
             description: info.description,
             parameters,
-            tier: tier_of(info.tier),
+            tier,
             profiles: reports.iter().map(|r| r.grant).collect(),
         };
         Ok(LoadedTool {

@@ -37,6 +37,26 @@ pub fn wit_version_supported(version: &str) -> bool {
     semver::Version::parse(version).is_ok_and(|v| supported_wit().matches(&v))
 }
 
+/// How much a call can change the world (mirrors the WIT enum). Ordered: a later tier
+/// can change more, so `max` of two tiers is the more careful one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    ReadOnly,
+    SideEffecting,
+    Privileged,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::ReadOnly => "read-only",
+            Tier::SideEffecting => "side-effecting",
+            Tier::Privileged => "privileged",
+        }
+    }
+}
+
 /// An oxydra capability interface a component may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Capability {
@@ -79,7 +99,8 @@ impl ExportKind {
     }
 }
 
-/// A profile world of `oxydra:profiles`.
+/// A profile world of `oxydra:profiles`. Everything the host knows about a profile is
+/// its row in [`PROFILES`]; the variant is only its name in config and manifests.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -93,50 +114,115 @@ pub enum Profile {
     LlmProvider,
 }
 
+/// One profile as data: what it may import, what it exports, and the least careful
+/// tier its components run as.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileRow {
+    pub profile: Profile,
+    /// The world's name in `wit/v0.1/profiles/profiles.wit` (and in config).
+    pub name: &'static str,
+    /// The oxydra (or wasi:http) interfaces a component granted this profile may import,
+    /// on top of the WASI base every profile shares.
+    pub capabilities: &'static [Capability],
+    pub export: ExportKind,
+    /// A component runs at least at this tier, whatever it declares: one that may write
+    /// is never dispatched in parallel because it said "read-only".
+    pub tier_floor: Tier,
+}
+
+/// The profile table, narrowest first (derivation takes the first row that fits), in
+/// the order of the [`Profile`] variants (a test checks it).
+pub const PROFILES: [ProfileRow; 6] = [
+    ProfileRow {
+        profile: Profile::FileReadOnly,
+        name: "file-read-only",
+        capabilities: &[Capability::FsRead],
+        export: ExportKind::Tool,
+        tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::FileReadWrite,
+        name: "file-read-write",
+        capabilities: &[Capability::FsRead, Capability::FsWrite],
+        export: ExportKind::Tool,
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::VaultReadStep,
+        name: "vault-read-step",
+        capabilities: &[Capability::VaultRead],
+        export: ExportKind::Step,
+        tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::VaultWriteStep,
+        name: "vault-write-step",
+        capabilities: &[Capability::FsWrite],
+        export: ExportKind::Step,
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::Delegation,
+        name: "delegation",
+        capabilities: &[Capability::Delegate],
+        export: ExportKind::Tool,
+        // The delegated agent runs its own tools, writers included.
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::LlmProvider,
+        name: "llm-provider",
+        capabilities: &[Capability::HttpOutgoing],
+        export: ExportKind::Provider,
+        tier_floor: Tier::ReadOnly,
+    },
+];
+
 impl Profile {
     /// Narrowest first: derivation takes the first that fits.
-    pub const ALL: [Profile; 6] = [
-        Profile::FileReadOnly,
-        Profile::FileReadWrite,
-        Profile::VaultReadStep,
-        Profile::VaultWriteStep,
-        Profile::Delegation,
-        Profile::LlmProvider,
-    ];
+    pub const ALL: [Profile; PROFILES.len()] = {
+        let mut all = [Profile::FileReadOnly; PROFILES.len()];
+        let mut i = 0;
+        while i < PROFILES.len() {
+            all[i] = PROFILES[i].profile;
+            i += 1;
+        }
+        all
+    };
+
+    /// This profile's row of [`PROFILES`].
+    pub fn row(self) -> &'static ProfileRow {
+        static TABLE: [ProfileRow; PROFILES.len()] = PROFILES;
+        // The table is in variant order (checked by a test); the search is the fallback
+        // that keeps this total without a panic.
+        match TABLE.get(self as usize) {
+            Some(row) if row.profile == self => row,
+            _ => TABLE
+                .iter()
+                .find(|r| r.profile == self)
+                .unwrap_or(&TABLE[0]),
+        }
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Profile::FileReadOnly => "file-read-only",
-            Profile::FileReadWrite => "file-read-write",
-            Profile::VaultReadStep => "vault-read-step",
-            Profile::VaultWriteStep => "vault-write-step",
-            Profile::Delegation => "delegation",
-            Profile::LlmProvider => "llm-provider",
-        }
+        self.row().name
     }
 
     pub fn parse(s: &str) -> Option<Profile> {
-        Profile::ALL.into_iter().find(|p| p.name() == s)
+        PROFILES.iter().find(|r| r.name == s).map(|r| r.profile)
     }
 
     pub fn capabilities(self) -> &'static [Capability] {
-        match self {
-            Profile::FileReadOnly => &[Capability::FsRead],
-            Profile::FileReadWrite => &[Capability::FsRead, Capability::FsWrite],
-            Profile::VaultReadStep => &[Capability::VaultRead],
-            Profile::VaultWriteStep => &[Capability::FsWrite],
-            Profile::Delegation => &[Capability::Delegate],
-            Profile::LlmProvider => &[Capability::HttpOutgoing],
-        }
+        self.row().capabilities
     }
 
     pub fn export(self) -> ExportKind {
-        match self {
-            Profile::FileReadOnly | Profile::FileReadWrite => ExportKind::Tool,
-            Profile::VaultReadStep | Profile::VaultWriteStep => ExportKind::Step,
-            Profile::Delegation => ExportKind::Tool,
-            Profile::LlmProvider => ExportKind::Provider,
-        }
+        self.row().export
+    }
+
+    /// The least careful tier a component granted this profile runs as.
+    pub fn tier_floor(self) -> Tier {
+        self.row().tier_floor
     }
 
     fn allowed_list(self) -> String {
@@ -407,6 +493,14 @@ pub fn inspect(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_table_is_in_variant_order_and_names_are_unique() {
+        for (i, row) in PROFILES.iter().enumerate() {
+            assert_eq!(row.profile as usize, i, "{}", row.name);
+            assert_eq!(Profile::parse(row.name), Some(row.profile));
+        }
+    }
 
     #[test]
     fn wit_versions_are_a_semver_range() {
