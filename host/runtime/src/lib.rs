@@ -8,11 +8,13 @@ pub mod capabilities;
 pub mod delegation;
 pub mod engine;
 pub mod host;
+mod kernel;
 pub mod limits;
 mod linker;
 pub mod llm;
 pub mod profiles;
 mod state;
+mod tools;
 
 pub use capabilities::paths::Workspace;
 pub use host::{

@@ -4,52 +4,12 @@
 
 use crate::bindings::file_read_write::oxydra::{fs, tool};
 use crate::bindings::vault_read_step::oxydra::vault;
+use crate::kernel::add_wasi_base;
 use crate::profiles::{Capability, Profile};
 use crate::state::CallState;
 use std::collections::HashMap;
 use wasmtime::Engine;
-use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::WasiView;
-use wasmtime_wasi::cli::WasiCli;
-use wasmtime_wasi::clocks::WasiClocks;
-use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
-use wasmtime_wasi::random::WasiRandom;
-
-struct HasIo;
-impl HasData for HasIo {
-    type Data<'a> = &'a mut ResourceTable;
-}
-
-/// wasi:io, wasi:clocks, wasi:random and wasi:cli (empty environment, closed stdin,
-/// captured stdout/stderr): what Rust's std imports even in a tool that never uses it.
-pub(crate) fn add_wasi_base<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, |t| {
-        use wasmtime_wasi::clocks::WasiClocksView;
-        t.clocks()
-    })?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, |t| {
-        use wasmtime_wasi::clocks::WasiClocksView;
-        t.clocks()
-    })?;
-    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    use wasmtime_wasi::cli::WasiCliView;
-    cli::exit::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::environment::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_input::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_output::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    Ok(())
-}
+use wasmtime::component::{HasSelf, Linker};
 
 fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState>> {
     let mut l = Linker::new(engine);

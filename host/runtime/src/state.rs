@@ -116,6 +116,12 @@ impl CallState {
     }
 }
 
+impl crate::kernel::Limited for CallState {
+    fn limiter(&mut self) -> &mut CallLimiter {
+        &mut self.limiter
+    }
+}
+
 impl WasiView for CallState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
