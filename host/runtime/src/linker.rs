@@ -2,8 +2,7 @@
 //! WASI base every profile shares (never wasi:filesystem or wasi:sockets) plus exactly
 //! the oxydra interfaces of that profile.
 
-use crate::bindings::file_read_write::oxydra::{fs, tool};
-use crate::bindings::vault_read_step::oxydra::vault;
+use crate::bindings::imports::oxydra::{agent, fs, tool, vault};
 use crate::kernel::add_wasi_base;
 use crate::profiles::{Capability, Profile};
 use crate::state::CallState;
@@ -34,10 +33,7 @@ fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState
                 vault::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
             }
             Capability::Delegate => {
-                crate::bindings::delegation::oxydra::agent::delegate::add_to_linker::<
-                    CallState,
-                    HasSelf<CallState>,
-                >(&mut l, |s| s)?
+                agent::delegate::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
             }
             // Tools get no HTTP; providers have their own linker (llm.rs).
             Capability::HttpOutgoing => {}

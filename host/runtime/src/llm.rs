@@ -9,7 +9,7 @@ mod convert;
 mod retry;
 pub mod types;
 
-use crate::bindings::llm_provider::{LlmProvider, LlmProviderPre};
+use crate::bindings::provider::{ProviderExport, ProviderExportPre};
 use crate::capabilities::http::{AuthScheme, Egress, Origin, POLL_INTERVAL, Watch};
 pub use crate::capabilities::http::{CancelFlag, HttpLimits};
 use crate::kernel::{self, ComponentSpec, Core, Limited, Stop, add_wasi_base};
@@ -96,7 +96,7 @@ pub struct LoadedProvider {
     base_url: String,
     origin: Origin,
     auth: AuthScheme,
-    pre: LlmProviderPre<ProviderState>,
+    pre: ProviderExportPre<ProviderState>,
 }
 
 impl LoadedProvider {
@@ -144,7 +144,7 @@ const WATCH_TICKS: u64 = (POLL_INTERVAL.as_millis() / EPOCH_TICK.as_millis()) as
 /// A completion in progress. Dropping it drops the component's stream and store.
 pub struct Completion {
     store: Store<ProviderState>,
-    bindings: LlmProvider,
+    bindings: ProviderExport,
     stream: Option<ResourceAny>,
     first: Option<LlmEvent>,
     provider: String,
@@ -231,7 +231,7 @@ impl Providers {
         let pre = self
             .linker
             .instantiate_pre(&checked.component)
-            .and_then(LlmProviderPre::new)
+            .and_then(ProviderExportPre::new)
             .map_err(|e| LoadError::Link {
                 component: name.clone(),
                 message: format!("{e:#}"),
@@ -352,7 +352,7 @@ impl Providers {
         &self,
         core: &Core,
         p: &LoadedProvider,
-        request: &crate::bindings::llm_provider::oxydra::llm::types::Request,
+        request: &crate::bindings::provider::oxydra::llm::types::Request,
         watch: Arc<Watch>,
     ) -> Result<Completion, LlmFailure> {
         let (mut store, denied) = self.provider_store(core, p, watch.clone())?;

@@ -2,9 +2,8 @@
 //! environment, no arguments, closed stdin, stdout/stderr captured for the logs), the
 //! resource limiter, and the capabilities the component's profile links.
 
-use crate::bindings::file_read_write::oxydra::{fs, tool};
-use crate::bindings::vault_read_step::oxydra::vault;
-use crate::bindings::{Entry, FsError, Metadata, VaultError};
+use crate::bindings::imports::oxydra::{agent, fs, tool, vault};
+use crate::bindings::{Delegation, Entry, FsError, Metadata, Outcome, VaultError};
 use crate::capabilities::{self, paths::PathError, paths::Workspace};
 use crate::limits::Limits;
 use std::sync::Arc;
@@ -168,11 +167,8 @@ impl vault::read::Host for CallState {
     }
 }
 
-impl crate::bindings::delegation::oxydra::agent::delegate::Host for CallState {
-    fn delegate(
-        &mut self,
-        request: crate::bindings::delegation::oxydra::agent::delegate::Delegation,
-    ) -> Result<crate::bindings::delegation::oxydra::agent::delegate::Outcome, String> {
+impl agent::delegate::Host for CallState {
+    fn delegate(&mut self, request: Delegation) -> Result<Outcome, String> {
         let Some(d) = &self.delegator else {
             return Err(
                 "delegation is not available here (no agents are configured for this call)".into(),
@@ -185,15 +181,13 @@ impl crate::bindings::delegation::oxydra::agent::delegate::Host for CallState {
             max_turns: request.max_turns,
             max_cost: request.max_cost,
         })?;
-        Ok(
-            crate::bindings::delegation::oxydra::agent::delegate::Outcome {
-                answer: o.answer,
-                turns: o.turns,
-                cost: o.cost,
-                input_tokens: o.input_tokens,
-                output_tokens: o.output_tokens,
-                session: o.session,
-            },
-        )
+        Ok(Outcome {
+            answer: o.answer,
+            turns: o.turns,
+            cost: o.cost,
+            input_tokens: o.input_tokens,
+            output_tokens: o.output_tokens,
+            session: o.session,
+        })
     }
 }

@@ -1,8 +1,8 @@
 //! The tool kind: tools (one component, or two steps) loaded through the core on their
 //! profile's linker, described once, and called in a fresh store per call.
 
-use crate::bindings::file_read_write::FileReadWritePre;
-use crate::bindings::vault_read_step::VaultReadStepPre;
+use crate::bindings::step::StepExportPre;
+use crate::bindings::tool::ToolExportPre;
 use crate::bindings::{self, ToolError};
 use crate::capabilities::paths::Workspace;
 use crate::kernel::{self, Checked, ComponentReport, ComponentSpec, Core, Stop};
@@ -35,8 +35,8 @@ pub struct ToolSpec {
 }
 
 enum Kind {
-    Single(FileReadWritePre<CallState>),
-    TwoStep(VaultReadStepPre<CallState>, VaultReadStepPre<CallState>),
+    Single(ToolExportPre<CallState>),
+    TwoStep(StepExportPre<CallState>, StepExportPre<CallState>),
 }
 
 pub struct LoadedTool {
@@ -199,7 +199,7 @@ impl Tools {
         let kind = match spec.components.as_slice() {
             [one] => {
                 let checked = core.load(one)?;
-                let pre = self.link(one, &checked, FileReadWritePre::new)?;
+                let pre = self.link(one, &checked, ToolExportPre::new)?;
                 reports.push(checked.report);
                 Kind::Single(pre)
             }
@@ -216,8 +216,8 @@ impl Tools {
                         });
                     }
                 }
-                let p1 = self.link(first, &c1, VaultReadStepPre::new)?;
-                let p2 = self.link(second, &c2, VaultReadStepPre::new)?;
+                let p1 = self.link(first, &c1, StepExportPre::new)?;
+                let p2 = self.link(second, &c2, StepExportPre::new)?;
                 reports.push(c1.report);
                 reports.push(c2.report);
                 Kind::TwoStep(p1, p2)
