@@ -1,10 +1,11 @@
-//! One `Linker` per profile, each built from per-interface `add_to_linker` calls: the
-//! WASI base every profile shares (never wasi:filesystem or wasi:sockets) plus exactly
-//! the oxydra interfaces of that profile.
+//! The tool kind's linkers, one per tool profile: the WASI base every profile shares
+//! (never wasi:filesystem or wasi:sockets), the type-only interfaces, and exactly the
+//! capabilities of the profile's row, each added by its row in the capability table.
 
-use crate::bindings::imports::oxydra::{agent, fs, tool, vault};
+use crate::bindings::imports::oxydra::tool;
+use crate::capabilities;
 use crate::kernel::add_wasi_base;
-use crate::profiles::{Capability, Profile};
+use crate::profiles::Profile;
 use crate::state::CallState;
 use std::collections::HashMap;
 use wasmtime::Engine;
@@ -13,30 +14,12 @@ use wasmtime::component::{HasSelf, Linker};
 fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState>> {
     let mut l = Linker::new(engine);
     add_wasi_base(&mut l)?;
+    // Type-only interfaces: no function, no authority.
     tool::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
-    let caps = profile.capabilities();
-    if caps
-        .iter()
-        .any(|c| matches!(c, Capability::FsRead | Capability::FsWrite))
-    {
-        fs::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
-    }
-    for cap in caps {
-        match cap {
-            Capability::FsRead => {
-                fs::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::FsWrite => {
-                fs::write::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::VaultRead => {
-                vault::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::Delegate => {
-                agent::delegate::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            // Tools get no HTTP; providers have their own linker (llm.rs).
-            Capability::HttpOutgoing => {}
+    capabilities::fs::add_types_to_linker(&mut l)?;
+    for cap in profile.capabilities() {
+        if let Some(link) = capabilities::row(*cap).link {
+            link(&mut l)?;
         }
     }
     Ok(l)

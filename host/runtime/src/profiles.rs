@@ -70,14 +70,9 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// The interface named in messages; the rest is in [`crate::capabilities::CAPABILITIES`].
     pub fn interface(self) -> &'static str {
-        match self {
-            Capability::FsRead => "oxydra:fs/read",
-            Capability::FsWrite => "oxydra:fs/write",
-            Capability::VaultRead => "oxydra:vault/read",
-            Capability::HttpOutgoing => "wasi:http/outgoing-handler",
-            Capability::Delegate => "oxydra:agent/delegate",
-        }
+        crate::capabilities::row(self).interface
     }
 }
 
@@ -345,14 +340,7 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
 }
 
 fn capability_of(name: &str) -> Option<Capability> {
-    match split_version(name).0 {
-        "oxydra:fs/read" => Some(Capability::FsRead),
-        "oxydra:fs/write" => Some(Capability::FsWrite),
-        "oxydra:vault/read" => Some(Capability::VaultRead),
-        "oxydra:agent/delegate" => Some(Capability::Delegate),
-        "wasi:http/outgoing-handler" | "wasi:http/types" => Some(Capability::HttpOutgoing),
-        _ => None,
-    }
+    crate::capabilities::of_import(split_version(name).0)
 }
 
 /// The harmless WASI that Rust's std imports; linked with a locked-down context.

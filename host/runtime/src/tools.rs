@@ -5,6 +5,7 @@ use crate::bindings::step::StepExportPre;
 use crate::bindings::tool::ToolExportPre;
 use crate::bindings::{self, ToolError};
 use crate::capabilities::paths::Workspace;
+use crate::delegation::Delegator;
 use crate::kernel::{self, Checked, ComponentReport, ComponentSpec, Core, Stop};
 use crate::limits::Limits;
 use crate::linker::Linkers;
@@ -267,7 +268,7 @@ impl Tools {
         kind: &Kind,
         limits: &Limits,
     ) -> Result<bindings::ToolInfo, LoadError> {
-        let mut store = new_store(core, None, limits);
+        let mut store = new_store(core, None, None, limits);
         let other = |e: wasmtime::Error| LoadError::Other {
             component: name.to_string(),
             message: format!("describe failed: {e:#}"),
@@ -285,7 +286,7 @@ impl Tools {
                     .oxydra_tool_step()
                     .call_describe(&mut store)
                     .map_err(other)?;
-                let mut store2 = new_store(core, None, limits);
+                let mut store2 = new_store(core, None, None, limits);
                 let b = second.instantiate(&mut store2).map_err(other)?;
                 let info2 = b
                     .oxydra_tool_step()
@@ -314,14 +315,13 @@ impl Tools {
         tool: &LoadedTool,
         arguments: &str,
         ws: &Arc<Workspace>,
-        delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+        delegator: Option<Arc<dyn Delegator>>,
     ) -> Result<String, CallError> {
         let name = &tool.descriptor.name;
         let started = Instant::now();
         let out = match &tool.kind {
             Kind::Single(pre) => {
-                let mut store = new_store(core, Some(ws.clone()), &tool.limits);
-                store.data_mut().delegator = delegator;
+                let mut store = new_store(core, Some(ws.clone()), delegator, &tool.limits);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|inst| inst.oxydra_tool_tool().call_invoke(&mut store, arguments));
@@ -330,14 +330,14 @@ impl Tools {
             Kind::TwoStep(first, second) => {
                 let op = operation_id();
                 tracing::info!(tool = %name, operation = %op, "two-step call: step 1 (vault-read-step)");
-                let mut s1 = new_store(core, Some(ws.clone()), &tool.limits);
+                let mut s1 = new_store(core, Some(ws.clone()), None, &tool.limits);
                 let r1 = first
                     .instantiate(&mut s1)
                     .and_then(|i| i.oxydra_tool_step().call_run(&mut s1, &op, arguments, &[]));
                 let out1 = finish(name, &tool.limits, &mut s1, r1)?;
                 drop(s1);
                 tracing::info!(tool = %name, operation = %op, bytes = out1.data.len(), "two-step call: step 2 (vault-write-step)");
-                let mut s2 = new_store(core, Some(ws.clone()), &tool.limits);
+                let mut s2 = new_store(core, Some(ws.clone()), None, &tool.limits);
                 let r2 = second.instantiate(&mut s2).and_then(|i| {
                     i.oxydra_tool_step()
                         .call_run(&mut s2, &op, arguments, &out1.data)
@@ -357,8 +357,16 @@ impl Tools {
     }
 }
 
-fn new_store(core: &Core, ws: Option<Arc<Workspace>>, limits: &Limits) -> Store<CallState> {
-    core.store(CallState::new(ws, limits), limits.deadline_ticks())
+fn new_store(
+    core: &Core,
+    ws: Option<Arc<Workspace>>,
+    delegator: Option<Arc<dyn Delegator>>,
+    limits: &Limits,
+) -> Store<CallState> {
+    core.store(
+        CallState::new(ws, delegator, limits),
+        limits.deadline_ticks(),
+    )
 }
 
 fn operation_id() -> String {
