@@ -1,5 +1,5 @@
-//! The component host: the public face over the core ([`crate::kernel`]) and the kinds
-//! built on it ([`crate::tools`], [`crate::llm`]). It holds one of each and forwards; it
+//! The component host: the public face over the core (`kernel`) and the kinds
+//! built on it (`tools`, [`crate::llm`]). It holds one of each and forwards; it
 //! does no kind's work itself.
 
 use crate::cache::CacheOutcome;
