@@ -13,9 +13,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 fn wasm(name: &str) -> Arc<Vec<u8>> {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../target/wasm32-wasip2/wasm-release")
-        .join(format!("{name}.wasm"));
+    // Like the tests: OXYDRA_WASM_DIR when set (a worktree sharing another's target).
+    let dir = std::env::var_os("OXYDRA_WASM_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../target/wasm32-wasip2/wasm-release")
+        });
+    let p = dir.join(format!("{name}.wasm"));
     Arc::new(
         std::fs::read(&p)
             .unwrap_or_else(|e| panic!("{}: {e}; run scripts/test.sh first", p.display())),

@@ -1,76 +1,107 @@
-//! Every `bindgen!` of the host, one module per profile world (WIT 0.1). The rest of the
-//! host uses the conversions in this module, never the generated types directly.
+//! Every `bindgen!` of the host (WIT 0.1). One macro carries the WIT path list, and the
+//! worlds are split by direction:
+//!
+//! - [`imports`]: ONE union world of every oxydra interface any tool profile may import.
+//!   It generates each capability's host trait and `add_to_linker` exactly once; which
+//!   of them a profile's linker gets is decided by the profile table, not by bindings.
+//! - [`tool`], [`step`], [`provider`]: export-only worlds, one per export kind, that
+//!   reuse the union world's types through `with`. They are only typed views of a
+//!   component's exports (`*Pre::new` checks the exports, never the imports).
+//!
+//! The profile worlds of `wit/v0.1/profiles` stay the contract for component authors;
+//! the host enforces them with the profile table and per-profile linkers instead of one
+//! generated world each. The rest of the host uses the conversions in this module,
+//! never the generated types directly.
 
-/// `file-read-write`: generates `oxydra:fs/{types,read,write}` and the tool export.
-pub mod file_read_write {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/file-read-write",
-    });
+/// `bindgen!` over the host's WIT packages; the arguments are the remaining options.
+macro_rules! oxydra_bindgen {
+    ($($options:tt)*) => {
+        wasmtime::component::bindgen!({
+            path: [
+                "../../wit/deps/io.wit",
+                "../../wit/deps/clocks.wit",
+                "../../wit/deps/random.wit",
+                "../../wit/deps/filesystem.wit",
+                "../../wit/deps/sockets.wit",
+                "../../wit/deps/cli.wit",
+                "../../wit/deps/http.wit",
+                "../../wit/v0.1/tool",
+                "../../wit/v0.1/fs",
+                "../../wit/v0.1/vault",
+                "../../wit/v0.1/llm",
+                "../../wit/v0.1/agent",
+                "../../wit/v0.1/profiles",
+            ],
+            $($options)*
+        });
+    };
 }
 
-/// `file-read-only`: reuses the interfaces generated above.
-pub mod file_read_only {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/file-read-only",
+/// The union of every capability a tool profile may import.
+pub mod imports {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world tool-imports {
+                import oxydra:tool/types@0.1.0;
+                import oxydra:fs/types@0.1.0;
+                import oxydra:fs/read@0.1.0;
+                import oxydra:fs/write@0.1.0;
+                import oxydra:vault/read@0.1.0;
+                import oxydra:agent/delegate@0.1.0;
+            }
+        ",
+        world: "oxydra:host/tool-imports",
+    );
+}
+
+/// A tool's export, `oxydra:tool/tool`.
+pub mod tool {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world tool-export {
+                export oxydra:tool/tool@0.1.0;
+            }
+        ",
+        world: "oxydra:host/tool-export",
         with: {
-            "oxydra:fs/types": super::file_read_write::oxydra::fs::types,
-            "oxydra:fs/read": super::file_read_write::oxydra::fs::read,
-            "oxydra:tool/types": super::file_read_write::oxydra::tool::types,
+            "oxydra:tool/types": super::imports::oxydra::tool::types,
         },
-    });
+    );
 }
 
-/// `vault-read-step`: generates `oxydra:vault/read` and the step export.
-pub mod vault_read_step {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/vault-read-step",
+/// A step's export, `oxydra:tool/step`.
+pub mod step {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world step-export {
+                export oxydra:tool/step@0.1.0;
+            }
+        ",
+        world: "oxydra:host/step-export",
         with: {
-            "oxydra:tool/types": super::file_read_write::oxydra::tool::types,
+            "oxydra:tool/types": super::imports::oxydra::tool::types,
         },
-    });
+    );
 }
 
-/// `vault-write-step`.
-pub mod vault_write_step {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/vault-write-step",
-        with: {
-            "oxydra:fs/types": super::file_read_write::oxydra::fs::types,
-            "oxydra:fs/write": super::file_read_write::oxydra::fs::write,
-            "oxydra:tool/types": super::file_read_write::oxydra::tool::types,
-        },
-    });
+/// A provider's export, `oxydra:llm/provider` (its `wasi:http` imports are linked from
+/// wasmtime-wasi-http, see `llm.rs`).
+pub mod provider {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world provider-export {
+                export oxydra:llm/provider@0.1.0;
+            }
+        ",
+        world: "oxydra:host/provider-export",
+    );
 }
 
-/// `delegation`: generates `oxydra:agent/delegate`.
-pub mod delegation {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/delegation",
-        with: {
-            "oxydra:tool/types": super::file_read_write::oxydra::tool::types,
-        },
-    });
-}
-
-/// `llm-provider`: the provider export; its WASI imports are wasmtime-wasi(-http)'s.
-pub mod llm_provider {
-    wasmtime::component::bindgen!({
-        path: ["../../wit/deps/io.wit", "../../wit/deps/clocks.wit", "../../wit/deps/random.wit", "../../wit/deps/filesystem.wit", "../../wit/deps/sockets.wit", "../../wit/deps/cli.wit", "../../wit/deps/http.wit", "../../wit/v0.1/tool", "../../wit/v0.1/fs", "../../wit/v0.1/vault", "../../wit/v0.1/llm", "../../wit/v0.1/agent", "../../wit/v0.1/profiles"],
-        world: "oxydra:profiles/llm-provider",
-        with: {
-            "wasi:http": wasmtime_wasi_http::p2::bindings::http,
-            "wasi:io": wasmtime_wasi::p2::bindings::io,
-            "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
-        },
-        require_store_data_send: true,
-    });
-}
-
-pub use file_read_write::oxydra::fs::types::{Entry, EntryKind, FsError, Metadata};
-pub use file_read_write::oxydra::tool::types::{SafetyTier, ToolError, ToolInfo};
-pub use vault_read_step::oxydra::vault::read::VaultError;
+pub use imports::oxydra::agent::delegate::{Delegation, Outcome};
+pub use imports::oxydra::fs::types::{Entry, EntryKind, FsError, Metadata};
+pub use imports::oxydra::tool::types::{SafetyTier, ToolError, ToolInfo};
+pub use imports::oxydra::vault::read::VaultError;

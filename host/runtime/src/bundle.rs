@@ -4,7 +4,7 @@
 
 use crate::host::{ComponentSpec, ToolSpec};
 use crate::limits::Limits;
-use crate::profiles::Profile;
+use crate::profiles::{Profile, SUPPORTED_WIT, wit_version_supported};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -50,19 +50,39 @@ pub enum BundleError {
     Missing(PathBuf),
     #[error("{path}: {message}")]
     Bad { path: PathBuf, message: String },
+    #[error(
+        "{path}: the bundle was built against oxydra WIT `{found}`; this host supports oxydra WIT {SUPPORTED_WIT}: \
+         rebuild it with scripts/build.sh"
+    )]
+    WitVersion { path: PathBuf, found: String },
 }
 
 pub const MANIFEST: &str = "manifest.json";
 
-/// Read `dir/manifest.json`.
+/// Read `dir/manifest.json`, refusing a bundle built against a WIT version outside
+/// [`crate::profiles::supported_wit`].
 pub fn read_manifest(dir: &Path) -> Result<Manifest, BundleError> {
     let path = dir.join(MANIFEST);
     let text =
         std::fs::read_to_string(&path).map_err(|_| BundleError::Missing(dir.to_path_buf()))?;
-    serde_json::from_str(&text).map_err(|e| BundleError::Bad {
-        path,
+    let manifest: Manifest = serde_json::from_str(&text).map_err(|e| BundleError::Bad {
+        path: path.clone(),
         message: e.to_string(),
-    })
+    })?;
+    check_wit_version(&path, &manifest)?;
+    Ok(manifest)
+}
+
+/// The manifest's `wit_version` must be a semver version the host supports.
+pub fn check_wit_version(path: &Path, manifest: &Manifest) -> Result<(), BundleError> {
+    if wit_version_supported(&manifest.wit_version) {
+        Ok(())
+    } else {
+        Err(BundleError::WitVersion {
+            path: path.to_path_buf(),
+            found: manifest.wit_version.clone(),
+        })
+    }
 }
 
 /// The adapter for `provider_type`: its bytes and expected sha256.

@@ -85,7 +85,17 @@ impl ComponentCache {
         engine: &Engine,
         wasm: &[u8],
     ) -> wasmtime::Result<(Component, CacheOutcome)> {
-        let digest: [u8; 32] = Sha256::digest(wasm).into();
+        self.load_hashed(engine, wasm, Sha256::digest(wasm).into())
+    }
+
+    /// [`ComponentCache::load`] for a caller that already hashed `wasm` (`digest` must be
+    /// its sha256): a checked load hashes the bytes once, for the checksum and the key.
+    pub fn load_hashed(
+        &self,
+        engine: &Engine,
+        wasm: &[u8],
+        digest: [u8; 32],
+    ) -> wasmtime::Result<(Component, CacheOutcome)> {
         if let Some(c) = self
             .memory
             .lock()

@@ -1,5 +1,11 @@
 //! Oxydra's component host: the wasmtime engine, the profile linkers, the capability
 //! implementations, limits, and the compiled-component cache.
+//!
+//! Layout: `kernel` is the core (engine, cache, the one checked load, the one trap
+//! classifier); `tools` and `llm` are the kinds built on it, each with its own linker and
+//! store state; `host` is the public facade over them. What a profile or a capability
+//! is lives in two tables, `profiles::PROFILES` and `capabilities::CAPABILITIES`
+//! (docs/adr/0007-profiles-as-data.md).
 
 pub mod bindings;
 pub mod bundle;
@@ -8,11 +14,13 @@ pub mod capabilities;
 pub mod delegation;
 pub mod engine;
 pub mod host;
+mod kernel;
 pub mod limits;
 mod linker;
 pub mod llm;
 pub mod profiles;
 mod state;
+mod tools;
 
 pub use capabilities::paths::Workspace;
 pub use host::{

@@ -1,86 +1,25 @@
-//! One `Linker` per profile, each built from per-interface `add_to_linker` calls: the
-//! WASI base every profile shares (never wasi:filesystem or wasi:sockets) plus exactly
-//! the oxydra interfaces of that profile.
+//! The tool kind's linkers, one per tool profile: the WASI base every profile shares
+//! (never wasi:filesystem or wasi:sockets), the type-only interfaces, and exactly the
+//! capabilities of the profile's row, each added by its row in the capability table.
 
-use crate::bindings::file_read_write::oxydra::{fs, tool};
-use crate::bindings::vault_read_step::oxydra::vault;
-use crate::profiles::{Capability, Profile};
+use crate::bindings::imports::oxydra::tool;
+use crate::capabilities;
+use crate::kernel::add_wasi_base;
+use crate::profiles::Profile;
 use crate::state::CallState;
 use std::collections::HashMap;
 use wasmtime::Engine;
-use wasmtime::component::{HasData, HasSelf, Linker, ResourceTable};
-use wasmtime_wasi::WasiView;
-use wasmtime_wasi::cli::WasiCli;
-use wasmtime_wasi::clocks::WasiClocks;
-use wasmtime_wasi::p2::bindings::{cli, clocks, random, sync};
-use wasmtime_wasi::random::WasiRandom;
-
-struct HasIo;
-impl HasData for HasIo {
-    type Data<'a> = &'a mut ResourceTable;
-}
-
-/// wasi:io, wasi:clocks, wasi:random and wasi:cli (empty environment, closed stdin,
-/// captured stdout/stderr): what Rust's std imports even in a tool that never uses it.
-pub(crate) fn add_wasi_base<T: WasiView>(l: &mut Linker<T>) -> wasmtime::Result<()> {
-    wasmtime_wasi_io::bindings::wasi::io::error::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::poll::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    sync::io::streams::add_to_linker::<T, HasIo>(l, |t| t.ctx().table)?;
-    clocks::wall_clock::add_to_linker::<T, WasiClocks>(l, |t| {
-        use wasmtime_wasi::clocks::WasiClocksView;
-        t.clocks()
-    })?;
-    clocks::monotonic_clock::add_to_linker::<T, WasiClocks>(l, |t| {
-        use wasmtime_wasi::clocks::WasiClocksView;
-        t.clocks()
-    })?;
-    random::random::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    random::insecure_seed::add_to_linker::<T, WasiRandom>(l, |t| t.ctx().ctx.random())?;
-    use wasmtime_wasi::cli::WasiCliView;
-    cli::exit::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::environment::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_input::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_output::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdin::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stdout::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    cli::terminal_stderr::add_to_linker::<T, WasiCli>(l, |t| t.cli())?;
-    Ok(())
-}
+use wasmtime::component::{HasSelf, Linker};
 
 fn build(engine: &Engine, profile: Profile) -> wasmtime::Result<Linker<CallState>> {
     let mut l = Linker::new(engine);
     add_wasi_base(&mut l)?;
+    // Type-only interfaces: no function, no authority.
     tool::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
-    let caps = profile.capabilities();
-    if caps
-        .iter()
-        .any(|c| matches!(c, Capability::FsRead | Capability::FsWrite))
-    {
-        fs::types::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?;
-    }
-    for cap in caps {
-        match cap {
-            Capability::FsRead => {
-                fs::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::FsWrite => {
-                fs::write::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::VaultRead => {
-                vault::read::add_to_linker::<CallState, HasSelf<CallState>>(&mut l, |s| s)?
-            }
-            Capability::Delegate => {
-                crate::bindings::delegation::oxydra::agent::delegate::add_to_linker::<
-                    CallState,
-                    HasSelf<CallState>,
-                >(&mut l, |s| s)?
-            }
-            // Tools get no HTTP; providers have their own linker (llm.rs).
-            Capability::HttpOutgoing => {}
+    capabilities::fs::add_types_to_linker(&mut l)?;
+    for cap in profile.capabilities() {
+        if let Some(link) = capabilities::row(*cap).link {
+            link(&mut l)?;
         }
     }
     Ok(l)

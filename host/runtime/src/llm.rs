@@ -9,21 +9,19 @@ mod convert;
 mod retry;
 pub mod types;
 
-use crate::bindings::llm_provider::{LlmProvider, LlmProviderPre};
-use crate::cache::sha256_hex;
+use crate::bindings::provider::{ProviderExport, ProviderExportPre};
 use crate::capabilities::http::{AuthScheme, Egress, Origin, POLL_INTERVAL, Watch};
 pub use crate::capabilities::http::{CancelFlag, HttpLimits};
-use crate::host::ComponentHost;
+use crate::kernel::{self, ComponentSpec, Core, Limited, Stop, add_wasi_base};
 use crate::limits::{EPOCH_TICK, Limits};
-use crate::linker::add_wasi_base;
-use crate::profiles::{self, LoadError, Profile};
+use crate::profiles::{LoadError, Profile};
 use crate::state::CallLimiter;
 pub use retry::RetryPolicy;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use types::{GiveUp, LlmEvent, LlmFailure, LlmRequest, ProviderInfo};
 use wasmtime::component::{Linker, ResourceAny, ResourceTable};
-use wasmtime::{Engine, Store, Trap, UpdateDeadline};
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -60,12 +58,16 @@ impl WasiHttpView for ProviderState {
     }
 }
 
-/// The `llm-provider` linker: WASI base + `wasi:http` (types, outgoing-handler).
-pub(crate) fn provider_linker(engine: &Engine) -> wasmtime::Result<Linker<ProviderState>> {
-    let mut l = Linker::new(engine);
-    add_wasi_base(&mut l)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut l)?;
-    Ok(l)
+impl Limited for ProviderState {
+    fn limiter(&mut self) -> &mut CallLimiter {
+        &mut self.limiter
+    }
+}
+
+/// The provider kind: the `llm-provider` linker (WASI base + `wasi:http` types and
+/// outgoing-handler) and the provider store state [`ProviderState`].
+pub(crate) struct Providers {
+    linker: Linker<ProviderState>,
 }
 
 /// One provider to load: the adapter component and what the operator configured.
@@ -94,7 +96,7 @@ pub struct LoadedProvider {
     base_url: String,
     origin: Origin,
     auth: AuthScheme,
-    pre: LlmProviderPre<ProviderState>,
+    pre: ProviderExportPre<ProviderState>,
 }
 
 impl LoadedProvider {
@@ -142,7 +144,7 @@ const WATCH_TICKS: u64 = (POLL_INTERVAL.as_millis() / EPOCH_TICK.as_millis()) as
 /// A completion in progress. Dropping it drops the component's stream and store.
 pub struct Completion {
     store: Store<ProviderState>,
-    bindings: LlmProvider,
+    bindings: ProviderExport,
     stream: Option<ResourceAny>,
     first: Option<LlmEvent>,
     provider: String,
@@ -152,9 +154,17 @@ pub struct Completion {
     pub attempts: u32,
 }
 
-impl ComponentHost {
+impl Providers {
+    pub fn new(engine: &Engine) -> wasmtime::Result<Providers> {
+        let mut linker = Linker::new(engine);
+        add_wasi_base(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_sync(&mut linker)?;
+        Ok(Providers { linker })
+    }
+
     fn provider_store(
         &self,
+        core: &Core,
         p: &LoadedProvider,
         watch: Arc<Watch>,
     ) -> Result<(Store<ProviderState>, Denials), LlmFailure> {
@@ -190,12 +200,10 @@ impl ComponentHost {
             limiter: CallLimiter::new(&p.spec.limits),
             stderr,
         };
-        let mut store = Store::new(self.engine(), state);
-        store.limiter(|s| &mut s.limiter);
         // Every 50 ms of running, look at the cancel flag and the deadlines (the event's,
         // `limits.deadline_ms`, included): the watch says what stopped it.
         watch.start_event(Duration::from_millis(p.spec.limits.deadline_ms));
-        store.set_epoch_deadline(WATCH_TICKS);
+        let mut store = core.store(state, WATCH_TICKS);
         store.epoch_deadline_callback(|ctx| {
             Ok(match ctx.data().egress.watch.check() {
                 Some(_) => UpdateDeadline::Interrupt,
@@ -205,42 +213,25 @@ impl ComponentHost {
         Ok((store, denied))
     }
 
-    /// Load a provider adapter under the `llm-provider` profile, with the default
-    /// [`HttpLimits`].
-    pub fn load_provider(&self, spec: ProviderSpec) -> Result<LoadedProvider, LoadError> {
-        self.load_provider_with(spec, HttpLimits::default())
-    }
-
-    /// Load a provider adapter whose HTTP exchanges are bounded by `http`.
-    pub fn load_provider_with(
+    /// Load a provider adapter under the `llm-provider` profile, its HTTP exchanges
+    /// bounded by `http`: the core's checked load, then this kind's linker.
+    pub fn load(
         &self,
+        core: &Core,
         spec: ProviderSpec,
         http: HttpLimits,
     ) -> Result<LoadedProvider, LoadError> {
         let name = format!("provider {}", spec.name);
-        let sha = sha256_hex(&spec.wasm);
-        if let Some(expected) = &spec.expected_sha256
-            && !expected.eq_ignore_ascii_case(&sha)
-        {
-            return Err(LoadError::Checksum {
-                component: name,
-                expected: expected.clone(),
-                actual: sha,
-            });
-        }
-        let (component, _) =
-            self.cache()
-                .load(self.engine(), &spec.wasm)
-                .map_err(|e| LoadError::Invalid {
-                    component: name.clone(),
-                    message: format!("{e:#}"),
-                })?;
-        let shape = profiles::inspect(self.engine(), &name, &component)?;
-        shape.check_grant(&name, Profile::LlmProvider)?;
+        let checked = core.load(&ComponentSpec {
+            name: name.clone(),
+            wasm: spec.wasm.clone(),
+            grant: Profile::LlmProvider,
+            expected_sha256: spec.expected_sha256.clone(),
+        })?;
         let pre = self
-            .provider_linker()
-            .instantiate_pre(&component)
-            .and_then(LlmProviderPre::new)
+            .linker
+            .instantiate_pre(&checked.component)
+            .and_then(ProviderExportPre::new)
             .map_err(|e| LoadError::Link {
                 component: name.clone(),
                 message: format!("{e:#}"),
@@ -266,7 +257,7 @@ impl ComponentHost {
         };
         let watch = Arc::new(Watch::new(http, Instant::now(), None, None));
         let (mut store, _) = self
-            .provider_store(&probe, watch)
+            .provider_store(core, &probe, watch)
             .map_err(|e| other(e.to_string()))?;
         let inst = pre
             .instantiate(&mut store)
@@ -293,22 +284,12 @@ impl ComponentHost {
         })
     }
 
-    /// Start a completion: retried (with backoff) until the first event arrives, never after.
-    /// Bounded by the per-phase timeouts and `limits.deadline_ms` per event only; see
-    /// [`ComponentHost::complete_with`].
-    pub fn complete(
-        &self,
-        p: &LoadedProvider,
-        request: &LlmRequest,
-    ) -> Result<Completion, LlmFailure> {
-        self.complete_with(p, request, &CallOptions::default())
-    }
-
     /// Start a completion bounded by `options`: every wait and all computing of the call,
     /// its retries included, end by `options.deadline`, and at once when `options.cancel`
     /// is set. Retried (with backoff) until the first event arrives, never after.
-    pub fn complete_with(
+    pub fn complete(
         &self,
+        core: &Core,
         p: &LoadedProvider,
         request: &LlmRequest,
         options: &CallOptions,
@@ -334,7 +315,7 @@ impl ComponentHost {
             if let Some(f) = watch.check() {
                 return Err(f);
             }
-            let e = match self.attempt(p, &wit_request, watch.clone()) {
+            let e = match self.attempt(core, p, &wit_request, watch.clone()) {
                 Ok(mut c) => {
                     c.attempts = attempt;
                     return Ok(c);
@@ -369,11 +350,12 @@ impl ComponentHost {
 
     fn attempt(
         &self,
+        core: &Core,
         p: &LoadedProvider,
-        request: &crate::bindings::llm_provider::oxydra::llm::types::Request,
+        request: &crate::bindings::provider::oxydra::llm::types::Request,
         watch: Arc<Watch>,
     ) -> Result<Completion, LlmFailure> {
-        let (mut store, denied) = self.provider_store(p, watch.clone())?;
+        let (mut store, denied) = self.provider_store(core, p, watch.clone())?;
         let trap = |e: wasmtime::Error, store: &Store<ProviderState>| {
             trap_failure(&p.spec.name, e, store, &p.spec.limits)
         };
@@ -442,31 +424,20 @@ fn trap_failure(
     if let Some(stopped) = s.egress.watch.stopped() {
         return stopped;
     }
-    if s.limiter.memory_hit.is_some() {
-        return LlmFailure::Crashed(format!(
+    LlmFailure::Crashed(match kernel::classify(&e, &s.limiter) {
+        Stop::Memory { .. } => format!(
             "provider `{provider}` exceeded its memory limit of {} MiB",
             limits.memory_mib
-        ));
-    }
-    match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => LlmFailure::Crashed(format!(
+        ),
+        Stop::Deadline => format!(
             "provider `{provider}` ran past its deadline of {} ms for one event",
             limits.deadline_ms
-        )),
-        _ => {
-            let said = String::from_utf8_lossy(&s.stderr.contents())
-                .trim()
-                .to_string();
-            LlmFailure::Crashed(format!(
-                "provider `{provider}` crashed: {e}{}",
-                if said.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {said}")
-                }
-            ))
-        }
-    }
+        ),
+        Stop::Trap(_) | Stop::Host => format!(
+            "provider `{provider}` crashed: {e}{}",
+            kernel::said(&s.stderr.contents())
+        ),
+    })
 }
 
 impl Completion {

@@ -11,9 +11,51 @@ use std::fmt;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The oxydra WIT versions this host supports: `>=0.1.0, <0.2.0`.
-pub const WIT_MAJOR_MINOR: (u64, u64) = (0, 1);
+/// The oxydra WIT versions this host supports, as a semver range: [`supported_wit`].
+pub const WIT_RANGE: &str = ">=0.1.0, <0.2.0";
+/// [`WIT_RANGE`] for messages.
 pub const SUPPORTED_WIT: &str = "0.1.x (>=0.1.0, <0.2.0)";
+
+/// The range of oxydra WIT versions this host supports (`>=0.1.0, <0.2.0`), built
+/// without parsing so it cannot fail. Checked against every oxydra interface a component
+/// imports or exports, and against a bundle manifest's `wit_version`.
+pub fn supported_wit() -> semver::VersionReq {
+    let at = |op, minor| semver::Comparator {
+        op,
+        major: 0,
+        minor: Some(minor),
+        patch: Some(0),
+        pre: semver::Prerelease::EMPTY,
+    };
+    semver::VersionReq {
+        comparators: vec![at(semver::Op::GreaterEq, 1), at(semver::Op::Less, 2)],
+    }
+}
+
+/// Whether `version` (e.g. `0.1.0`) is a semver version inside [`supported_wit`].
+pub fn wit_version_supported(version: &str) -> bool {
+    semver::Version::parse(version).is_ok_and(|v| supported_wit().matches(&v))
+}
+
+/// How much a call can change the world (mirrors the WIT enum). Ordered: a later tier
+/// can change more, so `max` of two tiers is the more careful one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tier {
+    ReadOnly,
+    SideEffecting,
+    Privileged,
+}
+
+impl Tier {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tier::ReadOnly => "read-only",
+            Tier::SideEffecting => "side-effecting",
+            Tier::Privileged => "privileged",
+        }
+    }
+}
 
 /// An oxydra capability interface a component may import.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -28,14 +70,9 @@ pub enum Capability {
 }
 
 impl Capability {
+    /// The interface named in messages; the rest is in [`crate::capabilities::CAPABILITIES`].
     pub fn interface(self) -> &'static str {
-        match self {
-            Capability::FsRead => "oxydra:fs/read",
-            Capability::FsWrite => "oxydra:fs/write",
-            Capability::VaultRead => "oxydra:vault/read",
-            Capability::HttpOutgoing => "wasi:http/outgoing-handler",
-            Capability::Delegate => "oxydra:agent/delegate",
-        }
+        crate::capabilities::row(self).interface
     }
 }
 
@@ -57,7 +94,8 @@ impl ExportKind {
     }
 }
 
-/// A profile world of `oxydra:profiles`.
+/// A profile world of `oxydra:profiles`. Everything the host knows about a profile is
+/// its row in [`PROFILES`]; the variant is only its name in config and manifests.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
 )]
@@ -71,50 +109,115 @@ pub enum Profile {
     LlmProvider,
 }
 
+/// One profile as data: what it may import, what it exports, and the least careful
+/// tier its components run as.
+#[derive(Debug, Clone, Copy)]
+pub struct ProfileRow {
+    pub profile: Profile,
+    /// The world's name in `wit/v0.1/profiles/profiles.wit` (and in config).
+    pub name: &'static str,
+    /// The oxydra (or wasi:http) interfaces a component granted this profile may import,
+    /// on top of the WASI base every profile shares.
+    pub capabilities: &'static [Capability],
+    pub export: ExportKind,
+    /// A component runs at least at this tier, whatever it declares: one that may write
+    /// is never dispatched in parallel because it said "read-only".
+    pub tier_floor: Tier,
+}
+
+/// The profile table, narrowest first (derivation takes the first row that fits), in
+/// the order of the [`Profile`] variants (a test checks it).
+pub const PROFILES: [ProfileRow; 6] = [
+    ProfileRow {
+        profile: Profile::FileReadOnly,
+        name: "file-read-only",
+        capabilities: &[Capability::FsRead],
+        export: ExportKind::Tool,
+        tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::FileReadWrite,
+        name: "file-read-write",
+        capabilities: &[Capability::FsRead, Capability::FsWrite],
+        export: ExportKind::Tool,
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::VaultReadStep,
+        name: "vault-read-step",
+        capabilities: &[Capability::VaultRead],
+        export: ExportKind::Step,
+        tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::VaultWriteStep,
+        name: "vault-write-step",
+        capabilities: &[Capability::FsWrite],
+        export: ExportKind::Step,
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::Delegation,
+        name: "delegation",
+        capabilities: &[Capability::Delegate],
+        export: ExportKind::Tool,
+        // The delegated agent runs its own tools, writers included.
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::LlmProvider,
+        name: "llm-provider",
+        capabilities: &[Capability::HttpOutgoing],
+        export: ExportKind::Provider,
+        tier_floor: Tier::ReadOnly,
+    },
+];
+
 impl Profile {
     /// Narrowest first: derivation takes the first that fits.
-    pub const ALL: [Profile; 6] = [
-        Profile::FileReadOnly,
-        Profile::FileReadWrite,
-        Profile::VaultReadStep,
-        Profile::VaultWriteStep,
-        Profile::Delegation,
-        Profile::LlmProvider,
-    ];
+    pub const ALL: [Profile; PROFILES.len()] = {
+        let mut all = [Profile::FileReadOnly; PROFILES.len()];
+        let mut i = 0;
+        while i < PROFILES.len() {
+            all[i] = PROFILES[i].profile;
+            i += 1;
+        }
+        all
+    };
+
+    /// This profile's row of [`PROFILES`].
+    pub fn row(self) -> &'static ProfileRow {
+        static TABLE: [ProfileRow; PROFILES.len()] = PROFILES;
+        // The table is in variant order (checked by a test); the search is the fallback
+        // that keeps this total without a panic.
+        match TABLE.get(self as usize) {
+            Some(row) if row.profile == self => row,
+            _ => TABLE
+                .iter()
+                .find(|r| r.profile == self)
+                .unwrap_or(&TABLE[0]),
+        }
+    }
 
     pub fn name(self) -> &'static str {
-        match self {
-            Profile::FileReadOnly => "file-read-only",
-            Profile::FileReadWrite => "file-read-write",
-            Profile::VaultReadStep => "vault-read-step",
-            Profile::VaultWriteStep => "vault-write-step",
-            Profile::Delegation => "delegation",
-            Profile::LlmProvider => "llm-provider",
-        }
+        self.row().name
     }
 
     pub fn parse(s: &str) -> Option<Profile> {
-        Profile::ALL.into_iter().find(|p| p.name() == s)
+        PROFILES.iter().find(|r| r.name == s).map(|r| r.profile)
     }
 
     pub fn capabilities(self) -> &'static [Capability] {
-        match self {
-            Profile::FileReadOnly => &[Capability::FsRead],
-            Profile::FileReadWrite => &[Capability::FsRead, Capability::FsWrite],
-            Profile::VaultReadStep => &[Capability::VaultRead],
-            Profile::VaultWriteStep => &[Capability::FsWrite],
-            Profile::Delegation => &[Capability::Delegate],
-            Profile::LlmProvider => &[Capability::HttpOutgoing],
-        }
+        self.row().capabilities
     }
 
     pub fn export(self) -> ExportKind {
-        match self {
-            Profile::FileReadOnly | Profile::FileReadWrite => ExportKind::Tool,
-            Profile::VaultReadStep | Profile::VaultWriteStep => ExportKind::Step,
-            Profile::Delegation => ExportKind::Tool,
-            Profile::LlmProvider => ExportKind::Provider,
-        }
+        self.row().export
+    }
+
+    /// The least careful tier a component granted this profile runs as.
+    pub fn tier_floor(self) -> Tier {
+        self.row().tier_floor
     }
 
     fn allowed_list(self) -> String {
@@ -237,14 +340,7 @@ fn split_version(name: &str) -> (&str, Option<&str>) {
 }
 
 fn capability_of(name: &str) -> Option<Capability> {
-    match split_version(name).0 {
-        "oxydra:fs/read" => Some(Capability::FsRead),
-        "oxydra:fs/write" => Some(Capability::FsWrite),
-        "oxydra:vault/read" => Some(Capability::VaultRead),
-        "oxydra:agent/delegate" => Some(Capability::Delegate),
-        "wasi:http/outgoing-handler" | "wasi:http/types" => Some(Capability::HttpOutgoing),
-        _ => None,
-    }
+    crate::capabilities::of_import(split_version(name).0)
 }
 
 /// The harmless WASI that Rust's std imports; linked with a locked-down context.
@@ -274,16 +370,9 @@ fn is_base_wasi(unversioned: &str) -> bool {
     }
 }
 
-fn version_supported(v: &str) -> bool {
-    let mut it = v.split(['.', '-', '+']);
-    let major = it.next().and_then(|x| x.parse::<u64>().ok());
-    let minor = it.next().and_then(|x| x.parse::<u64>().ok());
-    major == Some(WIT_MAJOR_MINOR.0) && minor == Some(WIT_MAJOR_MINOR.1)
-}
-
 fn check_oxydra_version(component: &str, name: &str) -> Result<(), LoadError> {
     match split_version(name).1 {
-        Some(v) if version_supported(v) => Ok(()),
+        Some(v) if wit_version_supported(v) => Ok(()),
         _ => Err(LoadError::WitVersion {
             component: component.to_string(),
             found: name.to_string(),
@@ -387,4 +476,27 @@ pub fn inspect(
         export,
         wit_version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_in_variant_order_and_names_are_unique() {
+        for (i, row) in PROFILES.iter().enumerate() {
+            assert_eq!(row.profile as usize, i, "{}", row.name);
+            assert_eq!(Profile::parse(row.name), Some(row.profile));
+        }
+    }
+
+    #[test]
+    fn wit_versions_are_a_semver_range() {
+        for ok in ["0.1.0", "0.1.7", "0.1.12"] {
+            assert!(wit_version_supported(ok), "{ok}");
+        }
+        for no in ["0.0.9", "0.2.0", "0.9.0", "1.0.0", "0.1", "0.1.0-rc.1", "x"] {
+            assert!(!wit_version_supported(no), "{no}");
+        }
+    }
 }

@@ -1,11 +1,11 @@
 //! What one call's `Store` holds: a locked-down WASI context (no preopens, no
 //! environment, no arguments, closed stdin, stdout/stderr captured for the logs), the
-//! resource limiter, and the capabilities the component's profile links.
+//! resource limiter, and the per-call contexts of the capabilities (each capability's
+//! host traits live in its own module under `capabilities/`).
 
-use crate::bindings::file_read_write::oxydra::{fs, tool};
-use crate::bindings::vault_read_step::oxydra::vault;
-use crate::bindings::{Entry, FsError, Metadata, VaultError};
-use crate::capabilities::{self, paths::PathError, paths::Workspace};
+use crate::bindings::imports::oxydra::tool;
+use crate::capabilities::delegate::{DelegateCtx, DelegateView};
+use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
 use crate::limits::Limits;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -77,16 +77,21 @@ pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub limiter: CallLimiter,
-    /// `None` while a component describes itself: no file is reachable then.
-    workspace: Option<Arc<Workspace>>,
+    /// `oxydra:fs/*` and `oxydra:vault/read`; no workspace while a component describes
+    /// itself, so no file is reachable then.
+    workspace: WorkspaceCtx,
+    /// `oxydra:agent/delegate`, set for calls of tools in the delegation profile.
+    delegate: DelegateCtx,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
-    /// Set for calls of tools in the delegation profile.
-    pub delegator: Option<std::sync::Arc<dyn crate::delegation::Delegator>>,
 }
 
 impl CallState {
-    pub fn new(workspace: Option<Arc<Workspace>>, limits: &Limits) -> Self {
+    pub fn new(
+        workspace: Option<Arc<Workspace>>,
+        delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+        limits: &Limits,
+    ) -> Self {
         let stdout = MemoryOutputPipe::new(limits.log_bytes);
         let stderr = MemoryOutputPipe::new(limits.log_bytes);
         // Defaults already mean: no args, no env, no preopens, stdin closed, sockets denied.
@@ -98,21 +103,17 @@ impl CallState {
             wasi,
             table: ResourceTable::new(),
             limiter: CallLimiter::new(limits),
-            workspace,
+            workspace: WorkspaceCtx::new(workspace),
+            delegate: DelegateCtx::new(delegator),
             stdout,
             stderr,
-            delegator: None,
         }
     }
 }
 
-impl CallState {
-    fn ws(&self) -> Result<&Workspace, PathError> {
-        self.workspace.as_deref().ok_or_else(|| PathError::Denied {
-            path: String::new(),
-            root: "none".into(),
-            reason: "no workspace is attached while a component describes itself".into(),
-        })
+impl crate::kernel::Limited for CallState {
+    fn limiter(&mut self) -> &mut CallLimiter {
+        &mut self.limiter
     }
 }
 
@@ -125,69 +126,17 @@ impl WasiView for CallState {
     }
 }
 
+impl WorkspaceView for CallState {
+    fn workspace(&mut self) -> &mut WorkspaceCtx {
+        &mut self.workspace
+    }
+}
+
+impl DelegateView for CallState {
+    fn delegate(&mut self) -> &mut DelegateCtx {
+        &mut self.delegate
+    }
+}
+
+/// `oxydra:tool/types`: types only; every tool linker has it.
 impl tool::types::Host for CallState {}
-impl fs::types::Host for CallState {}
-
-impl fs::read::Host for CallState {
-    fn read_file(&mut self, path: String, max_bytes: u64) -> Result<Vec<u8>, FsError> {
-        Ok(capabilities::fs::read_file(self.ws()?, &path, max_bytes)?)
-    }
-    fn list_dir(&mut self, path: String) -> Result<Vec<Entry>, FsError> {
-        Ok(capabilities::fs::list_dir(self.ws()?, &path)?)
-    }
-    fn stat(&mut self, path: String) -> Result<Metadata, FsError> {
-        Ok(capabilities::fs::stat(self.ws()?, &path)?)
-    }
-}
-
-impl fs::write::Host for CallState {
-    fn write_file(&mut self, path: String, data: Vec<u8>) -> Result<(), FsError> {
-        Ok(capabilities::fs::write_file(self.ws()?, &path, &data)?)
-    }
-    fn remove(&mut self, path: String) -> Result<(), FsError> {
-        Ok(capabilities::fs::remove(self.ws()?, &path)?)
-    }
-    fn create_dir(&mut self, path: String) -> Result<(), FsError> {
-        Ok(capabilities::fs::create_dir(self.ws()?, &path)?)
-    }
-}
-
-impl vault::read::Host for CallState {
-    fn read_file(&mut self, path: String, max_bytes: u64) -> Result<Vec<u8>, VaultError> {
-        Ok(capabilities::vault::read_file(
-            self.ws()?,
-            &path,
-            max_bytes,
-        )?)
-    }
-}
-
-impl crate::bindings::delegation::oxydra::agent::delegate::Host for CallState {
-    fn delegate(
-        &mut self,
-        request: crate::bindings::delegation::oxydra::agent::delegate::Delegation,
-    ) -> Result<crate::bindings::delegation::oxydra::agent::delegate::Outcome, String> {
-        let Some(d) = &self.delegator else {
-            return Err(
-                "delegation is not available here (no agents are configured for this call)".into(),
-            );
-        };
-        let o = d.delegate(crate::delegation::DelegationRequest {
-            agent: request.agent,
-            goal: request.goal,
-            key_facts: request.key_facts,
-            max_turns: request.max_turns,
-            max_cost: request.max_cost,
-        })?;
-        Ok(
-            crate::bindings::delegation::oxydra::agent::delegate::Outcome {
-                answer: o.answer,
-                turns: o.turns,
-                cost: o.cost,
-                input_tokens: o.input_tokens,
-                output_tokens: o.output_tokens,
-                session: o.session,
-            },
-        )
-    }
-}

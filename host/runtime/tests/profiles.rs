@@ -4,7 +4,7 @@
 
 mod common;
 use common::{host, spec, wasm};
-use oxydra_runtime::{ComponentSpec, Limits, LoadError, Profile, ToolSpec};
+use oxydra_runtime::{ComponentSpec, Limits, LoadError, Profile, Tier, ToolSpec};
 
 fn refused(s: &ToolSpec) -> String {
     match host().load(s) {
@@ -193,4 +193,30 @@ fn garbage_is_not_a_component() {
             .starts_with("component `file_read` is not a valid WebAssembly component"),
         "{err}"
     );
+}
+
+#[test]
+fn a_tool_runs_at_least_at_its_profiles_tier_floor() {
+    let h = host();
+    // fx_probe declares read-only and imports no oxydra capability.
+    let tier = |grant| {
+        h.load(&spec("fx_probe", "fx-probe", grant))
+            .unwrap()
+            .descriptor
+            .tier
+    };
+    assert_eq!(tier(Profile::FileReadOnly), Tier::ReadOnly);
+    // Granted a profile that may write (or delegate), it is never treated as read-only,
+    // so it is never dispatched in parallel.
+    assert_eq!(tier(Profile::FileReadWrite), Tier::SideEffecting);
+    assert_eq!(tier(Profile::Delegation), Tier::SideEffecting);
+    // A component that really imports oxydra:fs/write is side-effecting too.
+    let writes = h
+        .load(&spec(
+            "fx_ro_writes",
+            "fx-ro-writes",
+            Profile::FileReadWrite,
+        ))
+        .unwrap();
+    assert_eq!(writes.descriptor.tier, Tier::SideEffecting);
 }

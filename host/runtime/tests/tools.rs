@@ -245,3 +245,41 @@ fn a_denial_is_a_tool_error_not_a_crash() {
         other => panic!("{other:?}"),
     }
 }
+
+struct Echo;
+impl oxydra_runtime::delegation::Delegator for Echo {
+    fn delegate(
+        &self,
+        r: oxydra_runtime::delegation::DelegationRequest,
+    ) -> Result<oxydra_runtime::delegation::DelegationOutcome, String> {
+        Ok(oxydra_runtime::delegation::DelegationOutcome {
+            answer: format!("{} did: {}", r.agent, r.goal),
+            turns: 2,
+            cost: None,
+            input_tokens: 10,
+            output_tokens: 5,
+            session: "s-1".into(),
+        })
+    }
+}
+
+#[test]
+fn a_delegation_tool_reaches_the_delegator_of_its_call_and_only_then() {
+    let e = Env::new();
+    let tool = e.tool("delegate_to_agent", Profile::Delegation);
+    assert_eq!(tool.descriptor.tier, Tier::SideEffecting);
+    let args = serde_json::json!({"agent_name": "scout", "goal": "look around"}).to_string();
+    let out = e
+        .host
+        .call_with(&tool, &args, &e.ws, Some(Arc::new(Echo)))
+        .unwrap();
+    assert!(
+        out.starts_with("scout did: look around\n\n[scout used 2 model call(s)"),
+        "{out}"
+    );
+    let without = e.host.call(&tool, &args, &e.ws).unwrap_err().to_string();
+    assert!(
+        without.contains("delegation is not available here"),
+        "{without}"
+    );
+}

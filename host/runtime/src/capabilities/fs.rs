@@ -2,12 +2,17 @@
 //! `/tmp` only. `/vault` is refused here for reads and writes alike; only the
 //! vault-read-step profile (see `vault.rs`) can read it.
 
-use super::paths::{self, PathError, Root, VirtualPath, Workspace, io_error};
+use super::paths::{
+    self, HasWorkspace, PathError, Root, VirtualPath, Workspace, WorkspaceCtx, WorkspaceView,
+    io_error,
+};
+use crate::bindings::imports::oxydra::fs;
 use crate::bindings::{Entry, EntryKind, FsError, Metadata};
 use cap_std::fs::{Dir, OpenOptions, OpenOptionsExt};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
+use wasmtime::component::Linker;
 
 /// Largest file the host reads for a guest, whatever the guest asks for.
 pub const MAX_READ_BYTES: u64 = 64 * 1024 * 1024;
@@ -255,4 +260,45 @@ impl From<PathError> for FsError {
             PathError::Io { .. } => FsError::Io(text),
         }
     }
+}
+
+impl fs::types::Host for WorkspaceCtx {}
+
+impl fs::read::Host for WorkspaceCtx {
+    fn read_file(&mut self, path: String, max_bytes: u64) -> Result<Vec<u8>, FsError> {
+        Ok(read_file(self.ws()?, &path, max_bytes)?)
+    }
+    fn list_dir(&mut self, path: String) -> Result<Vec<Entry>, FsError> {
+        Ok(list_dir(self.ws()?, &path)?)
+    }
+    fn stat(&mut self, path: String) -> Result<Metadata, FsError> {
+        Ok(stat(self.ws()?, &path)?)
+    }
+}
+
+impl fs::write::Host for WorkspaceCtx {
+    fn write_file(&mut self, path: String, data: Vec<u8>) -> Result<(), FsError> {
+        Ok(write_file(self.ws()?, &path, &data)?)
+    }
+    fn remove(&mut self, path: String) -> Result<(), FsError> {
+        Ok(remove(self.ws()?, &path)?)
+    }
+    fn create_dir(&mut self, path: String) -> Result<(), FsError> {
+        Ok(create_dir(self.ws()?, &path)?)
+    }
+}
+
+/// `oxydra:fs/types`: types only, no function, no authority; every tool linker has it.
+pub fn add_types_to_linker<T: WorkspaceView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    fs::types::add_to_linker::<T, HasWorkspace>(l, |t| t.workspace())
+}
+
+/// `oxydra:fs/read`.
+pub fn add_read_to_linker<T: WorkspaceView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    fs::read::add_to_linker::<T, HasWorkspace>(l, |t| t.workspace())
+}
+
+/// `oxydra:fs/write`.
+pub fn add_write_to_linker<T: WorkspaceView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    fs::write::add_to_linker::<T, HasWorkspace>(l, |t| t.workspace())
 }

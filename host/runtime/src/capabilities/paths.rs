@@ -252,3 +252,39 @@ pub fn io_error(vp: &VirtualPath, e: io::Error) -> PathError {
         },
     }
 }
+
+/// The per-call context of the workspace capabilities (`oxydra:fs/*`,
+/// `oxydra:vault/read`): the call's workspace, or none while a component describes
+/// itself. Store data hands it out through [`WorkspaceView`], as wasmtime-wasi's
+/// `WasiCtx` through `WasiView`.
+pub struct WorkspaceCtx {
+    workspace: Option<std::sync::Arc<Workspace>>,
+}
+
+impl WorkspaceCtx {
+    pub fn new(workspace: Option<std::sync::Arc<Workspace>>) -> WorkspaceCtx {
+        WorkspaceCtx { workspace }
+    }
+
+    /// The workspace, or a denial while a component describes itself.
+    pub fn ws(&self) -> Result<&Workspace, PathError> {
+        self.workspace.as_deref().ok_or_else(|| PathError::Denied {
+            path: String::new(),
+            root: "none".into(),
+            reason: "no workspace is attached while a component describes itself".into(),
+        })
+    }
+}
+
+/// Store data that carries a [`WorkspaceCtx`].
+pub trait WorkspaceView: Send {
+    fn workspace(&mut self) -> &mut WorkspaceCtx;
+}
+
+/// `HasData` of the workspace capabilities: their host traits are implemented on
+/// [`WorkspaceCtx`] itself.
+pub struct HasWorkspace;
+
+impl wasmtime::component::HasData for HasWorkspace {
+    type Data<'a> = &'a mut WorkspaceCtx;
+}

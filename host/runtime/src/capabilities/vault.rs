@@ -2,8 +2,10 @@
 //! profile links it, and that profile has no write or network import.
 
 use super::fs::read_in;
-use super::paths::{self, PathError, Root, Workspace};
+use super::paths::{self, HasWorkspace, PathError, Root, Workspace, WorkspaceCtx, WorkspaceView};
 use crate::bindings::VaultError;
+use crate::bindings::imports::oxydra::vault;
+use wasmtime::component::Linker;
 
 pub fn read_file(ws: &Workspace, path: &str, max_bytes: u64) -> Result<Vec<u8>, PathError> {
     let vp = paths::parse(path)?;
@@ -28,4 +30,15 @@ impl From<PathError> for VaultError {
             _ => VaultError::Io(text),
         }
     }
+}
+
+impl vault::read::Host for WorkspaceCtx {
+    fn read_file(&mut self, path: String, max_bytes: u64) -> Result<Vec<u8>, VaultError> {
+        Ok(read_file(self.ws()?, &path, max_bytes)?)
+    }
+}
+
+/// `oxydra:vault/read`.
+pub fn add_to_linker<T: WorkspaceView + 'static>(l: &mut Linker<T>) -> wasmtime::Result<()> {
+    vault::read::add_to_linker::<T, HasWorkspace>(l, |t| t.workspace())
 }

@@ -1,7 +1,7 @@
 //! Between the generated `oxydra:llm` types and the host's own.
 
 use super::types::*;
-use crate::bindings::llm_provider::oxydra::llm::types as wit;
+use crate::bindings::provider::oxydra::llm::types as wit;
 use crate::capabilities::http::AuthScheme;
 
 pub(super) fn request(r: &LlmRequest) -> wit::Request {
