@@ -330,3 +330,57 @@ fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
         "the partial answer is kept"
     );
 }
+
+#[test]
+fn a_provider_that_never_answers_is_stopped_by_the_wall_budget_and_names_it() {
+    let env = Env::new(vec![Reply::silent(Duration::from_secs(120))], "");
+    let run = Running::start(env.cmd(&["--set", "runtime.max_wall_secs=1", "hello?"]));
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("allowed by runtime.max_wall_secs; raise runtime.max_wall_secs"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_long_retry_after_is_reported_as_asked_not_as_attempts_used_up() {
+    let env = Env::new(
+        vec![
+            Reply::status(429, "{\"error\":{\"message\":\"slow down\"}}")
+                .header("retry-after", "3600"),
+        ],
+        "",
+    );
+    let run = Running::start(env.cmd(&["hello?"]));
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(
+        env.server.requests().len(),
+        1,
+        "one request, no retries: {err}"
+    );
+    assert!(!err.contains("after 3 attempts"), "{err}");
+    assert!(err.contains("reliability.backoff_max_ms"), "{err}");
+}
+
+#[test]
+fn an_answer_past_the_byte_cap_is_cut_with_an_error_naming_the_key() {
+    let chunk = format!(
+        "data: {}\n\n",
+        json!({"choices": [{"index": 0, "delta": {"content": "x".repeat(4000)}, "finish_reason": null}]})
+    );
+    let pieces: Vec<&str> = std::iter::repeat_n(chunk.as_str(), 50).collect();
+    let env = Env::new(vec![Reply::sse(&pieces)], "");
+    let run = Running::start(env.cmd(&["--set", "reliability.max_response_bytes=20000", "talk"]));
+    let (status, err) = run.finish();
+    assert_eq!(status.code(), Some(1), "{err}");
+    assert!(err.contains("reliability.max_response_bytes"), "{err}");
+    let db = std::fs::metadata(env.ws().join(".oxydra/store.db"))
+        .unwrap()
+        .len()
+        + std::fs::metadata(env.ws().join(".oxydra/store.db-wal"))
+            .map(|m| m.len())
+            .unwrap_or(0);
+    assert!(db < 1_000_000, "the store stayed small: {db} bytes");
+}
