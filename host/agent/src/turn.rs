@@ -933,7 +933,7 @@ impl Runtime {
                 );
             }
         };
-        if let Err(problem) = oxydra_schema::validate(&parsed, &tool.descriptor.parameters) {
+        if let Err(problem) = crate::args::check(&parsed, &tool.descriptor.parameters) {
             return (
                 format!("error: invalid arguments: {problem}"),
                 false,
@@ -973,8 +973,6 @@ struct ChildRunner {
     runtime: Arc<Runtime>,
     parent: Arc<TurnScope>,
 }
-
-static CHILD_COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// Lower `*limit` to `candidate` (and its `key`), if that is lower; whether it was.
 fn tighten<T: PartialOrd + Copy>(
@@ -1086,12 +1084,9 @@ impl Delegator for ChildRunner {
         };
         let (budgets, inherited) = self.child_budgets(&profile.budgets, &req);
         profile.budgets = budgets;
-        let n = CHILD_COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let session = format!("sub-{}-{nanos:08x}{n}", req.agent);
+        // `sub-<agent>:<random>`: the colon keeps the id readable through the scrubber
+        // (no single long token that looks like a credential).
+        let session = format!("sub-{}:{}", req.agent, crate::ids::random_hex(8)?);
         rt.store
             .create_session(&session, &req.agent)
             .map_err(|e| e.to_string())?;

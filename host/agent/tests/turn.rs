@@ -373,14 +373,14 @@ fn turns_left_out_of_the_context_are_noted_and_reported() {
 
 // ---- parallel read-only calls ----
 
-#[test]
-fn read_only_calls_in_one_batch_run_at_the_same_time() {
+/// Two calls of `tool` in one batch; each result's [start, end] in wall-clock ns.
+fn two_sleeps(tool: &'static str) -> Vec<(u128, u128)> {
     let env = Env::with(
         vec![
             tool_calls(
                 &[
-                    ("a", "fx_handoff", json!({"sleep_ms": 200})),
-                    ("b", "fx_handoff", json!({"sleep_ms": 200})),
+                    ("a", tool, json!({"sleep_ms": 200})),
+                    ("b", tool, json!({"sleep_ms": 200})),
                 ],
                 100,
                 10,
@@ -388,7 +388,7 @@ fn read_only_calls_in_one_batch_run_at_the_same_time() {
             answer("both done", 100, 5),
         ],
         Setup {
-            tools: vec!["fx_handoff"],
+            tools: vec![tool],
             ..Setup::default()
         },
         |_| {},
@@ -399,7 +399,7 @@ fn read_only_calls_in_one_batch_run_at_the_same_time() {
         .unwrap();
     let results = tool_results(&env.request(1));
     assert_eq!(results.len(), 2);
-    let span: Vec<(u128, u128)> = results
+    results
         .iter()
         .map(|(_, text)| {
             let v: Value = serde_json::from_str(text).unwrap_or_else(|e| panic!("{e}: {text}"));
@@ -409,11 +409,27 @@ fn read_only_calls_in_one_batch_run_at_the_same_time() {
                 v["end_ns"].as_u64().unwrap() as u128,
             )
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn read_only_calls_in_one_batch_run_at_the_same_time() {
+    let span = two_sleeps("fx_sleep");
     // The intervals overlap: each started before the other ended.
     assert!(
         span[0].0 < span[1].1 && span[1].0 < span[0].1,
         "the calls ran one after the other: {span:?}"
+    );
+}
+
+#[test]
+fn a_tool_that_claims_read_only_under_a_side_effecting_grant_runs_alone() {
+    // fx_handoff declares itself read-only, but it is granted `delegation`, whose floor
+    // is side-effecting: its calls never overlap.
+    let span = two_sleeps("fx_handoff");
+    assert!(
+        span[0].1 <= span[1].0 || span[1].1 <= span[0].0,
+        "the calls overlapped: {span:?}"
     );
 }
 

@@ -229,7 +229,7 @@ fn a_failing_tool_call_goes_back_to_the_model_which_corrects_itself() {
         results[0],
         (
             "x1".into(),
-            "error: invalid arguments: missing required argument `path`".into()
+            "error: invalid arguments: Additional properties are not allowed ('pth' was unexpected); \"path\" is a required property".into()
         )
     );
     assert!(
@@ -687,7 +687,7 @@ fn delegation_runs_a_child_session_within_the_child_agents_allowlist() {
         "error: there is no tool `file_write`; the tools are: file_read"
     );
     let result = &tool_results(&env.request(4))[0].1;
-    assert!(result.starts_with("a.txt says: original\n\n[reader used 3 model call(s), 400 input + 50 output tokens, $0.000090; session sub-reader-"), "{result}");
+    assert!(result.starts_with("a.txt says: original\n\n[reader used 3 model call(s), 400 input + 50 output tokens, $0.000090; session sub-reader:"), "{result}");
 }
 
 #[test]

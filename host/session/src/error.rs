@@ -62,7 +62,7 @@ pub enum ServiceError {
     #[error("the session service has stopped")]
     Stopped,
     /// No random source for a session id: ids are never made up from the clock.
-    #[error("no random source for a session id: {0}")]
+    #[error("{0}")]
     Random(String),
     #[error(transparent)]
     Store(#[from] StoreError),

@@ -68,9 +68,7 @@ pub struct Attached {
 /// A random session id (96 bits, hex). Never from the clock: without a random source
 /// there is no id.
 pub fn new_session_id() -> Result<String, ServiceError> {
-    let mut bytes = [0u8; 12];
-    getrandom::fill(&mut bytes).map_err(|e| ServiceError::Random(e.to_string()))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    oxydra_agent::ids::random_hex(12).map_err(ServiceError::Random)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

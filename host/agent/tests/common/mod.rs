@@ -80,7 +80,7 @@ pub struct Env {
 }
 
 pub struct Setup {
-    /// Bundled tools to load, by name; `fx_handoff` is the fixture.
+    /// Bundled tools to load, by name; `fx_handoff` and `fx_sleep` are fixtures.
     pub tools: Vec<&'static str>,
     /// `openai` or `anthropic`.
     pub provider: &'static str,
@@ -143,17 +143,24 @@ impl Env {
                 tools.push(Arc::new(host.load(&spec).unwrap()));
             }
         }
-        if setup.tools.contains(&"fx_handoff") {
-            let wasm = std::fs::read(target().join("wasm32-wasip2/wasm-release/fx_handoff.wasm"))
-                .unwrap_or_else(|e| {
-                    panic!("fx_handoff.wasm: {e}; build the fixtures (scripts/test.sh)")
-                });
+        for (name, grant) in [
+            ("fx_handoff", Profile::Delegation),
+            ("fx_sleep", Profile::FileReadOnly),
+        ] {
+            if !setup.tools.contains(&name) {
+                continue;
+            }
+            let wasm =
+                std::fs::read(target().join(format!("wasm32-wasip2/wasm-release/{name}.wasm")))
+                    .unwrap_or_else(|e| {
+                        panic!("{name}.wasm: {e}; build the fixtures (scripts/test.sh)")
+                    });
             let spec = ToolSpec {
-                name: "fx_handoff".into(),
+                name: name.into(),
                 components: vec![ComponentSpec {
-                    name: "fx_handoff".into(),
+                    name: name.into(),
                     wasm: Arc::new(wasm),
-                    grant: Profile::Delegation,
+                    grant,
                     expected_sha256: None,
                 }],
                 limits: Limits::default(),
