@@ -228,7 +228,46 @@ fn size_caps_are_in_the_description_and_enforced() {
         .unwrap_err();
     assert_eq!(
         err,
-        "too large: /shared/big.txt is 1048577 bytes; the limit is 1048576 bytes"
+        "too large: /shared/big.txt is 1048577 bytes; the limit is 1048576 bytes; read it in windows with offset and limit (lines)"
+    );
+}
+
+#[test]
+fn a_window_of_a_file_far_larger_than_the_cap_reads() {
+    let e = Env::new();
+    let read = e.tool("file_read", Profile::FileReadOnly);
+    // ~5 MB, five times what file_read returns whole, ending without a newline.
+    let text: String = (1..=400_000)
+        .map(|n| format!("line {n}\n"))
+        .collect::<String>()
+        + "tail";
+    std::fs::write(e.host_file("shared/log.txt"), &text).unwrap();
+    let window = |offset: u64, limit: u64| {
+        e.call(
+            &read,
+            serde_json::json!({"path": "/shared/log.txt", "offset": offset, "limit": limit}),
+        )
+    };
+    assert_eq!(window(1, 2).unwrap(), "line 1\nline 2");
+    // Past the first chunk the host hands out, and across its boundary.
+    assert_eq!(
+        window(300_000, 3).unwrap(),
+        "line 300000\nline 300001\nline 300002"
+    );
+    assert_eq!(
+        window(399_999, 5).unwrap(),
+        "line 399999\nline 400000\ntail"
+    );
+    let err = window(400_002, 1).unwrap_err();
+    assert!(
+        err.contains("past the end of /shared/log.txt, which has 400001 lines"),
+        "{err}"
+    );
+    // What is returned is still capped.
+    let err = window(1, 400_000).unwrap_err();
+    assert!(
+        err.starts_with("too large: lines 1.. of /shared/log.txt are more than"),
+        "{err}"
     );
 }
 

@@ -173,17 +173,7 @@ impl System {
 
     /// Load a provider component (a cached compile: well under a millisecond warm).
     fn provider(&self, name: &str) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
-        let spec = providers::spec(&self.config, name)?;
-        let r = &self.config.reliability;
-        let http = oxydra_runtime::llm::HttpLimits {
-            first_byte_timeout: Duration::from_secs(r.first_byte_timeout_secs),
-            between_bytes_timeout: Duration::from_secs(r.between_bytes_timeout_secs),
-            max_response_bytes: r.max_response_bytes,
-            ..Default::default()
-        };
-        self.host
-            .load_provider_with(spec, http)
-            .map_err(|e| SetupError::Refused(e.to_string()))
+        providers::load(&self.host, &self.config, name)
     }
 
     /// A runtime for `agent_name` over one workspace and its store, with the agents a

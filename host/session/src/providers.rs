@@ -100,3 +100,24 @@ pub fn max_output(entry: &ProviderEntry, model: Option<&ModelInfo>) -> Option<u3
         .or(model.map(|m| m.max_output))
         .map(|n| n.min(u64::from(u32::MAX)) as u32)
 }
+
+/// The HTTP bounds of provider calls from `[reliability]`.
+pub fn http_limits(cfg: &AgentConfig) -> oxydra_runtime::llm::HttpLimits {
+    let r = &cfg.reliability;
+    oxydra_runtime::llm::HttpLimits {
+        first_byte_timeout: Duration::from_secs(r.first_byte_timeout_secs),
+        between_bytes_timeout: Duration::from_secs(r.between_bytes_timeout_secs),
+        max_response_bytes: r.max_response_bytes,
+        ..Default::default()
+    }
+}
+
+/// Load the provider component `name` under its spec and `[reliability]` bounds.
+pub fn load(
+    host: &oxydra_runtime::ComponentHost,
+    cfg: &AgentConfig,
+    name: &str,
+) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
+    host.load_provider_with(spec(cfg, name)?, http_limits(cfg))
+        .map_err(|e| SetupError::Refused(e.to_string()))
+}

@@ -78,6 +78,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Job {
     prompt: String,
     cancel: CancelToken,
+    ticket: u64,
 }
 
 struct ActorState {
@@ -148,22 +149,38 @@ impl Drop for SlotGuard<'_> {
 }
 
 impl Slots {
-    /// Wait for a slot in arrival order; `None` if cancelled while waiting.
-    /// `position` is told each new place in the queue (1 = next).
-    fn acquire(
-        &self,
-        cancel: &CancelToken,
-        mut position: impl FnMut(usize),
-    ) -> Option<SlotGuard<'_>> {
+    /// A place at the back of the queue, taken when the turn is submitted: the order of
+    /// submission is the order of service, whichever actor thread runs first.
+    fn ticket(&self) -> u64 {
         let mut st = lock(&self.state);
         let ticket = st.next;
         st.next += 1;
         st.queue.push_back(ticket);
+        ticket
+    }
+
+    /// Give up a ticket whose turn will not run.
+    fn forget(&self, ticket: u64) {
+        lock(&self.state).queue.retain(|t| *t != ticket);
+        self.changed.notify_all();
+    }
+
+    /// Wait for a slot in ticket order; `None` if cancelled while waiting.
+    /// `position` is told each new place in the queue (1 = next).
+    fn acquire(
+        &self,
+        ticket: u64,
+        cancel: &CancelToken,
+        mut position: impl FnMut(usize),
+    ) -> Option<SlotGuard<'_>> {
+        let mut st = lock(&self.state);
         let mut told = None;
         loop {
+            // A ticket no longer queued (it cannot happen, but if it did) runs next
+            // rather than waiting forever.
             let place = st.queue.iter().position(|t| *t == ticket).unwrap_or(0);
             if place == 0 && st.running < self.max.max(1) {
-                st.queue.pop_front();
+                st.queue.retain(|t| *t != ticket);
                 st.running += 1;
                 drop(st);
                 self.changed.notify_all();
@@ -403,12 +420,18 @@ impl SessionService {
         }
         let cancel = CancelToken::default();
         let inbox = lock(&actor.inbox).clone().ok_or(ServiceError::Stopped)?;
-        inbox
+        let ticket = self.inner.slots.ticket();
+        if inbox
             .send(Job {
                 prompt: prompt.to_string(),
                 cancel: cancel.clone(),
+                ticket,
             })
-            .map_err(|_| ServiceError::Stopped)?;
+            .is_err()
+        {
+            self.inner.slots.forget(ticket);
+            return Err(ServiceError::Stopped);
+        }
         st.pending = true;
         st.snapshot.active = true;
         st.cancel = Some(cancel);
@@ -623,7 +646,7 @@ impl Inner {
 
     fn run_job(&self, actor: &Actor, job: Job) {
         let rt = lock(&actor.state).runtime.clone();
-        let outcome = match self.slots.acquire(&job.cancel, |position| {
+        let outcome = match self.slots.acquire(job.ticket, &job.cancel, |position| {
             actor.publish(TurnEvent::Queued { position })
         }) {
             // Cancelled while queued: it never reached the model and spent nothing.

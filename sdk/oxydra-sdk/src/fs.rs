@@ -29,6 +29,12 @@ pub fn read_file(path: &str, max_bytes: u64) -> Result<Vec<u8>, FsError> {
     read::read_file(path, max_bytes)
 }
 
+/// At most `max_bytes` of a file from byte `offset`, and the file's size: a window of a
+/// file of any size.
+pub fn read_range(path: &str, offset: u64, max_bytes: u64) -> Result<(Vec<u8>, u64), FsError> {
+    read::read_range(path, offset, max_bytes)
+}
+
 /// The whole file as UTF-8 text.
 pub fn read_to_string(path: &str, max_bytes: u64) -> Result<String, ToolError> {
     let bytes = read_file(path, max_bytes)?;

@@ -46,11 +46,8 @@ pub fn run(cmd: LlmCommand, sources: &Sources) -> Result<(), Failure> {
     let model = model.unwrap_or_else(|| cfg.selection.model.clone());
     let entry = providers::entry(&cfg, &name)?;
     let info = providers::model_info(&cfg, entry, &model)?;
-    let spec = providers::spec(&cfg, &name)?;
     let host = tools::host(&cfg.components)?;
-    let loaded = host
-        .load_provider(spec)
-        .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
+    let loaded = providers::load(&host, &cfg, &name)?;
 
     let mut messages = Vec::new();
     if let Some(s) = system {

@@ -63,9 +63,9 @@ fn kind_of(ft: cap_std::fs::FileType) -> EntryKind {
     }
 }
 
-/// Read a regular file beneath `dir`, at most `max_bytes`. Shared with the vault capability.
-pub fn read_in(dir: &Dir, vp: &VirtualPath, max_bytes: u64) -> Result<Vec<u8>, PathError> {
-    let limit = max_bytes.min(MAX_READ_BYTES);
+/// Open a regular file beneath `dir` for reading: its handle and size. Directories,
+/// devices, FIFOs and sockets are refused (checked again on the opened handle).
+fn open_regular(dir: &Dir, vp: &VirtualPath) -> Result<(cap_std::fs::File, u64), PathError> {
     let meta = dir.metadata(vp.rel_path()).map_err(|e| io_error(vp, e))?;
     if meta.is_dir() {
         return Err(PathError::IsADirectory(vp.to_string()));
@@ -75,12 +75,6 @@ pub fn read_in(dir: &Dir, vp: &VirtualPath, max_bytes: u64) -> Result<Vec<u8>, P
             vp,
             "not a regular file (device, FIFO or socket files are never opened)",
         ));
-    }
-    if meta.len() > limit {
-        return Err(PathError::TooLarge(format!(
-            "{vp} is {} bytes; the limit is {limit} bytes",
-            meta.len()
-        )));
     }
     // O_NONBLOCK: if the file was swapped for a FIFO after the check, open must not hang.
     let mut opts = OpenOptions::new();
@@ -95,7 +89,44 @@ pub fn read_in(dir: &Dir, vp: &VirtualPath, max_bytes: u64) -> Result<Vec<u8>, P
             "not a regular file (device, FIFO or socket files are never opened)",
         ));
     }
-    let mut buf = Vec::with_capacity(opened.len().min(limit) as usize);
+    Ok((file, opened.len()))
+}
+
+/// At most `max_bytes` (capped at [`MAX_READ_BYTES`]) of a file from byte `offset`, and
+/// the file's size: a window of a file of any size.
+pub fn read_range(
+    ws: &Workspace,
+    path: &str,
+    offset: u64,
+    max_bytes: u64,
+) -> Result<(Vec<u8>, u64), PathError> {
+    use std::io::{Seek, SeekFrom};
+    let vp = for_read(path)?;
+    let (mut file, size) = open_regular(ws.dir(vp.root), &vp)?;
+    let limit = max_bytes.min(MAX_READ_BYTES);
+    if offset >= size {
+        return Ok((Vec::new(), size));
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| io_error(&vp, e))?;
+    let mut buf = Vec::with_capacity(limit.min(size - offset) as usize);
+    file.take(limit)
+        .read_to_end(&mut buf)
+        .map_err(|e| io_error(&vp, e))?;
+    Ok((buf, size))
+}
+
+/// Read a regular file beneath `dir`, at most `max_bytes`. Shared with the vault capability.
+pub fn read_in(dir: &Dir, vp: &VirtualPath, max_bytes: u64) -> Result<Vec<u8>, PathError> {
+    let limit = max_bytes.min(MAX_READ_BYTES);
+    let (file, size) = open_regular(dir, vp)?;
+    if size > limit {
+        return Err(PathError::TooLarge(format!(
+            "{vp} is {size} bytes; the limit is {limit} bytes"
+        )));
+    }
+    let opened_len = size;
+    let mut buf = Vec::with_capacity(opened_len.min(limit) as usize);
     file.take(limit + 1)
         .read_to_end(&mut buf)
         .map_err(|e| io_error(vp, e))?;
@@ -267,6 +298,14 @@ impl fs::types::Host for WorkspaceCtx {}
 impl fs::read::Host for WorkspaceCtx {
     fn read_file(&mut self, path: String, max_bytes: u64) -> Result<Vec<u8>, FsError> {
         Ok(read_file(self.ws()?, &path, max_bytes)?)
+    }
+    fn read_range(
+        &mut self,
+        path: String,
+        offset: u64,
+        max_bytes: u64,
+    ) -> Result<(Vec<u8>, u64), FsError> {
+        Ok(read_range(self.ws()?, &path, offset, max_bytes)?)
     }
     fn list_dir(&mut self, path: String) -> Result<Vec<Entry>, FsError> {
         Ok(list_dir(self.ws()?, &path)?)
