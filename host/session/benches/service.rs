@@ -69,24 +69,61 @@ fn main() {
         assert_eq!(summary.outcome.unwrap().answer, "done");
         elapsed
     };
+    // One long-lived session, as chat, the TUI or a channel uses one: the same session's
+    // history grows the same way on both paths.
+    let live = svc.create(None, None).unwrap().id;
+    rt.store.create_session("direct-live", "default").unwrap();
+    let direct_live = || {
+        let t = Instant::now();
+        rt.run_turn("direct-live", &profile, "read a.txt", &mut |_| {})
+            .unwrap();
+        t.elapsed()
+    };
+    let served_live = || {
+        let t = Instant::now();
+        let s = svc
+            .submit(&live, "read a.txt")
+            .unwrap()
+            .wait_finished(|_| {})
+            .unwrap();
+        let elapsed = t.elapsed();
+        assert!(s.outcome.is_ok());
+        elapsed
+    };
     for i in 0..20 {
         direct(i);
         served(i);
     }
     // Interleaved, so both see the same machine state.
-    let (mut a, mut b) = (Vec::new(), Vec::new());
+    let (mut a, mut b, mut c, mut d) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for i in 20..220 {
         a.push(direct(i));
         b.push(served(i));
     }
-    let (a50, a99) = stats(a);
-    let (b50, b99) = stats(b);
+    for _ in 0..100 {
+        c.push(direct_live());
+        d.push(served_live());
+    }
     let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
-    println!("== one turn: turn loop directly vs through the session service (200 turns each)");
-    println!("direct   p50 {:.3} ms  p99 {:.3} ms", ms(a50), ms(a99));
-    println!("service  p50 {:.3} ms  p99 {:.3} ms", ms(b50), ms(b99));
-    println!(
-        "overhead p50 {:+.1} µs per turn",
-        (b50.as_secs_f64() - a50.as_secs_f64()) * 1e6
+    let show = |title: &str, a: Vec<std::time::Duration>, b: Vec<std::time::Duration>| {
+        let (a50, a99) = stats(a);
+        let (b50, b99) = stats(b);
+        println!("== {title}");
+        println!("direct   p50 {:.3} ms  p99 {:.3} ms", ms(a50), ms(a99));
+        println!("service  p50 {:.3} ms  p99 {:.3} ms", ms(b50), ms(b99));
+        println!(
+            "overhead p50 {:+.1} µs per turn",
+            (b50.as_secs_f64() - a50.as_secs_f64()) * 1e6
+        );
+    };
+    show(
+        "one turn in a new session: turn loop directly vs through the session service (200 each)",
+        a,
+        b,
+    );
+    show(
+        "turns of one long-lived session (100 each; the history grows)",
+        c,
+        d,
     );
 }
