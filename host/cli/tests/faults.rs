@@ -14,53 +14,27 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use server::openai::{delta, stream};
+
 fn answer(text: &str) -> Reply {
-    let a = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-    );
-    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-    Reply::sse(&[&a, b, "data: [DONE]\n\n"])
+    server::openai::answer(text, None)
 }
 
-/// Streams `first`, then waits `pause` before the rest of the answer.
+/// Streams `first`, then waits `pause` before the end of the answer.
 fn slow(first: &str, pause: Duration) -> Reply {
-    let mut r = answer(first);
-    r.body.insert(1, Piece::Pause(pause));
-    r
+    stream(vec![delta(first), Piece::Pause(pause)], None)
 }
 
 /// `n` lines of answer, `gap` apart.
 fn drip(n: usize, gap: Duration) -> Reply {
-    let mut r = Reply::sse(&[]);
-    for i in 0..n {
-        r.body.push(Piece::Pause(gap));
-        r.body.push(Piece::Bytes(
-            format!(
-                "data: {}\n\n",
-                json!({"choices": [{"index": 0, "delta": {"content": format!("line {i}\n")}, "finish_reason": null}]})
-            )
-            .into_bytes(),
-        ));
-    }
-    r.body.push(Piece::Bytes(
-        b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n".to_vec(),
-    ));
-    r
+    let pieces = (0..n)
+        .flat_map(|i| [Piece::Pause(gap), delta(&format!("line {i}\n"))])
+        .collect();
+    stream(pieces, None)
 }
 
 fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
-    let list: Vec<Value> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, (id, name, args))| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
-        .collect();
-    let a = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"tool_calls": list}, "finish_reason": null}]})
-    );
-    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
-    Reply::sse(&[&a, b, "data: [DONE]\n\n"])
+    server::openai::tool_calls(calls, None)
 }
 
 struct Env {
@@ -366,12 +340,9 @@ fn a_long_retry_after_is_reported_as_asked_not_as_attempts_used_up() {
 
 #[test]
 fn an_answer_past_the_byte_cap_is_cut_with_an_error_naming_the_key() {
-    let chunk = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"content": "x".repeat(4000)}, "finish_reason": null}]})
-    );
-    let pieces: Vec<&str> = std::iter::repeat_n(chunk.as_str(), 50).collect();
-    let env = Env::new(vec![Reply::sse(&pieces)], "");
+    let big = "x".repeat(4000);
+    let pieces = std::iter::repeat_n(&big, 50).map(|t| delta(t)).collect();
+    let env = Env::new(vec![stream(pieces, None)], "");
     let run = Running::start(env.cmd(&["--set", "reliability.max_response_bytes=20000", "talk"]));
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(1), "{err}");

@@ -16,28 +16,11 @@ struct Env {
 }
 
 fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
-    let list: Vec<Value> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, (id, name, args))| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
-        .collect();
-    let a = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"tool_calls": list}, "finish_reason": null}]})
-    );
-    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"tool_calls\"}]}\n\n";
-    let u = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":100,\"completion_tokens\":20}}\n\n";
-    Reply::sse(&[&a, b, u, "data: [DONE]\n\n"])
+    server::openai::tool_calls(calls, Some((100, 20)))
 }
 
 fn answer(text: &str) -> Reply {
-    let a = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-    );
-    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-    let u = "data: {\"choices\":[],\"usage\":{\"prompt_tokens\":200,\"completion_tokens\":10}}\n\n";
-    Reply::sse(&[&a, b, u, "data: [DONE]\n\n"])
+    server::openai::answer(text, Some((200, 10)))
 }
 
 impl Env {

@@ -10,41 +10,27 @@ use oxydra_agent::turn::TurnError;
 use oxydra_session::config::AgentConfig;
 use oxydra_session::config::agent::{ProviderEntry, ProviderType};
 use oxydra_session::{ServiceError, ServiceOptions, SessionService, System, TurnEvent};
-use serde_json::json;
 use server::{Piece, Reply, Server};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use server::openai::{delta, stream};
+
 fn answer(text: &str) -> Reply {
-    let a = format!(
-        "data: {}\n\n",
-        json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
-    );
-    let b = "data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\n";
-    Reply::sse(&[&a, b, "data: [DONE]\n\n"])
+    server::openai::answer(text, None)
 }
 
-/// An answer in `n` deltas, pausing `pause` before the last.
+/// An answer in `n` deltas (`w0 w1 …`), pausing `pause` before the last.
 fn slow_answer(n: usize, pause: Duration) -> Reply {
-    let mut r = Reply::sse(&[]);
+    let mut pieces = Vec::new();
     for i in 0..n {
         if i + 1 == n {
-            r.body.push(Piece::Pause(pause));
+            pieces.push(Piece::Pause(pause));
         }
-        r.body.push(Piece::Bytes(
-            format!(
-                "data: {}\n\n",
-                json!({"choices": [{"index": 0, "delta": {"content": format!("w{i} ")}, "finish_reason": null}]})
-            )
-            .into_bytes(),
-        ));
+        pieces.push(delta(&format!("w{i} ")));
     }
-    r.body.push(Piece::Bytes(
-        b"data: {\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}]}\n\ndata: [DONE]\n\n"
-            .to_vec(),
-    ));
-    r
+    stream(pieces, None)
 }
 
 struct Env {

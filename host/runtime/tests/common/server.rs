@@ -212,3 +212,78 @@ fn serve(mut stream: TcpStream, reply: Reply, recorded: &Arc<Mutex<Vec<Recorded>
     let _ = stream.write_all(b"0\r\n\r\n");
     let _ = stream.flush();
 }
+
+/// Replies in OpenAI's chat-completions stream format, for tests that script a model.
+pub mod openai {
+    use super::{Piece, Reply};
+    use serde_json::{Value, json};
+
+    /// One streamed text delta.
+    pub fn delta(text: &str) -> Piece {
+        Piece::Bytes(
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]})
+            )
+            .into_bytes(),
+        )
+    }
+
+    /// The end of a stream: the finish reason, the usage (input, output tokens) when
+    /// given, and `[DONE]`.
+    pub fn end(finish: &str, usage: Option<(u64, u64)>) -> Vec<Piece> {
+        let mut out = vec![Piece::Bytes(
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+            )
+            .into_bytes(),
+        )];
+        if let Some((input, output)) = usage {
+            out.push(Piece::Bytes(
+                format!(
+                    "data: {}\n\n",
+                    json!({"choices": [], "usage": {"prompt_tokens": input, "completion_tokens": output}})
+                )
+                .into_bytes(),
+            ));
+        }
+        out.push(Piece::Bytes(b"data: [DONE]\n\n".to_vec()));
+        out
+    }
+
+    /// A stream of `pieces` (deltas, pauses) that ends with `stop`.
+    pub fn stream(mut pieces: Vec<Piece>, usage: Option<(u64, u64)>) -> Reply {
+        pieces.extend(end("stop", usage));
+        Reply {
+            body: pieces,
+            ..Reply::sse(&[])
+        }
+    }
+
+    /// A whole answer in one delta.
+    pub fn answer(text: &str, usage: Option<(u64, u64)>) -> Reply {
+        stream(vec![delta(text)], usage)
+    }
+
+    /// One assistant message calling tools: (call id, tool name, arguments).
+    pub fn tool_calls(calls: &[(&str, &str, Value)], usage: Option<(u64, u64)>) -> Reply {
+        let list: Vec<Value> = calls
+            .iter()
+            .enumerate()
+            .map(|(i, (id, name, args))| json!({"index": i, "id": id, "type": "function", "function": {"name": name, "arguments": args.to_string()}}))
+            .collect();
+        let mut body = vec![Piece::Bytes(
+            format!(
+                "data: {}\n\n",
+                json!({"choices": [{"index": 0, "delta": {"tool_calls": list}, "finish_reason": null}]})
+            )
+            .into_bytes(),
+        )];
+        body.extend(end("tool_calls", usage));
+        Reply {
+            body,
+            ..Reply::sse(&[])
+        }
+    }
+}
