@@ -355,3 +355,93 @@ fn an_answer_past_the_byte_cap_is_cut_with_an_error_naming_the_key() {
             .unwrap_or(0);
     assert!(db < 1_000_000, "the store stayed small: {db} bytes");
 }
+
+#[test]
+fn a_secret_the_model_writes_is_shown_run_and_stored_redacted() {
+    let key = "sk-local-5f3e9a7c1b2d4e6f8a0b"; // LOCAL_KEY, the provider's key
+    // The key split across deltas, and an AWS key id in a tool argument.
+    let echo = stream(
+        vec![
+            delta("your key is sk-local-5f3e"),
+            delta("9a7c1b2d4e6f8a0b, as asked\n"),
+        ],
+        None,
+    );
+    let write = tool_calls(&[(
+        "w1",
+        "file_write",
+        json!({"path": "/shared/creds.txt", "content": format!("key={key}\naws=AKIAIOSFODNN7EXAMPLE\n")}),
+    )]);
+    let env = Env::new(vec![write, echo], "");
+    let o = env.cmd(&["show me the key"]).output().unwrap();
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "{err}");
+    assert!(out.contains("your key is [REDACTED], as asked"), "{out}");
+    for (what, text) in [("stdout", &out), ("stderr", &err)] {
+        assert!(!text.contains(key), "{what}: {text}");
+        assert!(!text.contains("AKIAIOSFODNN7EXAMPLE"), "{what}: {text}");
+    }
+    let written = std::fs::read_to_string(env.ws().join("shared/creds.txt")).unwrap();
+    assert!(
+        !written.contains(key) && !written.contains("AKIA"),
+        "{written}"
+    );
+    let mut stored = Vec::new();
+    for f in ["store.db", "store.db-wal"] {
+        if let Ok(b) = std::fs::read(env.ws().join(".oxydra").join(f)) {
+            stored.extend(b);
+        }
+    }
+    let stored = String::from_utf8_lossy(&stored);
+    assert!(!stored.contains(key), "the store holds the key");
+    assert!(
+        !stored.contains("AKIAIOSFODNN7EXAMPLE"),
+        "the store holds the AWS key id"
+    );
+    // The second request (after the tool ran) carries no secret back to the model either.
+    assert!(!env.server.requests()[1].body.contains(key));
+}
+
+#[test]
+fn logs_are_not_coloured_off_a_terminal_and_a_money_budget_needs_prices() {
+    let env = Env::new(
+        vec![tool_calls(&[("l1", "file_list", json!({}))]), answer("hi")],
+        "",
+    );
+    let o = env
+        .cmd(&["hello"])
+        .env("OXYDRA_LOG", "debug")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("DEBUG") || err.contains("INFO"),
+        "logs were written: {err}"
+    );
+    assert!(
+        !err.contains('\u{1b}'),
+        "no colour codes when stderr is not a terminal"
+    );
+
+    let env = Env::new(vec![], "[catalog]\nskip_catalog_validation = true\n");
+    let o = env
+        .cmd(&[
+            "--set",
+            "selection.model=my-local-model",
+            "--set",
+            "runtime.max_cost=0.5",
+            "hello",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("runtime.max_cost: model `my-local-model` has no prices in the catalog"),
+        "{err}"
+    );
+}
