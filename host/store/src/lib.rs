@@ -154,6 +154,9 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// The tables `SCHEMA` creates.
+const SCHEMA_TABLES: i64 = 5;
+
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
@@ -450,6 +453,24 @@ impl Store {
             // process crashes (kill -9), which is the failure this store must survive.
             c.query("PRAGMA journal_mode=WAL", ()).await?;
             c.execute("PRAGMA synchronous=NORMAL", ()).await?;
+            // Every connection of a workspace opens the store (sessions, their runtimes,
+            // lease keepers): once the schema is there, a read says so, and no write lock
+            // is taken that would stall another process's turn.
+            let mut rows = c
+                .query(
+                    "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
+                     ('sessions', 'messages', 'summaries', 'turns', 'leases')",
+                    (),
+                )
+                .await?;
+            let present: i64 = match rows.next().await? {
+                Some(r) => r.get(0)?,
+                None => 0,
+            };
+            drop(rows);
+            if present == SCHEMA_TABLES {
+                return Ok(());
+            }
             immediate(c, async |c| {
                 c.execute_batch(SCHEMA).await?;
                 Ok(())
