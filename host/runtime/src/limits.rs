@@ -67,10 +67,12 @@ impl Limits {
         (self.memory_mib.min(MAX_MEMORY_MIB) as usize) << 20
     }
 
-    /// The deadline in epoch ticks (at least one).
+    /// The deadline in epoch ticks, plus one: the ticker runs freely, so the first tick
+    /// after a call starts comes anywhere within one tick, and a call is never stopped
+    /// before its deadline (at most one tick after it).
     pub fn deadline_ticks(&self) -> u64 {
         let tick = EPOCH_TICK.as_millis() as u64;
-        self.deadline_ms.div_ceil(tick).max(1)
+        self.deadline_ms.div_ceil(tick).max(1) + 1
     }
 
     /// Check values an operator wrote; the message names the field.
