@@ -49,6 +49,35 @@ pub fn default_workspace(sources: &Sources, user: Option<String>) -> Result<Path
     Ok(runner.workspace_root.join(user))
 }
 
+/// The user a long-running role (`serve`, `tui`) acts for and their workspace: `user`,
+/// else the only user in runner.toml, else `local`. A user runner.toml does not list is
+/// refused when it lists any.
+pub fn user_and_workspace(
+    sources: &Sources,
+    user: Option<String>,
+) -> Result<(String, PathBuf), SetupError> {
+    let runner = config::load_runner(sources)?.value;
+    if let Some(u) = &user
+        && !runner.users.is_empty()
+        && !runner.users.contains_key(u)
+    {
+        return Err(SetupError::Key {
+            key: "users".into(),
+            message: format!(
+                "no user `{u}` in runner.toml [users] (configured: {})",
+                runner.users.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        });
+    }
+    let user = match user {
+        Some(u) => u,
+        None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
+        None => "local".to_string(),
+    };
+    let ws = default_workspace(sources, Some(user.clone()))?;
+    Ok((user, ws))
+}
+
 /// The running system for one configuration: the component engine and the loaded tools
 /// are shared by every user and session; providers are loaded once per provider name.
 pub struct System {

@@ -12,6 +12,8 @@ use std::time::Duration;
 #[derive(Debug, Clone)]
 pub struct TurnSummary {
     pub session: String,
+    /// The id [`crate::SessionService::submit`] gave the turn.
+    pub turn_id: String,
     /// A failure carries what the turn spent before it ended.
     pub outcome: Result<TurnOutcome, Arc<TurnFailure>>,
 }
@@ -21,6 +23,8 @@ pub struct TurnSummary {
 #[derive(Debug, Clone, Default)]
 pub struct TurnSnapshot {
     pub session: String,
+    /// The active turn's id (or the last turn's, when none is active).
+    pub turn_id: Option<String>,
     /// A turn is queued or running.
     pub active: bool,
     /// Position in the user's turn queue while waiting (1 = next).
@@ -40,9 +44,13 @@ pub enum TurnEvent {
     Snapshot(TurnSnapshot),
     /// The turn waits for one of the user's turn slots (`gateway.max_concurrent_turns_per_user`).
     Queued {
+        turn_id: String,
         position: usize,
     },
-    Started,
+    /// A turn starts; every event up to the next [`TurnEvent::Finished`] belongs to it.
+    Started {
+        turn_id: String,
+    },
     ProviderCall {
         step: u32,
         max: u32,
@@ -116,12 +124,14 @@ impl TurnSnapshot {
     /// Fold one event into the state.
     pub(crate) fn apply(&mut self, e: &TurnEvent) {
         match e {
-            TurnEvent::Queued { position } => {
+            TurnEvent::Queued { turn_id, position } => {
                 self.active = true;
+                self.turn_id = Some(turn_id.clone());
                 self.queued = Some(*position);
             }
-            TurnEvent::Started => {
+            TurnEvent::Started { turn_id } => {
                 self.active = true;
+                self.turn_id = Some(turn_id.clone());
                 self.queued = None;
                 self.text.clear();
                 self.step = 0;
@@ -157,12 +167,24 @@ struct QueueState {
     closed: bool,
 }
 
+/// Called when a subscription has something to read (or ended): how an async front end
+/// waits without a thread per subscription.
+pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
 /// One subscriber's bounded buffer.
-#[derive(Debug)]
 pub(crate) struct SubQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
     capacity: usize,
+    waker: Mutex<Option<Waker>>,
+}
+
+impl std::fmt::Debug for SubQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SubQueue")
+            .field("capacity", &self.capacity)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SubQueue {
@@ -171,7 +193,15 @@ impl SubQueue {
             state: Mutex::new(QueueState::default()),
             ready: Condvar::new(),
             capacity: capacity.max(2),
+            waker: Mutex::new(None),
         })
+    }
+
+    fn wake(&self) {
+        let w = self.waker.lock().ok().and_then(|w| w.clone());
+        if let Some(w) = w {
+            w();
+        }
     }
 
     /// Never blocks. Past capacity, everything queued collapses into one `Lagged` with
@@ -206,8 +236,15 @@ impl SubQueue {
         } else {
             q.events.push_back(e.clone());
         }
+        drop(q);
         self.ready.notify_all();
+        self.wake();
         true
+    }
+
+    /// The subscriber dropped its subscription.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().map_or(true, |q| q.closed)
     }
 
     pub(crate) fn close(&self) {
@@ -215,6 +252,7 @@ impl SubQueue {
             q.closed = true;
         }
         self.ready.notify_all();
+        self.wake();
     }
 }
 
@@ -222,9 +260,47 @@ impl SubQueue {
 #[derive(Debug)]
 pub struct Subscription {
     pub(crate) queue: Arc<SubQueue>,
+    pub(crate) turn_id: Option<String>,
+}
+
+/// What [`Subscription::try_recv`] found. Short-lived, on the stack: not boxed.
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum TryRecv {
+    Event(TurnEvent),
+    /// Nothing yet; the waker (if set) is called when something comes.
+    Empty,
+    /// The session was archived or the service stopped, and nothing is left to read.
+    Closed,
 }
 
 impl Subscription {
+    /// The turn this subscription was made for (by `submit`); `None` for `subscribe`.
+    pub fn turn_id(&self) -> Option<&str> {
+        self.turn_id.as_deref()
+    }
+
+    /// The next event without waiting.
+    pub fn try_recv(&self) -> TryRecv {
+        let Ok(mut q) = self.queue.state.lock() else {
+            return TryRecv::Closed;
+        };
+        match q.events.pop_front() {
+            Some(e) => TryRecv::Event(e),
+            None if q.closed => TryRecv::Closed,
+            None => TryRecv::Empty,
+        }
+    }
+
+    /// Call `waker` whenever an event arrives or the stream ends (and once now, so
+    /// nothing already queued is missed). It must not block: it runs on the turn's thread.
+    pub fn set_waker(&self, waker: Waker) {
+        if let Ok(mut w) = self.queue.waker.lock() {
+            *w = Some(waker);
+        }
+        self.queue.wake();
+    }
+
     /// The next event; `None` when the session was archived or the service stopped and
     /// nothing is left to read.
     pub fn recv(&self) -> Option<TurnEvent> {
@@ -281,6 +357,9 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Ok(mut w) = self.queue.waker.lock() {
+            w.take();
+        }
         self.queue.close();
     }
 }

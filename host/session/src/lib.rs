@@ -20,5 +20,7 @@ pub mod tools;
 
 pub use compose::System;
 pub use error::{ServiceError, SetupError};
-pub use events::{Subscription, TurnEvent, TurnSnapshot, TurnSummary};
-pub use service::{Attached, ServiceOptions, SessionInfo, SessionService, new_session_id};
+pub use events::{Subscription, TryRecv, TurnEvent, TurnSnapshot, TurnSummary, Waker};
+pub use service::{
+    Attached, ServiceOptions, SessionInfo, SessionService, new_session_id, new_turn_id,
+};

@@ -1,6 +1,6 @@
 //! The session manager: one service per user workspace. It creates, lists, resolves and
-//! resumes sessions, runs one actor (a thread) per live session with at most one active
-//! turn each, caps the user's concurrent turns with a FIFO queue, fans turn events out to
+//! resumes sessions, keeps one actor per live session with at most one active turn each
+//! (run on a thread of its own while it lasts; one lease set renews every live session), caps the user's concurrent turns with a FIFO queue, fans turn events out to
 //! subscribers, cancels, and archives idle sessions (they resume from the store).
 
 use crate::compose::{System, store_path};
@@ -11,7 +11,7 @@ use oxydra_agent::turn::{AgentProfile, CancelToken, Runtime, Spend, TurnError, T
 use oxydra_store::{Store, TurnStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak, mpsc};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
 /// The service's limits, from `[gateway]`.
@@ -71,11 +71,17 @@ pub fn new_session_id() -> Result<String, ServiceError> {
     oxydra_agent::ids::random_hex(12).map_err(ServiceError::Random)
 }
 
+/// A turn's id: unique enough to tell the turns of one session apart in every front end.
+pub fn new_turn_id() -> Result<String, ServiceError> {
+    oxydra_agent::ids::random_hex(6).map_err(ServiceError::Random)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 struct Job {
+    turn_id: String,
     prompt: String,
     cancel: CancelToken,
     ticket: u64,
@@ -99,15 +105,20 @@ const LEASE_TTL: Duration = Duration::from_secs(30);
 struct Actor {
     id: String,
     /// This process's claim on the session: one process drives a session at a time.
-    _lease: oxydra_store::LeaseKeeper,
+    _lease: oxydra_store::HeldLease,
     state: Mutex<ActorState>,
-    inbox: Mutex<Option<mpsc::Sender<Job>>>,
+    /// Archived or stopped: it takes no more turns.
+    closed: std::sync::atomic::AtomicBool,
+    /// The thread of the turn running now (a live session holds no thread while idle).
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Actor {
     fn publish(&self, e: TurnEvent) {
-        let mut st = lock(&self.state);
+        Actor::publish_locked(&mut lock(&self.state), e);
+    }
+
+    fn publish_locked(st: &mut ActorState, e: TurnEvent) {
         st.snapshot.apply(&e);
         let ActorState {
             snapshot,
@@ -118,7 +129,7 @@ impl Actor {
     }
 
     fn close(&self) {
-        lock(&self.inbox).take();
+        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         for q in lock(&self.state).subscribers.drain(..) {
             q.close();
         }
@@ -179,11 +190,14 @@ impl Slots {
             // A ticket no longer queued (it cannot happen, but if it did) runs next
             // rather than waiting forever.
             let place = st.queue.iter().position(|t| *t == ticket).unwrap_or(0);
-            if place == 0 && st.running < self.max.max(1) {
+            // Every ticket ahead of this one fits in the free slots too, so taking one
+            // now keeps the order; below the cap nobody waits.
+            let free = self.max.max(1).saturating_sub(st.running) as usize;
+            if place < free {
                 st.queue.retain(|t| *t != ticket);
                 st.running += 1;
-                drop(st);
-                self.changed.notify_all();
+                // The tickets behind move up by one place and lose one free slot: their
+                // position is unchanged, so nobody needs waking.
                 return Some(SlotGuard(self));
             }
             if cancel.is_cancelled() {
@@ -192,16 +206,18 @@ impl Slots {
                 self.changed.notify_all();
                 return None;
             }
-            if told != Some(place) {
-                told = Some(place);
+            let waiting = place - free + 1;
+            if told != Some(waiting) {
+                told = Some(waiting);
                 drop(st);
-                position(place + 1);
+                position(waiting);
                 st = lock(&self.state);
                 continue;
             }
+            // A slot given back or a cancel notifies; the timeout is only a safety net.
             st = self
                 .changed
-                .wait_timeout(st, Duration::from_millis(20))
+                .wait_timeout(st, Duration::from_secs(1))
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
@@ -218,6 +234,10 @@ struct Inner {
     user: String,
     ws_dir: PathBuf,
     store: Store,
+    /// The leases of this process's live sessions, renewed by one thread.
+    leases: oxydra_store::LeaseSet,
+    /// [`SessionService::shutdown`] ran: no actor starts again.
+    stopped: std::sync::atomic::AtomicBool,
     opts: ServiceOptions,
     runtimes: Mutex<BTreeMap<String, Arc<AgentRuntime>>>,
     actors: Mutex<BTreeMap<String, Arc<Actor>>>,
@@ -243,6 +263,7 @@ impl SessionService {
             message: e.to_string(),
         })?;
         let store = Store::open(&store_path(ws_dir))?;
+        let leases = store.lease_set(LEASE_TTL)?;
         let slots = Slots {
             max: opts.max_concurrent_turns,
             state: Mutex::new(SlotState::default()),
@@ -254,6 +275,8 @@ impl SessionService {
                 user: user.to_string(),
                 ws_dir: ws_dir.to_path_buf(),
                 store,
+                leases,
+                stopped: std::sync::atomic::AtomicBool::new(false),
                 opts,
                 runtimes: Mutex::new(BTreeMap::new()),
                 actors: Mutex::new(BTreeMap::new()),
@@ -286,6 +309,9 @@ impl SessionService {
         agent: Option<&str>,
         name: Option<&str>,
     ) -> Result<Attached, ServiceError> {
+        if self.inner.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServiceError::Stopped);
+        }
         let agent = agent.unwrap_or("default");
         // Build the agent's runtime first: a config that cannot run makes no session.
         self.inner.runtime_for(agent)?;
@@ -316,13 +342,18 @@ impl SessionService {
 
     /// Sessions, most recently active first.
     pub fn list(&self) -> Result<Vec<SessionInfo>, ServiceError> {
+        self.list_with(false)
+    }
+
+    /// [`SessionService::list`], with delegated sub-agent sessions (`sub-…`) when asked.
+    pub fn list_with(&self, subagents: bool) -> Result<Vec<SessionInfo>, ServiceError> {
         let actors = lock(&self.inner.actors);
         Ok(self
             .inner
             .store
             .sessions()?
             .into_iter()
-            .filter(|(id, _, _)| !id.starts_with("sub-"))
+            .filter(|(id, _, _)| subagents || !id.starts_with("sub-"))
             .map(|(id, agent, turns)| {
                 let live = actors.get(&id);
                 SessionInfo {
@@ -418,26 +449,50 @@ impl SessionService {
                 session: actor.id.clone(),
             });
         }
-        let cancel = CancelToken::default();
-        let inbox = lock(&actor.inbox).clone().ok_or(ServiceError::Stopped)?;
-        let ticket = self.inner.slots.ticket();
-        if inbox
-            .send(Job {
-                prompt: prompt.to_string(),
-                cancel: cancel.clone(),
-                ticket,
-            })
-            .is_err()
-        {
-            self.inner.slots.forget(ticket);
+        if actor.closed.load(std::sync::atomic::Ordering::SeqCst) {
             return Err(ServiceError::Stopped);
+        }
+        let cancel = CancelToken::default();
+        let turn_id = new_turn_id()?;
+        let ticket = self.inner.slots.ticket();
+        let job = Job {
+            turn_id: turn_id.clone(),
+            prompt: prompt.to_string(),
+            cancel: cancel.clone(),
+            ticket,
+        };
+        // The previous turn's thread has ended (its turn is no longer pending).
+        if let Some(old) = lock(&actor.thread).take() {
+            let _ = old.join();
+        }
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let me = actor.clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("turn-{}", &actor.id[..actor.id.len().min(12)]))
+            .spawn(move || {
+                if let Some(inner) = weak.upgrade() {
+                    inner.run_job(&me, job);
+                }
+            });
+        match spawned {
+            Ok(h) => *lock(&actor.thread) = Some(h),
+            Err(e) => {
+                self.inner.slots.forget(ticket);
+                return Err(
+                    SetupError::Engine(format!("could not start a turn thread: {e}")).into(),
+                );
+            }
         }
         st.pending = true;
         st.snapshot.active = true;
+        st.snapshot.turn_id = Some(turn_id.clone());
         st.cancel = Some(cancel);
         st.last_active = Instant::now();
         st.subscribers.push(queue.clone());
-        Ok(Subscription { queue })
+        Ok(Subscription {
+            queue,
+            turn_id: Some(turn_id),
+        })
     }
 
     /// Follow a session's events from now on. The first event is a
@@ -451,7 +506,10 @@ impl SessionService {
         let mut st = lock(&actor.state);
         queue.push(&TurnEvent::Snapshot(st.snapshot.clone()), &st.snapshot);
         st.subscribers.push(queue.clone());
-        Ok(Subscription { queue })
+        Ok(Subscription {
+            queue,
+            turn_id: None,
+        })
     }
 
     /// The session's current state, as a late subscriber would see it.
@@ -483,22 +541,32 @@ impl SessionService {
         ids.iter().filter(|id| self.cancel(id)).count()
     }
 
-    /// Archive live sessions idle longer than `gateway.session_idle_ttl_hours`: their
-    /// actor and in-memory state go; they resume from the store on next use.
+    /// Archive live sessions idle longer than `gateway.session_idle_ttl_hours` that no
+    /// one follows: their actor and in-memory state go; they resume from the store on
+    /// next use.
     pub fn archive_idle(&self) -> Vec<String> {
         let ttl = self.inner.opts.idle_ttl;
-        self.inner
-            .archive_where(|_, st| st.last_active.elapsed() >= ttl)
+        self.inner.archive_where(|_, st| {
+            st.last_active.elapsed() >= ttl && st.subscribers.iter().all(|q| q.is_closed())
+        })
+    }
+
+    /// How many sessions have a live actor.
+    pub fn live_sessions(&self) -> usize {
+        lock(&self.inner.actors).len()
     }
 
     /// Cancel every turn, let the actors finish (partial output persisted), and stop.
     pub fn shutdown(&self) {
+        self.inner
+            .stopped
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         self.cancel_all();
         let actors: Vec<Arc<Actor>> = std::mem::take(&mut *lock(&self.inner.actors))
             .into_values()
             .collect();
         for a in &actors {
-            lock(&a.inbox).take();
+            a.closed.store(true, std::sync::atomic::Ordering::SeqCst);
         }
         for a in &actors {
             if let Some(t) = lock(&a.thread).take() {
@@ -561,6 +629,9 @@ impl Inner {
     /// idle session past `max_live_sessions`), and how many cut-off turns starting it
     /// marked interrupted.
     fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<(Arc<Actor>, u64), ServiceError> {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServiceError::Stopped);
+        }
         let runtime = self.runtime_for(agent)?;
         if let Some(a) = lock(&self.actors).get(id) {
             let mut st = lock(&a.state);
@@ -608,11 +679,10 @@ impl Inner {
             Err(e) => return Err(e.into()),
         };
         let interrupted = self.store.mark_interrupted(id)?;
-        let keeper = self.store.keep_lease(lease, LEASE_TTL)?;
-        let (tx, rx) = mpsc::channel::<Job>();
+        let held = self.leases.keep(lease);
         let actor = Arc::new(Actor {
             id: id.to_string(),
-            _lease: keeper,
+            _lease: held,
             state: Mutex::new(ActorState {
                 agent: agent.to_string(),
                 runtime,
@@ -625,21 +695,9 @@ impl Inner {
                 subscribers: Vec::new(),
                 last_active: Instant::now(),
             }),
-            inbox: Mutex::new(Some(tx)),
+            closed: std::sync::atomic::AtomicBool::new(false),
             thread: Mutex::new(None),
         });
-        let weak: Weak<Inner> = Arc::downgrade(self);
-        let me = actor.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("session-{}", &id[..id.len().min(12)]))
-            .spawn(move || {
-                for job in rx {
-                    let Some(inner) = weak.upgrade() else { break };
-                    inner.run_job(&me, job);
-                }
-            })
-            .map_err(|e| SetupError::Engine(format!("could not start a session thread: {e}")))?;
-        *lock(&actor.thread) = Some(handle);
         lock(&self.actors).insert(id.to_string(), actor.clone());
         Ok((actor, interrupted))
     }
@@ -647,7 +705,10 @@ impl Inner {
     fn run_job(&self, actor: &Actor, job: Job) {
         let rt = lock(&actor.state).runtime.clone();
         let outcome = match self.slots.acquire(job.ticket, &job.cancel, |position| {
-            actor.publish(TurnEvent::Queued { position })
+            actor.publish(TurnEvent::Queued {
+                turn_id: job.turn_id.clone(),
+                position,
+            })
         }) {
             // Cancelled while queued: it never reached the model and spent nothing.
             None => Err(Arc::new(TurnFailure {
@@ -655,7 +716,9 @@ impl Inner {
                 spent: Spend::default(),
             })),
             Some(_slot) => {
-                actor.publish(TurnEvent::Started);
+                actor.publish(TurnEvent::Started {
+                    turn_id: job.turn_id.clone(),
+                });
                 rt.runtime
                     .run_turn_cancellable(
                         &actor.id,
@@ -673,14 +736,15 @@ impl Inner {
         };
         let summary = TurnSummary {
             session: actor.id.clone(),
+            turn_id: job.turn_id,
             outcome,
         };
-        {
-            let mut st = lock(&actor.state);
-            st.pending = false;
-            st.cancel = None;
-            st.last_active = Instant::now();
-        }
-        actor.publish(TurnEvent::Finished(summary));
+        // The turn ends and says so in one step: a next turn (on its own thread) can
+        // start only once every subscriber has this one's terminal event.
+        let mut st = lock(&actor.state);
+        st.pending = false;
+        st.cancel = None;
+        st.last_active = Instant::now();
+        Actor::publish_locked(&mut st, TurnEvent::Finished(summary));
     }
 }

@@ -196,7 +196,7 @@ fn one_turn_per_session_and_the_users_turns_queue_in_order() {
     let c = svc.create(None, Some("c")).unwrap();
     let ea = svc.submit(&a.id, "prompt A").unwrap();
     // Wait until A runs, so the order of arrival is fixed.
-    while !matches!(ea.recv().unwrap(), TurnEvent::Started) {}
+    while !matches!(ea.recv().unwrap(), TurnEvent::Started { .. }) {}
     match svc.submit(&a.id, "again") {
         Err(ServiceError::SessionBusy { session }) => assert_eq!(session, a.id),
         other => panic!("expected SessionBusy, got {other:?}"),
@@ -206,13 +206,13 @@ fn one_turn_per_session_and_the_users_turns_queue_in_order() {
     let mut queued_b = Vec::new();
     let mut queued_c = Vec::new();
     eb.wait_finished(|e| {
-        if let TurnEvent::Queued { position } = e {
+        if let TurnEvent::Queued { position, .. } = e {
             queued_b.push(*position)
         }
     })
     .unwrap();
     ec.wait_finished(|e| {
-        if let TurnEvent::Queued { position } = e {
+        if let TurnEvent::Queued { position, .. } = e {
             queued_c.push(*position)
         }
     })

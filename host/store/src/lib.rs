@@ -24,8 +24,10 @@
 //! holder that died stops holding it.
 
 use libsql::{Builder, Connection, params};
+use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[derive(Debug, thiserror::Error)]
@@ -150,7 +152,7 @@ pub struct Store {
     holder: String,
     /// This process as the lease table records it (see [`Lease`]).
     me: ProcessId,
-    /// The store file, for [`Store::keep_lease`]'s own connection.
+    /// The store file, for [`Store::lease_set`]'s own connection.
     path: PathBuf,
 }
 
@@ -813,77 +815,134 @@ impl Store {
     }
 }
 
-/// A lease kept renewed from a thread of its own (with its own connection to the store
-/// file, so it renews even while the owner's thread is busy in a long model call), from
-/// [`Store::keep_lease`]. Dropping it stops the renewals and releases the lease.
-pub struct LeaseKeeper {
-    session: String,
-    lost: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    /// Dropped to stop the thread.
+/// Many leases of one process, kept renewed by one thread with one connection of its
+/// own (so renewals go on while turns are busy in long model calls), from
+/// [`Store::lease_set`]. A live session costs a row, not a thread and a connection.
+pub struct LeaseSet {
+    inner: std::sync::Arc<LeaseSetInner>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl LeaseKeeper {
+struct LeaseSetInner {
+    store: Store,
+    ttl: Duration,
+    held: Mutex<BTreeMap<String, Lease>>,
+    lost: Mutex<std::collections::BTreeSet<String>>,
+}
+
+/// One lease in a [`LeaseSet`]; dropping it releases the lease.
+pub struct HeldLease {
+    set: std::sync::Arc<LeaseSetInner>,
+    session: String,
+}
+
+impl HeldLease {
     pub fn session(&self) -> &str {
         &self.session
     }
-    /// Whether the lease was lost ([`StoreError::LeaseLost`]): it could not be renewed
-    /// in time and another process took it. The session's work should stop.
+    /// The lease could not be renewed in time and another process took it.
     pub fn is_lost(&self) -> bool {
-        self.lost.load(std::sync::atomic::Ordering::SeqCst)
+        lock(&self.set.lost).contains(&self.session)
     }
 }
 
-impl Drop for LeaseKeeper {
+impl Drop for HeldLease {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        lock(&self.set.lost).remove(&self.session);
+        let lease = lock(&self.set.held).remove(&self.session);
+        if let Some(lease) = lease {
+            let _ = self.set.store.release_lease(lease);
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl LeaseSetInner {
+    fn renew_all(&self) {
+        let sessions: Vec<String> = lock(&self.held).keys().cloned().collect();
+        for s in sessions {
+            let Some(mut lease) = lock(&self.held).get(&s).cloned() else {
+                continue;
+            };
+            match self.store.renew_lease(&mut lease, self.ttl) {
+                Ok(()) => {
+                    if let Some(l) = lock(&self.held).get_mut(&s) {
+                        l.expires_ms = lease.expires_ms;
+                    }
+                }
+                Err(StoreError::LeaseLost(_)) => {
+                    lock(&self.held).remove(&s);
+                    lock(&self.lost).insert(s);
+                }
+                // A locked database: tried again at the next tick.
+                Err(_) => {}
+            }
         }
     }
 }
 
 impl Store {
-    /// Keep `lease` (taken with this `ttl`) renewed every third of the TTL until the
-    /// returned keeper is dropped, then release it. A renewal that fails for a locked
-    /// database is tried again at the next tick; one that finds the lease taken marks the
-    /// keeper lost and stops.
-    pub fn keep_lease(&self, lease: Lease, ttl: Duration) -> Result<LeaseKeeper, StoreError> {
-        let store = Store::open_with_timeout(&self.path, self.busy_timeout)?;
-        let lost = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    /// A [`LeaseSet`] renewing its leases every third of `ttl`.
+    pub fn lease_set(&self, ttl: Duration) -> Result<LeaseSet, StoreError> {
+        let inner = std::sync::Arc::new(LeaseSetInner {
+            store: Store::open_with_timeout(&self.path, self.busy_timeout)?,
+            ttl,
+            held: Mutex::new(BTreeMap::new()),
+            lost: Mutex::new(Default::default()),
+        });
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        let session = lease.session.clone();
-        let flag = lost.clone();
         let period = (ttl / 3).max(Duration::from_millis(1));
+        let me = inner.clone();
         let thread = std::thread::Builder::new()
-            .name(format!("lease {session}"))
+            .name("leases".into())
             .spawn(move || {
-                let mut lease = lease;
-                loop {
-                    match stopped.recv_timeout(period) {
-                        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                            if let Err(StoreError::LeaseLost(_)) =
-                                store.renew_lease(&mut lease, ttl)
-                            {
-                                flag.store(true, std::sync::atomic::Ordering::SeqCst);
-                                return;
-                            }
-                        }
-                        _ => {
-                            let _ = store.release_lease(lease);
-                            return;
-                        }
-                    }
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(period)
+                {
+                    me.renew_all();
                 }
             })
             .map_err(|e| StoreError::Db(format!("cannot start the lease thread: {e}")))?;
-        Ok(LeaseKeeper {
-            session,
-            lost,
+        Ok(LeaseSet {
+            inner,
             stop: Some(stop),
             thread: Some(thread),
         })
+    }
+}
+
+impl LeaseSet {
+    /// Keep `lease` (taken with this set's TTL) renewed until the handle is dropped.
+    pub fn keep(&self, lease: Lease) -> HeldLease {
+        let session = lease.session.clone();
+        lock(&self.inner.lost).remove(&session);
+        lock(&self.inner.held).insert(session.clone(), lease);
+        HeldLease {
+            set: self.inner.clone(),
+            session,
+        }
+    }
+
+    /// How many leases it holds.
+    pub fn len(&self) -> usize {
+        lock(&self.inner.held).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for LeaseSet {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -948,30 +1007,43 @@ mod tests {
     }
 
     #[test]
-    fn a_kept_lease_is_renewed_and_released_when_dropped() {
+    fn leases_in_a_set_are_renewed_by_one_thread_and_released_when_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
         let a = Store::open(&path).unwrap();
         let b = Store::open(&path).unwrap();
         a.create_session("s", "x").unwrap();
+        a.create_session("t", "x").unwrap();
         let ttl = Duration::from_millis(300);
+        let set = a.lease_set(ttl).unwrap();
         let lease = a.acquire_lease("s", ttl).unwrap();
         let first = lease.expires_ms();
-        let keeper = a.keep_lease(lease, ttl).unwrap();
-        assert_eq!(keeper.session(), "s");
-        let expiry = || {
-            b.exec(async |c| Ok(lease_row(c, "s").await?.map(|l| l.expires_ms)))
+        let held = set.keep(lease);
+        let other = set.keep(a.acquire_lease("t", ttl).unwrap());
+        assert_eq!((held.session(), set.len()), ("s", 2));
+        let expiry = |s: &'static str| {
+            b.exec(async |c| Ok(lease_row(c, s).await?.map(|l| l.expires_ms)))
                 .unwrap()
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while expiry().unwrap() <= first {
-            assert!(Instant::now() < deadline, "the keeper never renewed");
+        while expiry("s").unwrap() <= first {
+            assert!(Instant::now() < deadline, "the set never renewed");
             std::thread::sleep(Duration::from_millis(20));
         }
-        assert!(!keeper.is_lost());
-        drop(keeper);
-        assert_eq!(expiry(), None);
+        // Renewed past its first TTL: another holder still cannot take it.
+        std::thread::sleep(ttl);
+        assert!(matches!(
+            b.acquire_lease("s", ttl),
+            Err(StoreError::SessionBusy { .. })
+        ));
+        assert!(!held.is_lost());
+        drop(held);
+        assert_eq!(expiry("s"), None);
+        assert_eq!(set.len(), 1);
         b.acquire_lease("s", Duration::from_secs(3600)).unwrap();
+        assert!(expiry("t").is_some());
+        drop(other);
+        assert!(set.is_empty());
     }
 
     #[test]

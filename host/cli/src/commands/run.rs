@@ -71,7 +71,7 @@ impl Printer {
                     eprintln!("[model] call {step}/{max}");
                 }
             }
-            TurnEvent::Queued { position } => {
+            TurnEvent::Queued { position, .. } => {
                 eprintln!("[queued] waiting for a turn slot (position {position})")
             }
             TurnEvent::ToolStart { name, arguments } => {
@@ -99,7 +99,7 @@ impl Printer {
                 eprintln!("[lagged] {missed} event(s) were not shown")
             }
             TurnEvent::Snapshot(_)
-            | TurnEvent::Started
+            | TurnEvent::Started { .. }
             | TurnEvent::Reasoning(_)
             | TurnEvent::Usage { .. }
             | TurnEvent::Finished(_) => {}

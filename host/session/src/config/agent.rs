@@ -216,6 +216,10 @@ pub struct Gateway {
     pub max_sessions_per_user: u32,
     pub max_concurrent_turns_per_user: u32,
     pub session_idle_ttl_hours: u32,
+    /// The largest text frame a gateway client may send.
+    pub max_frame_bytes: u64,
+    /// The largest prompt in a `send_turn`.
+    pub max_prompt_bytes: u64,
 }
 
 impl Default for Gateway {
@@ -224,6 +228,8 @@ impl Default for Gateway {
             max_sessions_per_user: 50,
             max_concurrent_turns_per_user: 10,
             session_idle_ttl_hours: 48,
+            max_frame_bytes: 1024 * 1024,
+            max_prompt_bytes: 256 * 1024,
         }
     }
 }
@@ -502,6 +508,21 @@ impl AgentConfig {
             if v == 0 {
                 return Err((key.into(), "must be at least 1".into()));
             }
+        }
+        if g.max_frame_bytes < 1024 {
+            return Err((
+                "gateway.max_frame_bytes".into(),
+                "must be at least 1024".into(),
+            ));
+        }
+        if g.max_prompt_bytes == 0 || g.max_prompt_bytes > g.max_frame_bytes {
+            return Err((
+                "gateway.max_prompt_bytes".into(),
+                format!(
+                    "must be between 1 and gateway.max_frame_bytes ({})",
+                    g.max_frame_bytes
+                ),
+            ));
         }
         let r = &self.reliability;
         for (key, v) in [

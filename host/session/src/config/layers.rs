@@ -38,6 +38,27 @@ impl Sources {
             dirs.push(d.join("oxydra"));
         }
         dirs.push(PathBuf::from(".oxydra"));
+        // `--config <dir>/runner.toml` (the seed's `runner --config .oxydra/runner.toml`)
+        // names a configuration directory: its runner.toml and agent.toml are the top
+        // file layers.
+        let mut extra_file = extra_file;
+        if let Some(f) = &extra_file
+            && f.file_name().is_some_and(|n| n == "runner.toml")
+        {
+            let dir = match f.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let same = |d: &PathBuf| match (d.canonicalize(), dir.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => *d == dir,
+            };
+            if f.exists() {
+                dirs.retain(|d| !same(d));
+                dirs.push(dir);
+                extra_file = None;
+            }
+        }
         let env = std::env::vars()
             .filter(|(k, _)| k.starts_with("OXYDRA__"))
             .collect();
