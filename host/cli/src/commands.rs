@@ -6,4 +6,6 @@ pub mod component;
 pub mod config;
 pub mod llm;
 pub mod run;
+pub mod serve;
 pub mod tool;
+pub mod tui;

@@ -2,6 +2,7 @@
 
 mod advice;
 mod commands;
+mod tui;
 
 use oxydra_session::config;
 
@@ -35,6 +36,10 @@ enum Command {
     Run(commands::run::RunArgs),
     /// An interactive line-mode session (/new, /sessions, /switch, /cancel, /status).
     Chat(commands::chat::ChatArgs),
+    /// The runtime role: the session service and the WebSocket gateway, until SIGINT/SIGTERM.
+    Serve(commands::serve::ServeArgs),
+    /// The terminal UI: a client of `serve`'s gateway.
+    Tui(commands::tui::TuiArgs),
     /// Tools: list them, call one.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
@@ -90,6 +95,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(a) => commands::run::run(a, &sources),
         Command::Chat(a) => commands::chat::run(a, &sources),
+        Command::Serve(a) => commands::serve::run(a, &sources),
+        Command::Tui(a) => commands::tui::run(a, &sources),
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
