@@ -149,6 +149,8 @@ impl TurnSnapshot {
                 self.active = false;
                 self.queued = None;
                 self.tools_running.clear();
+                // The answer is in `last`: an idle session keeps it once.
+                self.text.clear();
                 self.last = Some(s.clone());
             }
             TurnEvent::Snapshot(_)
@@ -170,6 +172,9 @@ struct QueueState {
 /// Called when a subscription has something to read (or ended): how an async front end
 /// waits without a thread per subscription.
 pub type Waker = Arc<dyn Fn() + Send + Sync>;
+
+/// Terminal events of earlier turns a collapsed queue keeps.
+const KEPT_TERMINALS: usize = 16;
 
 /// One subscriber's bounded buffer.
 pub(crate) struct SubQueue {
@@ -216,12 +221,19 @@ impl SubQueue {
         }
         if q.events.len() >= self.capacity {
             let mut missed = 0u64;
+            // A turn's terminal event is never collapsed away, even an earlier turn's.
+            let mut kept = Vec::new();
             for old in q.events.drain(..) {
-                missed += match old {
-                    TurnEvent::Lagged { missed, .. } => missed,
-                    _ => 1,
-                };
+                match old {
+                    TurnEvent::Lagged { missed: m, .. } => missed += m,
+                    TurnEvent::Finished(_) => kept.push(old),
+                    _ => missed += 1,
+                }
             }
+            // (The last few: a subscriber that reads nothing for many turns is gone.)
+            let skip = kept.len().saturating_sub(KEPT_TERMINALS);
+            missed += skip as u64;
+            q.events.extend(kept.into_iter().skip(skip));
             let terminal = e.is_terminal();
             if !terminal {
                 missed += 1;
@@ -293,7 +305,8 @@ impl Subscription {
     }
 
     /// Call `waker` whenever an event arrives or the stream ends (and once now, so
-    /// nothing already queued is missed). It must not block: it runs on the turn's thread.
+    /// nothing already queued is missed). It must not block and must not call the
+    /// service: it runs on the turn's thread, under the session's lock.
     pub fn set_waker(&self, waker: Waker) {
         if let Ok(mut w) = self.queue.waker.lock() {
             *w = Some(waker);

@@ -129,8 +129,14 @@ impl Actor {
     }
 
     fn close(&self) {
-        self.closed.store(true, std::sync::atomic::Ordering::SeqCst);
-        for q in lock(&self.state).subscribers.drain(..) {
+        Actor::close_locked(&self.closed, &mut lock(&self.state));
+    }
+
+    /// Close under the state lock: `submit` checks `closed` under the same lock, so no
+    /// turn starts on an actor that is being archived.
+    fn close_locked(closed: &std::sync::atomic::AtomicBool, st: &mut ActorState) {
+        closed.store(true, std::sync::atomic::Ordering::SeqCst);
+        for q in st.subscribers.drain(..) {
             q.close();
         }
     }
@@ -238,6 +244,8 @@ struct Inner {
     leases: oxydra_store::LeaseSet,
     /// [`SessionService::shutdown`] ran: no actor starts again.
     stopped: std::sync::atomic::AtomicBool,
+    /// Held while an actor is started.
+    starting: Mutex<()>,
     opts: ServiceOptions,
     runtimes: Mutex<BTreeMap<String, Arc<AgentRuntime>>>,
     actors: Mutex<BTreeMap<String, Arc<Actor>>>,
@@ -277,6 +285,7 @@ impl SessionService {
                 store,
                 leases,
                 stopped: std::sync::atomic::AtomicBool::new(false),
+                starting: Mutex::new(()),
                 opts,
                 runtimes: Mutex::new(BTreeMap::new()),
                 actors: Mutex::new(BTreeMap::new()),
@@ -347,11 +356,9 @@ impl SessionService {
 
     /// [`SessionService::list`], with delegated sub-agent sessions (`sub-…`) when asked.
     pub fn list_with(&self, subagents: bool) -> Result<Vec<SessionInfo>, ServiceError> {
+        let stored = self.inner.store.sessions()?;
         let actors = lock(&self.inner.actors);
-        Ok(self
-            .inner
-            .store
-            .sessions()?
+        Ok(stored
             .into_iter()
             .filter(|(id, _, _)| subagents || !id.starts_with("sub-"))
             .map(|(id, agent, turns)| {
@@ -431,7 +438,10 @@ impl SessionService {
     /// events from its start to its [`TurnEvent::Finished`]. A session runs one turn at a
     /// time: a second submit while one is queued or running is [`ServiceError::SessionBusy`].
     pub fn submit(&self, session: &str, prompt: &str) -> Result<Subscription, ServiceError> {
-        let live = lock(&self.inner.actors).get(session).cloned();
+        let live = lock(&self.inner.actors)
+            .get(session)
+            .filter(|a| !a.closed.load(std::sync::atomic::Ordering::SeqCst))
+            .cloned();
         let actor = match live {
             Some(a) => a,
             None => {
@@ -484,8 +494,14 @@ impl SessionService {
             }
         }
         st.pending = true;
+        // A new turn: nothing of the previous one's text or tools (its end stays in
+        // `last`), so a client attaching before it starts sees it empty.
         st.snapshot.active = true;
         st.snapshot.turn_id = Some(turn_id.clone());
+        st.snapshot.text.clear();
+        st.snapshot.step = 0;
+        st.snapshot.tools_running.clear();
+        st.snapshot.queued = None;
         st.cancel = Some(cancel);
         st.last_active = Instant::now();
         st.subscribers.push(queue.clone());
@@ -528,7 +544,10 @@ impl SessionService {
         match (&st.cancel, st.pending) {
             (Some(c), true) => {
                 c.cancel();
+                // Under the slots' lock, so a turn about to wait for a slot sees it.
+                let slots = lock(&self.inner.slots.state);
                 self.inner.slots.changed.notify_all();
+                drop(slots);
                 true
             }
             _ => false,
@@ -566,7 +585,9 @@ impl SessionService {
             .into_values()
             .collect();
         for a in &actors {
+            let st = lock(&a.state);
             a.closed.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(st);
         }
         for a in &actors {
             if let Some(t) = lock(&a.thread).take() {
@@ -609,19 +630,19 @@ impl Inner {
     /// Remove live actors with no active turn whose state matches; returns their ids.
     fn archive_where(&self, idle: impl Fn(&str, &ActorState) -> bool) -> Vec<String> {
         let mut actors = lock(&self.actors);
-        let ids: Vec<String> = actors
-            .iter()
-            .filter(|(id, a)| {
-                let st = lock(&a.state);
-                !st.pending && idle(id, &st)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &ids {
-            if let Some(a) = actors.remove(id) {
-                a.close();
+        let mut ids = Vec::new();
+        for (id, a) in actors.iter() {
+            let mut st = lock(&a.state);
+            if !st.pending && idle(id, &st) {
+                // Closed in the same critical section that saw it idle.
+                Actor::close_locked(&a.closed, &mut st);
+                ids.push(id.clone());
             }
         }
+        let gone: Vec<Arc<Actor>> = ids.iter().filter_map(|id| actors.remove(id)).collect();
+        drop(actors);
+        // Their leases are released (a store write) outside the map's lock.
+        drop(gone);
         ids
     }
 
@@ -633,20 +654,35 @@ impl Inner {
             return Err(ServiceError::Stopped);
         }
         let runtime = self.runtime_for(agent)?;
-        if let Some(a) = lock(&self.actors).get(id) {
+        let live = |runtime: &Arc<AgentRuntime>| {
+            let a = lock(&self.actors).get(id).cloned()?;
             let mut st = lock(&a.state);
             st.agent = agent.to_string();
-            st.runtime = runtime;
+            st.runtime = runtime.clone();
             drop(st);
-            return Ok((a.clone(), 0));
+            Some(a)
+        };
+        if let Some(a) = live(&runtime) {
+            return Ok((a, 0));
         }
-        let live = lock(&self.actors).len();
+        // One actor is started at a time: two attaches of one session racing (two
+        // clients reconnecting together) must end with one actor and one lease.
+        let _starting = lock(&self.starting);
+        if let Some(a) = live(&runtime) {
+            return Ok((a, 0));
+        }
+        let count = lock(&self.actors).len();
         let max = self.opts.max_live_sessions.max(1) as usize;
-        if live >= max {
+        if count >= max {
+            // The least recently active idle session, preferring one nobody follows.
             let oldest = lock(&self.actors)
                 .iter()
                 .filter(|(_, a)| !lock(&a.state).pending)
-                .min_by_key(|(_, a)| lock(&a.state).last_active)
+                .min_by_key(|(_, a)| {
+                    let st = lock(&a.state);
+                    let followed = st.subscribers.iter().any(|q| !q.is_closed());
+                    (followed, st.last_active)
+                })
                 .map(|(id, _)| id.clone());
             match oldest {
                 Some(o) => {

@@ -171,8 +171,13 @@ fn a_slow_subscriber_is_marked_lagged_and_never_slows_the_turn() {
         })
         .expect("a lagged marker");
     assert!(lagged.0 > 0);
-    // The marker carries the latest state, and the terminal event is never dropped.
-    assert!(lagged.1.text.starts_with("w0 "));
+    // The marker carries the latest state (the answer so far, or once the turn ended,
+    // its outcome), and the terminal event is never dropped.
+    let answer_so_far = match &lagged.1.last {
+        Some(last) => last.outcome.as_ref().unwrap().answer.clone(),
+        None => lagged.1.text.clone(),
+    };
+    assert!(answer_so_far.starts_with("w0 "), "{answer_so_far:?}");
     assert!(
         matches!(got.last(), Some(TurnEvent::Finished(_))),
         "{got:?}"
@@ -344,4 +349,70 @@ fn past_the_live_session_cap_the_least_recently_active_idle_session_is_archived(
     assert_ne!(a.id, b.id);
     assert_eq!(a.id.len(), 24);
     assert!(a.id.chars().all(|ch| ch.is_ascii_hexdigit()));
+}
+
+#[test]
+fn clients_attaching_one_session_at_once_get_one_actor_and_one_lease() {
+    let env = Env::new(vec![answer("only one")]);
+    let svc = Arc::new(env.service(env.opts()));
+    let id = svc.create(None, Some("shared")).unwrap().id;
+    // A restart: the session is in the store, no actor holds it.
+    drop(svc);
+    let restarted = Arc::new(env.service(env.opts()));
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let s = restarted.clone();
+            let id = id.clone();
+            std::thread::spawn(move || s.attach(&id, None).map(|a| a.id))
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().unwrap(), id);
+    }
+    assert_eq!(restarted.live_sessions(), 1);
+    // The lease is still held: another process (another service) is refused.
+    let other = env.service(env.opts());
+    match other.attach(&id, None) {
+        Err(ServiceError::SessionBusyElsewhere { .. }) => {}
+        r => panic!("expected busy elsewhere, got {:?}", r.map(|a| a.id)),
+    }
+    restarted
+        .submit(&id, "go")
+        .unwrap()
+        .wait_finished(|_| {})
+        .unwrap()
+        .outcome
+        .unwrap();
+}
+
+#[test]
+fn a_queued_turn_shows_none_of_the_previous_answer_and_an_idle_session_keeps_it_once() {
+    let env = Env::new(vec![
+        answer("first answer "),
+        slow_answer(2, Duration::from_millis(400)),
+        answer("queued one "),
+    ]);
+    let svc = env.service(ServiceOptions {
+        max_concurrent_turns: 1,
+        ..env.opts()
+    });
+    let a = svc.create(None, Some("a")).unwrap();
+    let b = svc.create(None, Some("b")).unwrap();
+    svc.submit(&b.id, "one")
+        .unwrap()
+        .wait_finished(|_| {})
+        .unwrap();
+    let idle = svc.snapshot(&b.id).unwrap();
+    assert_eq!(idle.text, "", "the answer is kept in `last` only");
+    assert!(idle.last.is_some());
+    let ea = svc.submit(&a.id, "slow").unwrap();
+    while !matches!(ea.recv().unwrap(), TurnEvent::Started { .. }) {}
+    let eb = svc.submit(&b.id, "two").unwrap();
+    while !matches!(eb.recv().unwrap(), TurnEvent::Queued { .. }) {}
+    let queued = svc.snapshot(&b.id).unwrap();
+    assert!(queued.active && queued.queued == Some(1));
+    assert_eq!(queued.text, "", "not the previous turn's answer");
+    assert_eq!(queued.turn_id.as_deref(), eb.turn_id());
+    ea.wait_finished(|_| {}).unwrap();
+    eb.wait_finished(|_| {}).unwrap();
 }

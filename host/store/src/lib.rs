@@ -827,14 +827,19 @@ pub struct LeaseSet {
 struct LeaseSetInner {
     store: Store,
     ttl: Duration,
-    held: Mutex<BTreeMap<String, Lease>>,
+    /// Each held lease with the generation of the handle that holds it.
+    held: Mutex<BTreeMap<String, (u64, Lease)>>,
     lost: Mutex<std::collections::BTreeSet<String>>,
+    next: std::sync::atomic::AtomicU64,
 }
 
 /// One lease in a [`LeaseSet`]; dropping it releases the lease.
 pub struct HeldLease {
     set: std::sync::Arc<LeaseSetInner>,
     session: String,
+    /// A later handle for the same session (which should not happen) is not released by
+    /// this one's drop.
+    generation: u64,
 }
 
 impl HeldLease {
@@ -849,9 +854,15 @@ impl HeldLease {
 
 impl Drop for HeldLease {
     fn drop(&mut self) {
-        lock(&self.set.lost).remove(&self.session);
-        let lease = lock(&self.set.held).remove(&self.session);
-        if let Some(lease) = lease {
+        let mine = {
+            let mut held = lock(&self.set.held);
+            match held.get(&self.session) {
+                Some((g, _)) if *g == self.generation => held.remove(&self.session),
+                _ => None,
+            }
+        };
+        if let Some((_, lease)) = mine {
+            lock(&self.set.lost).remove(&self.session);
             let _ = self.set.store.release_lease(lease);
         }
     }
@@ -865,18 +876,27 @@ impl LeaseSetInner {
     fn renew_all(&self) {
         let sessions: Vec<String> = lock(&self.held).keys().cloned().collect();
         for s in sessions {
-            let Some(mut lease) = lock(&self.held).get(&s).cloned() else {
+            let Some((generation, mut lease)) = lock(&self.held).get(&s).cloned() else {
                 continue;
+            };
+            let same = |held: &BTreeMap<String, (u64, Lease)>| {
+                held.get(&s).is_some_and(|(g, _)| *g == generation)
             };
             match self.store.renew_lease(&mut lease, self.ttl) {
                 Ok(()) => {
-                    if let Some(l) = lock(&self.held).get_mut(&s) {
+                    let mut held = lock(&self.held);
+                    if same(&held)
+                        && let Some((_, l)) = held.get_mut(&s)
+                    {
                         l.expires_ms = lease.expires_ms;
                     }
                 }
                 Err(StoreError::LeaseLost(_)) => {
-                    lock(&self.held).remove(&s);
-                    lock(&self.lost).insert(s);
+                    let mut held = lock(&self.held);
+                    if same(&held) {
+                        held.remove(&s);
+                        lock(&self.lost).insert(s);
+                    }
                 }
                 // A locked database: tried again at the next tick.
                 Err(_) => {}
@@ -893,6 +913,7 @@ impl Store {
             ttl,
             held: Mutex::new(BTreeMap::new()),
             lost: Mutex::new(Default::default()),
+            next: std::sync::atomic::AtomicU64::new(0),
         });
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         let period = (ttl / 3).max(Duration::from_millis(1));
@@ -919,11 +940,16 @@ impl LeaseSet {
     /// Keep `lease` (taken with this set's TTL) renewed until the handle is dropped.
     pub fn keep(&self, lease: Lease) -> HeldLease {
         let session = lease.session.clone();
+        let generation = self
+            .inner
+            .next
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         lock(&self.inner.lost).remove(&session);
-        lock(&self.inner.held).insert(session.clone(), lease);
+        lock(&self.inner.held).insert(session.clone(), (generation, lease));
         HeldLease {
             set: self.inner.clone(),
             session,
+            generation,
         }
     }
 
