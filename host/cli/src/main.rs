@@ -17,7 +17,8 @@ use std::process::ExitCode;
     about = "Oxydra: a self-hosted agent orchestrator built on WebAssembly components"
 )]
 struct Cli {
-    /// An extra agent.toml applied above the standard layers.
+    /// An extra agent.toml applied above the standard layers; a file named runner.toml
+    /// makes its directory the top config directory (its runner.toml and agent.toml).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Override one agent.toml key, e.g. --set runtime.max_turns=20 (repeatable).

@@ -113,6 +113,10 @@ impl Converter {
         Converter { session, turn }
     }
 
+    pub(crate) fn session(&self) -> &str {
+        &self.session
+    }
+
     fn progress(&self, progress: Progress, message: String) -> ServerFrame {
         ServerFrame::TurnProgress(TurnProgress {
             session_id: self.session.clone(),

@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// runs (and no turn starts) once the service is shutting down.
     gate: RwLock<bool>,
     stopping: watch::Receiver<bool>,
+    /// Set before the service shuts down: subscriptions that end now end for that.
+    shutting_down: AtomicBool,
 }
 
 /// The service, dropped off the async threads: its last drop joins threads and drops
@@ -175,6 +177,7 @@ impl Gateway {
                 requests: Mutex::new(HashMap::new()),
                 gate: RwLock::new(false),
                 stopping,
+                shutting_down: AtomicBool::new(false),
             }),
             stop,
         })
@@ -220,6 +223,7 @@ impl Gateway {
         }
         // Turns end as cancelled (their partial output persisted); every subscription
         // gets that terminal event and then ends, so followers forward it and finish.
+        shared.shutting_down.store(true, Ordering::SeqCst);
         let service = Arc::clone(&shared.service);
         let _ = tokio::task::spawn_blocking(move || service.shutdown()).await;
         let _ = stop.send(true);
@@ -279,12 +283,24 @@ fn check_origin(req: &Request) -> Result<(), String> {
         .strip_prefix("http://")
         .or_else(|| origin.strip_prefix("https://"))
         .unwrap_or("");
-    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) {
+    // Same origin, and the host an address, not a name: a DNS name rebound to 127.0.0.1
+    // (`evil.example:PORT`) sends a matching Host and Origin, so names are refused.
+    if !host.is_empty() && origin_host.eq_ignore_ascii_case(host) && is_address(host) {
         return Ok(());
     }
     Err(format!(
         "cross-origin WebSocket upgrade refused (Origin: {origin}); the gateway accepts only clients that are not browsers, or pages from its own origin"
     ))
+}
+
+/// `127.0.0.1:PORT`, `[::1]:PORT`, `localhost:PORT` (a name no DNS answer can rebind).
+fn is_address(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
 }
 
 fn refuse(status: u16, body: String) -> ErrorResponse {
@@ -297,12 +313,21 @@ fn refuse(status: u16, body: String) -> ErrorResponse {
 /// Frames out to one client: bounded, never waited on by a turn.
 #[derive(Clone)]
 struct Outbox {
-    tx: mpsc::Sender<Message>,
+    tx: mpsc::Sender<Queued>,
     /// Set when the client stopped reading and was dropped.
     dropped: Arc<AtomicBool>,
     kill: Arc<Notify>,
     stall: Duration,
+    /// Bytes queued and not yet written: the queue is bounded in bytes too, since one
+    /// frame (a `lagged` with the answer so far) can be large.
+    bytes: Arc<AtomicUsize>,
 }
+
+/// The most bytes queued for one client.
+pub const CLIENT_BUFFER_BYTES: usize = 16 * 1024 * 1024;
+
+/// A frame with its size counted in its connection's queue.
+type Queued = (Message, usize);
 
 impl Outbox {
     /// Queue a frame. While the client's buffer is full, wait for it to drain, at most
@@ -314,25 +339,41 @@ impl Outbox {
         if self.dropped.load(Ordering::SeqCst) {
             return false;
         }
-        let m = match self.tx.try_send(Message::text(f.to_json())) {
+        let json = f.to_json();
+        let len = json.len();
+        let deadline = tokio::time::Instant::now() + self.stall;
+        // Over the byte budget: wait for the writer to drain (the first frame always
+        // goes, however large).
+        while self.bytes.load(Ordering::SeqCst) > 0
+            && self.bytes.load(Ordering::SeqCst) + len > CLIENT_BUFFER_BYTES
+        {
+            if tokio::time::Instant::now() >= deadline {
+                return self.stalled();
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        self.bytes.fetch_add(len, Ordering::SeqCst);
+        let item = match self.tx.try_send((Message::text(json), len)) {
             Ok(()) => return true,
             Err(mpsc::error::TrySendError::Closed(_)) => return false,
-            Err(mpsc::error::TrySendError::Full(m)) => m,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
         };
-        match tokio::time::timeout(self.stall, self.tx.send(m)).await {
+        match tokio::time::timeout_at(deadline, self.tx.send(item)).await {
             Ok(Ok(())) => true,
             Ok(Err(_)) => false,
-            Err(_) => {
-                if !self.dropped.swap(true, Ordering::SeqCst) {
-                    tracing::warn!(
-                        "a client read nothing for {:?} with its buffer full: dropping it",
-                        self.stall
-                    );
-                }
-                self.kill.notify_one();
-                false
-            }
+            Err(_) => self.stalled(),
         }
+    }
+
+    fn stalled(&self) -> bool {
+        if !self.dropped.swap(true, Ordering::SeqCst) {
+            tracing::warn!(
+                "a client read nothing for {:?} with its buffer full: dropping it",
+                self.stall
+            );
+        }
+        self.kill.notify_one();
+        false
     }
 
     async fn error(&self, code: &str, message: impl Into<String>, request_id: Option<String>) {
@@ -348,10 +389,13 @@ impl Outbox {
 
     /// The last frame: the writer sends it and stops.
     fn close(&self, code: CloseCode, reason: &str) {
-        let _ = self.tx.try_send(Message::Close(Some(CloseFrame {
-            code,
-            reason: reason.into(),
-        })));
+        let _ = self.tx.try_send((
+            Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+            0,
+        ));
     }
 }
 
@@ -368,16 +412,23 @@ type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
 
 /// Write queued frames, flushing once per batch; stop after a close frame. Returns the
 /// sink, to close the TCP connection gracefully.
-async fn write_loop(mut sink: Sink, mut rx: mpsc::Receiver<Message>) -> Option<Sink> {
-    while let Some(m) = rx.recv().await {
+async fn write_loop(
+    mut sink: Sink,
+    mut rx: mpsc::Receiver<Queued>,
+    bytes: Arc<AtomicUsize>,
+) -> Option<Sink> {
+    while let Some((m, len)) = rx.recv().await {
         let mut close = matches!(m, Message::Close(_));
         sink.feed(m).await.ok()?;
+        let mut written = len;
         while !close {
-            let Ok(m) = rx.try_recv() else { break };
+            let Ok((m, len)) = rx.try_recv() else { break };
             close = matches!(m, Message::Close(_));
             sink.feed(m).await.ok()?;
+            written += len;
         }
         sink.flush().await.ok()?;
+        bytes.fetch_sub(written, Ordering::SeqCst);
         if close {
             break;
         }
@@ -452,14 +503,16 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     };
     let bearer = lock(&upgrade).bearer.take();
     let (sink, mut source) = ws.split();
-    let (tx, rx) = mpsc::channel::<Message>(shared.opts.client_buffer.max(16));
+    let (tx, rx) = mpsc::channel::<Queued>(shared.opts.client_buffer.max(16));
+    let bytes = Arc::new(AtomicUsize::new(0));
     let out = Outbox {
         tx,
         dropped: Arc::new(AtomicBool::new(false)),
         kill: Arc::new(Notify::new()),
         stall: shared.opts.stall_timeout,
+        bytes: bytes.clone(),
     };
-    let mut writer = tokio::spawn(write_loop(sink, rx));
+    let mut writer = tokio::spawn(write_loop(sink, rx, bytes));
     let mut client = Client {
         shared: shared.clone(),
         out: out.clone(),
@@ -469,6 +522,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
         follower: None,
         forwarders: Vec::new(),
         close: (CloseCode::Normal, ""),
+        switching: Arc::new(AtomicBool::new(false)),
     };
     let hello_deadline = tokio::time::sleep(shared.opts.hello_timeout);
     tokio::pin!(hello_deadline);
@@ -527,15 +581,18 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
             // `turn_cancelled` and ends. Let the followers forward that, then close.
             client.finish_following(SHUTDOWN_WAIT / 2).await;
             // Said without waiting: a stalled client must not hold up the shutdown.
-            let _ = out.tx.try_send(Message::text(
-                ServerFrame::Error(ErrorFrame {
-                    request_id: None,
-                    session_id: None,
-                    turn_id: None,
-                    code: "shutting_down".into(),
-                    message: "the gateway is shutting down; reconnect when it is back".into(),
-                })
-                .to_json(),
+            let _ = out.tx.try_send((
+                Message::text(
+                    ServerFrame::Error(ErrorFrame {
+                        request_id: None,
+                        session_id: None,
+                        turn_id: None,
+                        code: "shutting_down".into(),
+                        message: "the gateway is shutting down; reconnect when it is back".into(),
+                    })
+                    .to_json(),
+                ),
+                0,
             ));
             out.close(CloseCode::Away, "the gateway is shutting down");
         }
@@ -589,6 +646,9 @@ struct Client {
     forwarders: Vec<(String, JoinHandle<()>)>,
     /// How the connection closes when a frame ends it.
     close: (CloseCode, &'static str),
+    /// Set while it opens another session: its old one archived to make room for the
+    /// new is not news to it.
+    switching: Arc<AtomicBool>,
 }
 
 /// A blocking call into the session service, off the async threads.
@@ -621,7 +681,13 @@ fn open_session(
             Open::Attach(id, agent) => service.attach(id, agent.as_deref())?,
             Open::Create(agent, name) => service.create(agent.as_deref(), name.as_deref())?,
             Open::Latest(agent, name) => match service.list()?.into_iter().next() {
-                Some(latest) => service.attach(&latest.id, agent.as_deref())?,
+                Some(latest) => match service.attach(&latest.id, agent.as_deref()) {
+                    // Another process (a `run`) drives it: start a new one instead.
+                    Err(ServiceError::SessionBusyElsewhere { .. }) => {
+                        service.create(agent.as_deref(), name.as_deref())?
+                    }
+                    r => r?,
+                },
                 None => service.create(agent.as_deref(), name.as_deref())?,
             },
         };
@@ -656,11 +722,13 @@ fn forward(
     out: Outbox,
     shared: Arc<Shared>,
     one_turn: bool,
+    switching: Arc<AtomicBool>,
 ) -> JoinHandle<()> {
     let notify = Arc::new(Notify::new());
     let n = notify.clone();
     // Called on the turn's thread for each event: it only stores a permit.
     sub.set_waker(Arc::new(move || n.notify_one()));
+    let session_id = conv.session().to_string();
     tokio::spawn(async move {
         // Frames for `e`; false once the forwarding is over.
         let mut emit = async |e: TurnEvent| {
@@ -684,6 +752,22 @@ fn forward(
                 TryRecv::Closed => {
                     if let Some(q) = queued.take() {
                         emit(q).await;
+                    }
+                    // Archived to make room (or idle): say so, rather than go quiet.
+                    if !one_turn
+                        && !shared.shutting_down.load(Ordering::SeqCst)
+                        && !switching.load(Ordering::SeqCst)
+                    {
+                        out.send(&ServerFrame::Error(ErrorFrame {
+                            request_id: None,
+                            session_id: Some(session_id.clone()),
+                            turn_id: None,
+                            code: "session_archived".into(),
+                            message: format!(
+                                "session {session_id} was archived (gateway.max_sessions_per_user or session_idle_ttl_hours); this connection no longer follows it: switch_session {session_id} resumes it"
+                            ),
+                        }))
+                        .await;
                     }
                     return;
                 }
@@ -885,18 +969,19 @@ impl Client {
         let service = Arc::clone(&self.shared.service);
         match blocking(move || open_session(&service, &how)).await {
             Ok((session, sub)) => {
-                let snap = self.follow(&session, sub);
                 let limits = self.limits();
-                self.out
-                    .send(&ServerFrame::HelloAck(protocol::HelloAck {
-                        request_id: h.request_id,
+                let request_id = h.request_id;
+                self.follow(&session, sub, |snap| {
+                    Some(ServerFrame::HelloAck(protocol::HelloAck {
+                        request_id,
                         protocol_version: PROTOCOL_VERSION,
-                        session,
-                        active_turn: active_turn(&snap),
-                        last_turn: last_turn(&snap),
+                        session: session.clone(),
+                        active_turn: active_turn(snap),
+                        last_turn: last_turn(snap),
                         limits,
                     }))
-                    .await;
+                })
+                .await;
             }
             // Authenticated, but the session could not be had: say why and stay
             // connected so the client can create or switch.
@@ -923,24 +1008,29 @@ impl Client {
         created: bool,
     ) {
         let service = Arc::clone(&self.shared.service);
-        let (session, sub) = match blocking(move || open_session(&service, &how)).await {
+        self.switching.store(true, Ordering::SeqCst);
+        let opened = blocking(move || open_session(&service, &how)).await;
+        let (session, sub) = match opened {
             Ok(x) => x,
-            Err(e) => return self.service_error(e, request_id, named).await,
+            Err(e) => {
+                self.switching.store(false, Ordering::SeqCst);
+                return self.service_error(e, request_id, named).await;
+            }
         };
-        let snap = self.follow(&session, sub);
-        let body = protocol::SessionSwitched {
-            request_id,
-            session,
-            active_turn: active_turn(&snap),
-            last_turn: last_turn(&snap),
-        };
-        self.out
-            .send(&if created {
+        self.follow(&session, sub, |snap| {
+            let body = protocol::SessionSwitched {
+                request_id,
+                session: session.clone(),
+                active_turn: active_turn(snap),
+                last_turn: last_turn(snap),
+            };
+            Some(if created {
                 ServerFrame::SessionCreated(body)
             } else {
                 ServerFrame::SessionSwitched(body)
             })
-            .await;
+        })
+        .await;
     }
 
     fn stop_following(&mut self) {
@@ -970,8 +1060,14 @@ impl Client {
     }
 
     /// Follow `session` through `sub`, made by [`open_session`]: its snapshot now, its
-    /// events from now on.
-    fn follow(&mut self, session: &protocol::SessionRef, sub: Subscription) -> TurnSnapshot {
+    /// events from now on. `ack` (built from the snapshot) is queued before any of them.
+    async fn follow(
+        &mut self,
+        session: &protocol::SessionRef,
+        sub: Subscription,
+        ack: impl FnOnce(&TurnSnapshot) -> Option<ServerFrame>,
+    ) {
+        self.switching.store(true, Ordering::SeqCst);
         if let Some(f) = self.follower.take() {
             f.abort();
         }
@@ -988,15 +1084,21 @@ impl Client {
             _ => TurnSnapshot::default(),
         };
         let conv = Converter::new(id.clone(), snap.turn_id.clone().filter(|_| snap.active));
+        if let Some(f) = ack(&snap) {
+            self.out.send(&f).await;
+        }
+        // The old follower keeps its flag (set: it says nothing more); the new one
+        // gets its own.
+        self.switching = Arc::new(AtomicBool::new(false));
         self.follower = Some(forward(
             sub,
             conv,
             self.out.clone(),
             self.shared.clone(),
             false,
+            self.switching.clone(),
         ));
         self.session = Some((id, session.agent_name.clone()));
-        snap
     }
 
     /// The session a frame names, or the connection's own.
@@ -1072,7 +1174,7 @@ impl Client {
             let how = Open::Attach(id.clone(), None);
             match blocking(move || open_session(&service, &how)).await {
                 Ok((session, sub)) => {
-                    self.follow(&session, sub);
+                    self.follow(&session, sub, |_| None).await;
                 }
                 Err(e) => return self.service_error(e, t.request_id, Some(id)).await,
             }
@@ -1099,7 +1201,14 @@ impl Client {
                 // A turn in another session: forward this turn only.
                 let turn = sub.turn_id().map(str::to_string);
                 let conv = Converter::new(id.clone(), turn);
-                let task = forward(sub, conv, self.out.clone(), self.shared.clone(), true);
+                let task = forward(
+                    sub,
+                    conv,
+                    self.out.clone(),
+                    self.shared.clone(),
+                    true,
+                    self.switching.clone(),
+                );
                 self.forwarders.retain(|(_, f)| !f.is_finished());
                 self.forwarders.push((id, task));
             }
@@ -1131,10 +1240,16 @@ impl Client {
     }
 
     async fn health(&mut self, request_id: Option<String>, message: Option<String>) {
-        let snap = self
-            .session
-            .as_ref()
-            .and_then(|(id, _)| self.shared.service.snapshot(id));
+        let service = Arc::clone(&self.shared.service);
+        let id = self.session.as_ref().map(|(id, _)| id.clone());
+        let (snap, live) = blocking(move || {
+            Ok((
+                id.and_then(|id| service.snapshot(&id)),
+                service.live_sessions(),
+            ))
+        })
+        .await
+        .unwrap_or((None, 0));
         self.out
             .send(&ServerFrame::HealthStatus(protocol::HealthStatus {
                 request_id,
@@ -1142,7 +1257,7 @@ impl Client {
                 user_id: self.shared.service.user().to_string(),
                 session_id: self.session.as_ref().map(|(id, _)| id.clone()),
                 active_turn: snap.as_ref().and_then(active_turn),
-                live_sessions: self.shared.service.live_sessions(),
+                live_sessions: live,
                 connections: self.shared.connections.load(Ordering::SeqCst),
                 version: env!("CARGO_PKG_VERSION").to_string(),
                 message,
@@ -1247,6 +1362,20 @@ mod tests {
         }
         // Without a Host there is no own origin to match.
         assert!(check_origin(&upgrade(&[("origin", "http://127.0.0.1:8080")])).is_err());
+        // IPv6 loopback is an address too.
+        let r = check_origin(&upgrade(&[
+            ("host", "[::1]:9"),
+            ("origin", "http://[::1]:9"),
+        ]));
+        assert!(r.is_ok(), "{r:?}");
+        // DNS rebinding: a page of evil.example, its name now resolving to 127.0.0.1,
+        // sends a Host and Origin that match each other: refused, it is a name.
+        let e = check_origin(&upgrade(&[
+            ("host", "evil.example:8080"),
+            ("origin", "http://evil.example:8080"),
+        ]))
+        .unwrap_err();
+        assert!(e.contains("cross-origin"), "{e}");
     }
 
     #[test]

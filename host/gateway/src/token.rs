@@ -71,8 +71,20 @@ pub fn load_or_create(ws: &Path, env: Option<String>) -> Result<Token, TokenErro
     let dir = ws.join("ipc");
     std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
     let value = generate()?;
-    write_private(&path, &value)?;
-    Ok(Token { value, source })
+    // Created only if absent (a hard link fails when the name exists), so two serves
+    // starting at once agree on one token: the loser reads the winner's.
+    let tmp = dir.join(format!("gateway-token.{}.new", std::process::id()));
+    write_private(&tmp, &value)?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(Token { value, source }),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => read(ws).and_then(|t| {
+            check_private(&path)?;
+            Ok(t)
+        }),
+        Err(e) => Err(io(&path, e)),
+    }
 }
 
 /// Read an existing token (clients: the TUI).

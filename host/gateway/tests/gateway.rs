@@ -1354,3 +1354,26 @@ fn turns_below_the_users_cap_are_never_queued() {
         );
     });
 }
+
+/// A session pushed out of memory to make room for another is not silently dropped by
+/// the clients following it: they are told, and switching back resumes it.
+#[test]
+fn a_followed_session_archived_to_make_room_is_announced_and_resumable() {
+    let env = Env::with(vec![answer("resumed ")], |cfg| {
+        cfg.gateway.max_sessions_per_user = 1
+    });
+    env.serve(GatewayOptions::default(), async |gw| {
+        let (mut a, ack) = gw.hello(json!({})).await;
+        let first = sid(&ack);
+        // Another client's new session takes the only live place.
+        let (_b, _) = gw.hello(json!({"create_new_session": true})).await;
+        let e = a.error("session_archived").await;
+        assert_eq!(e["session_id"], first.as_str());
+        assert!(
+            e["message"].as_str().unwrap().contains("switch_session"),
+            "{e}"
+        );
+        a.send("switch_session", json!({"session_id": first})).await;
+        assert_eq!(sid(&a.expect("session_switched").await), first);
+    });
+}

@@ -175,7 +175,8 @@ impl App {
 
     fn request_id(&mut self) -> String {
         self.next_request += 1;
-        format!("tui-{}", self.next_request)
+        // The pid keeps two TUIs on one session from taking each other's turns as theirs.
+        format!("tui-{}-{}", std::process::id(), self.next_request)
     }
 
     /// Queue a frame, or say why it cannot go.
@@ -313,7 +314,7 @@ mod tests {
         type_text(&mut app, "hello");
         app.on_key(key(KeyCode::Enter, KeyModifiers::NONE));
         app.on_frame(ServerFrame::TurnStarted(TurnRef {
-            request_id: Some("tui-1".into()),
+            request_id: Some(format!("tui-{}-1", std::process::id())),
             session_id: "0123456789abcdef01234567".into(),
             turn_id: "t1".into(),
         }));

@@ -269,7 +269,7 @@ impl App {
                 let near: Vec<&str> = COMMANDS
                     .iter()
                     .copied()
-                    .filter(|c| c.starts_with(&other[..other.len().min(3)]))
+                    .filter(|c| c.starts_with(&other.chars().take(3).collect::<String>()))
                     .collect();
                 let hint = if near.is_empty() {
                     String::new()
