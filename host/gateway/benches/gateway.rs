@@ -343,7 +343,9 @@ fn main() {
         one_turn(&rt, &system, &root.path().join("ws-a"));
     }
     if part("b") {
-        many_sessions(&rt, &system, root.path());
+        // The reference's load first (200), then the target's (1,000).
+        many_sessions(&rt, &system, root.path(), 200);
+        many_sessions(&rt, &system, root.path(), SESSIONS);
     }
 }
 
@@ -465,15 +467,15 @@ fn one_turn(rt: &tokio::runtime::Runtime, system: &Arc<System>, ws: &Path) {
 
 /// (b) 1,000 sessions, one text turn each, all at once: over 1,000 WebSocket connections,
 /// then through submit directly.
-fn many_sessions(rt: &tokio::runtime::Runtime, system: &Arc<System>, root: &Path) {
-    let svc = service(system, &root.join("ws-b"), None);
+fn many_sessions(rt: &tokio::runtime::Runtime, system: &Arc<System>, root: &Path, n: usize) {
+    let svc = service(system, &root.join(format!("ws-b{n}")), None);
     let (mut lat, errors, wall, setup, frames, queued) = rt.block_on(async {
         let (addr, stop, run) = serve(&svc, GatewayOptions::from_config(&system.config)).await;
         let t = Instant::now();
         let mut clients = Vec::new();
         let mut errors = Vec::new();
         // Connect in waves of 100 (the accept backlog), each with a new session.
-        for wave in 0..SESSIONS / 100 {
+        for wave in 0..n / 100 {
             let mut joins = Vec::new();
             for _ in 0..100 {
                 joins.push(tokio::spawn(Client::connect(
@@ -524,10 +526,8 @@ fn many_sessions(rt: &tokio::runtime::Runtime, system: &Arc<System>, root: &Path
     drop_off_runtime(svc);
 
     // The same through submit directly (no gateway), from one thread.
-    let svc = service(system, &root.join("ws-b2"), None);
-    let ids: Vec<String> = (0..SESSIONS)
-        .map(|_| svc.create(None, None).unwrap().id)
-        .collect();
+    let svc = service(system, &root.join(format!("ws-b{n}-direct")), None);
+    let ids: Vec<String> = (0..n).map(|_| svc.create(None, None).unwrap().id).collect();
     let t = Instant::now();
     let subs: Vec<_> = ids
         .iter()
@@ -551,7 +551,7 @@ fn many_sessions(rt: &tokio::runtime::Runtime, system: &Arc<System>, root: &Path
     drop(svc);
 
     println!();
-    println!("== (b) {SESSIONS} sessions, one text turn each, all at once");
+    println!("== (b) {n} sessions, one text turn each, all at once");
     println!(
         "reference Oxydra 200 sessions p99 186 ms; target 1,000 sessions p99 <= 100 ms, zero errors"
     );
