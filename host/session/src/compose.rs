@@ -35,18 +35,7 @@ pub fn valid_user_id(user: &str) -> bool {
 /// one, else `local`.
 pub fn default_workspace(sources: &Sources, user: Option<String>) -> Result<PathBuf, SetupError> {
     let runner = config::load_runner(sources)?.value;
-    let user = match user {
-        Some(u) => u,
-        None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
-        None => "local".to_string(),
-    };
-    if !valid_user_id(&user) {
-        return Err(SetupError::Key {
-            key: "user".into(),
-            message: format!("user id `{user}`: use letters, digits, `-` and `_`"),
-        });
-    }
-    Ok(runner.workspace_root.join(user))
+    Ok(pick_user(&runner, user, false)?.1)
 }
 
 /// The user a long-running role (`serve`, `tui`) acts for and their workspace: `user`,
@@ -57,7 +46,16 @@ pub fn user_and_workspace(
     user: Option<String>,
 ) -> Result<(String, PathBuf), SetupError> {
     let runner = config::load_runner(sources)?.value;
-    if let Some(u) = &user
+    pick_user(&runner, user, true)
+}
+
+fn pick_user(
+    runner: &config::RunnerConfig,
+    user: Option<String>,
+    listed_only: bool,
+) -> Result<(String, PathBuf), SetupError> {
+    if listed_only
+        && let Some(u) = &user
         && !runner.users.is_empty()
         && !runner.users.contains_key(u)
     {
@@ -74,7 +72,13 @@ pub fn user_and_workspace(
         None if runner.users.len() == 1 => runner.users.keys().next().cloned().unwrap_or_default(),
         None => "local".to_string(),
     };
-    let ws = default_workspace(sources, Some(user.clone()))?;
+    if !valid_user_id(&user) {
+        return Err(SetupError::Key {
+            key: "user".into(),
+            message: format!("user id `{user}`: use letters, digits, `-` and `_`"),
+        });
+    }
+    let ws = runner.workspace_root.join(&user);
     Ok((user, ws))
 }
 
