@@ -3,11 +3,12 @@
 //! OpenAI-compatible server on 127.0.0.1 plays the model.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
 use serde_json::{Value, json};
-use server::{Piece, Reply, Server};
+use server::{Piece, Reply};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -37,36 +38,13 @@ fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
     server::openai::tool_calls(calls, None)
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-}
+use common::Env;
 
 impl Env {
-    fn new(replies: Vec<Reply>, extra_config: &str) -> Env {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let server = Server::start(replies);
-        let cfg = format!(
-            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
-             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n{extra_config}",
-            server.url
-        );
-        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
-        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
-        Env { dir, server }
-    }
-    fn ws(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
-            .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-            .current_dir(self.dir.path())
-            .arg("run")
+    /// `oxydra-host run --workspace <ws> <args>`.
+    fn run_cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.cmd();
+        c.arg("run")
             .args(["--workspace", self.ws().to_str().unwrap()])
             .args(args);
         c
@@ -86,20 +64,7 @@ impl Running {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut stderr = child.stderr.take().unwrap();
-        let err = Arc::new(Mutex::new(String::new()));
-        let e = err.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                e.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let err = common::collect(child.stderr.take().unwrap());
         Running { child, err }
     }
     fn wait_for(&self, needle: &str) {
@@ -139,16 +104,16 @@ fn sessions_in(store: &Path) -> usize {
 
 #[test]
 fn twenty_runs_at_once_in_one_workspace_all_finish() {
-    let env = Env::new(
+    let env = Env::with_config(
         (0..20).map(|i| answer(&format!("answer {i}"))).collect(),
         "",
     );
     // One run first, so the first-start work (the compile cache) is not what is tested.
-    let warm = Running::start(env.cmd(&["warm up"]));
+    let warm = Running::start(env.run_cmd(&["warm up"]));
     let (status, err) = warm.finish();
     assert!(status.success(), "{err}");
     let runs: Vec<Running> = (0..19)
-        .map(|i| Running::start(env.cmd(&[&format!("prompt {i}")])))
+        .map(|i| Running::start(env.run_cmd(&[&format!("prompt {i}")])))
         .collect();
     for r in runs {
         let (status, err) = r.finish();
@@ -160,7 +125,7 @@ fn twenty_runs_at_once_in_one_workspace_all_finish() {
 
 #[test]
 fn a_session_another_process_is_driving_is_refused_as_busy() {
-    let env = Env::new(
+    let env = Env::with_config(
         vec![
             answer("first"),
             slow("slow ", Duration::from_millis(2500)),
@@ -168,23 +133,23 @@ fn a_session_another_process_is_driving_is_refused_as_busy() {
         ],
         "",
     );
-    let first = Running::start(env.cmd(&["hello"]));
+    let first = Running::start(env.run_cmd(&["hello"]));
     let id = first.session();
     assert!(first.finish().0.success());
-    let a = Running::start(env.cmd(&["--session", &id, "long one"]));
+    let a = Running::start(env.run_cmd(&["--session", &id, "long one"]));
     a.wait_for("[session] ");
     // Give A time to send its request; B then finds the session leased.
     while env.server.requests().len() < 2 {
         std::thread::sleep(Duration::from_millis(10));
     }
-    let b = Running::start(env.cmd(&["--session", &id, "interleaved?"]));
+    let b = Running::start(env.run_cmd(&["--session", &id, "interleaved?"]));
     let (status, err) = b.finish();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("is busy in another process"), "{err}");
     let (status, err) = a.finish();
     assert!(status.success(), "{err}");
     // Once A is done, the session takes the next turn.
-    let c = Running::start(env.cmd(&["--session", &id, "now"]));
+    let c = Running::start(env.run_cmd(&["--session", &id, "now"]));
     let (status, err) = c.finish();
     assert!(status.success(), "{err}");
 }
@@ -205,15 +170,15 @@ fn kill_9_while_tools_run_leaves_a_history_the_provider_accepts() {
         .iter()
         .map(|(id, a)| (id.as_str(), "fx_handoff", a.clone()))
         .collect();
-    let env = Env::new(vec![tool_calls(&refs), answer("resumed")], &extra);
-    let mut run = Running::start(env.cmd(&["sleep three times"]));
+    let env = Env::with_config(vec![tool_calls(&refs), answer("resumed")], &extra);
+    let mut run = Running::start(env.run_cmd(&["sleep three times"]));
     let id = run.session();
     run.wait_for("[tool] fx_handoff");
     run.child.kill().unwrap(); // SIGKILL
     let (status, _) = run.finish();
     assert!(!status.success());
 
-    let again = Running::start(env.cmd(&["--session", &id, "continue"]));
+    let again = Running::start(env.run_cmd(&["--session", &id, "continue"]));
     let (status, err) = again.finish();
     assert!(status.success(), "{err}");
     assert!(err.contains("the previous turn was interrupted"), "{err}");
@@ -238,7 +203,7 @@ fn kill_9_while_tools_run_leaves_a_history_the_provider_accepts() {
 
 #[test]
 fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
-    let env = Env::new(
+    let env = Env::with_config(
         vec![
             drip(40, Duration::from_millis(50)),
             slow("partial ", Duration::from_millis(3000)),
@@ -248,7 +213,7 @@ fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
     // `run … | head -1`: the reader goes away mid-answer; the turn is cancelled, not
     // completed (the answer had 40 lines to go).
     let mut child = env
-        .cmd(&["write a lot"])
+        .run_cmd(&["write a lot"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -276,7 +241,7 @@ fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
     drop(store);
 
     // SIGINT: cancelled at once, persisted as cancelled, exit 130.
-    let run = Running::start(env.cmd(&["again"]));
+    let run = Running::start(env.run_cmd(&["again"]));
     let id = run.session();
     while env.server.requests().len() < 2 {
         std::thread::sleep(Duration::from_millis(10));
@@ -307,8 +272,8 @@ fn a_closed_stdout_and_sigint_cancel_the_turn_and_keep_it() {
 
 #[test]
 fn a_provider_that_never_answers_is_stopped_by_the_wall_budget_and_names_it() {
-    let env = Env::new(vec![Reply::silent(Duration::from_secs(120))], "");
-    let run = Running::start(env.cmd(&["--set", "runtime.max_wall_secs=1", "hello?"]));
+    let env = Env::with_config(vec![Reply::silent(Duration::from_secs(120))], "");
+    let run = Running::start(env.run_cmd(&["--set", "runtime.max_wall_secs=1", "hello?"]));
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(
@@ -319,14 +284,14 @@ fn a_provider_that_never_answers_is_stopped_by_the_wall_budget_and_names_it() {
 
 #[test]
 fn a_long_retry_after_is_reported_as_asked_not_as_attempts_used_up() {
-    let env = Env::new(
+    let env = Env::with_config(
         vec![
             Reply::status(429, "{\"error\":{\"message\":\"slow down\"}}")
                 .header("retry-after", "3600"),
         ],
         "",
     );
-    let run = Running::start(env.cmd(&["hello?"]));
+    let run = Running::start(env.run_cmd(&["hello?"]));
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(1), "{err}");
     assert_eq!(
@@ -342,8 +307,9 @@ fn a_long_retry_after_is_reported_as_asked_not_as_attempts_used_up() {
 fn an_answer_past_the_byte_cap_is_cut_with_an_error_naming_the_key() {
     let big = "x".repeat(4000);
     let pieces = std::iter::repeat_n(&big, 50).map(|t| delta(t)).collect();
-    let env = Env::new(vec![stream(pieces, None)], "");
-    let run = Running::start(env.cmd(&["--set", "reliability.max_response_bytes=20000", "talk"]));
+    let env = Env::with_config(vec![stream(pieces, None)], "");
+    let run =
+        Running::start(env.run_cmd(&["--set", "reliability.max_response_bytes=20000", "talk"]));
     let (status, err) = run.finish();
     assert_eq!(status.code(), Some(1), "{err}");
     assert!(err.contains("reliability.max_response_bytes"), "{err}");
@@ -372,8 +338,8 @@ fn a_secret_the_model_writes_is_shown_run_and_stored_redacted() {
         "file_write",
         json!({"path": "/shared/creds.txt", "content": format!("key={key}\naws=AKIAIOSFODNN7EXAMPLE\n")}),
     )]);
-    let env = Env::new(vec![write, echo], "");
-    let o = env.cmd(&["show me the key"]).output().unwrap();
+    let env = Env::with_config(vec![write, echo], "");
+    let o = env.run_cmd(&["show me the key"]).output().unwrap();
     let (out, err) = (
         String::from_utf8_lossy(&o.stdout).into_owned(),
         String::from_utf8_lossy(&o.stderr).into_owned(),
@@ -407,12 +373,12 @@ fn a_secret_the_model_writes_is_shown_run_and_stored_redacted() {
 
 #[test]
 fn logs_are_not_coloured_off_a_terminal_and_a_money_budget_needs_prices() {
-    let env = Env::new(
+    let env = Env::with_config(
         vec![tool_calls(&[("l1", "file_list", json!({}))]), answer("hi")],
         "",
     );
     let o = env
-        .cmd(&["hello"])
+        .run_cmd(&["hello"])
         .env("OXYDRA_LOG", "debug")
         .output()
         .unwrap();
@@ -427,9 +393,9 @@ fn logs_are_not_coloured_off_a_terminal_and_a_money_budget_needs_prices() {
         "no colour codes when stderr is not a terminal"
     );
 
-    let env = Env::new(vec![], "[catalog]\nskip_catalog_validation = true\n");
+    let env = Env::with_config(vec![], "[catalog]\nskip_catalog_validation = true\n");
     let o = env
-        .cmd(&[
+        .run_cmd(&[
             "--set",
             "selection.model=my-local-model",
             "--set",

@@ -2,18 +2,16 @@
 //! 127.0.0.1 playing the model (it calls tools), the bundled tool components, a workspace.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
 use serde_json::{Value, json};
-use server::{Reply, Server};
-use std::path::{Path, PathBuf};
+use server::Reply;
+use std::path::Path;
 use std::process::{Command, Output};
 
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-}
+use common::Env;
 
 fn tool_calls(calls: &[(&str, &str, Value)]) -> Reply {
     server::openai::tool_calls(calls, Some((100, 20)))
@@ -24,33 +22,6 @@ fn answer(text: &str) -> Reply {
 }
 
 impl Env {
-    fn new(replies: Vec<Reply>) -> Env {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let server = Server::start(replies);
-        let cfg = format!(
-            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
-             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
-            server.url
-        );
-        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
-        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
-        Env { dir, server }
-    }
-    fn ws(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-    /// The binary with a clean environment: this test's home, cache and model key.
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
-            .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-            .current_dir(self.dir.path());
-        c
-    }
-
     fn run(&self, extra: &[&str], prompt: &str) -> Output {
         self.cmd()
             .arg("run")

@@ -5,54 +5,23 @@
 //! client speaks to the gateway.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
 use serde_json::{Value, json};
-use server::{Piece, Reply, Server};
-use std::io::{BufRead, BufReader, Read};
+use server::Piece;
+use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
-struct Env {
-    dir: tempfile::TempDir,
-    _server: Server,
-}
+use common::Env;
 
 impl Env {
-    fn new(replies: Vec<Reply>) -> Env {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let server = Server::start(replies);
-        let cfg = format!(
-            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
-             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
-            server.url
-        );
-        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
-        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
-        Env {
-            dir,
-            _server: server,
-        }
-    }
-    fn ws(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
-            .env("LOCAL_KEY", "sk-local-5f3e9a7c1b2d4e6f8a0b")
-            .env("OXYDRA_LOG", "info")
-            .current_dir(self.dir.path());
-        c
-    }
     fn serve(&self, extra_env: &[(&str, &str)]) -> Serve {
         let mut c = self.cmd();
         c.args(["serve", "--workspace", self.ws().to_str().unwrap()]);
@@ -79,26 +48,13 @@ impl Serve {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
-        let mut stderr = child.stderr.take().unwrap();
+        let err = common::collect(child.stderr.take().unwrap());
         let out = Arc::new(Mutex::new(Vec::new()));
-        let err = Arc::new(Mutex::new(String::new()));
         let o = out.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
                 o.lock().unwrap().push(line);
-            }
-        });
-        let e = err.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                e.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
         Serve { child, out, err }

@@ -5,6 +5,7 @@
 //! when tmux is not installed.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+mod common;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
@@ -50,17 +51,9 @@ struct Env {
 
 impl Env {
     fn new(replies: Vec<Reply>) -> Env {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let model = Server::start(replies);
-        let cfg = format!(
-            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
-             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n",
-            model.url
-        );
-        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
-        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
+        let common::Env { dir, server } = common::Env::new(replies);
         std::fs::create_dir_all(dir.path().join("ws/shared")).unwrap();
-        Env { dir, model }
+        Env { dir, model: server }
     }
 
     fn ws(&self) -> PathBuf {
