@@ -1317,6 +1317,10 @@ fn past_the_users_session_limit_creating_a_session_is_an_error_that_names_it() {
                 .contains("max_sessions_per_user"),
             "{e}"
         );
+        // The refused session was not made: one session is stored.
+        a.send("list_sessions", json!({})).await;
+        let list = a.until("session_list").await.pop().unwrap()["payload"].clone();
+        assert_eq!(list["sessions"].as_array().unwrap().len(), 1, "{list}");
         // The turn goes on; once it is over, the idle session makes room.
         a.until("turn_completed").await;
         a.send("create_session", json!({})).await;

@@ -322,8 +322,10 @@ impl SessionService {
             return Err(ServiceError::Stopped);
         }
         let agent = agent.unwrap_or("default");
-        // Build the agent's runtime first: a config that cannot run makes no session.
+        // Build the agent's runtime first, and make room: a config that cannot run, or a
+        // user with every live session busy, makes no session.
         self.inner.runtime_for(agent)?;
+        self.inner.make_room()?;
         let random = new_session_id()?;
         let id = match name {
             None => random,
@@ -646,31 +648,9 @@ impl Inner {
         ids
     }
 
-    /// The live actor of `id`, started if needed (archiving the least recently active
-    /// idle session past `max_live_sessions`), and how many cut-off turns starting it
-    /// marked interrupted.
-    fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<(Arc<Actor>, u64), ServiceError> {
-        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err(ServiceError::Stopped);
-        }
-        let runtime = self.runtime_for(agent)?;
-        let live = |runtime: &Arc<AgentRuntime>| {
-            let a = lock(&self.actors).get(id).cloned()?;
-            let mut st = lock(&a.state);
-            st.agent = agent.to_string();
-            st.runtime = runtime.clone();
-            drop(st);
-            Some(a)
-        };
-        if let Some(a) = live(&runtime) {
-            return Ok((a, 0));
-        }
-        // One actor is started at a time: two attaches of one session racing (two
-        // clients reconnecting together) must end with one actor and one lease.
-        let _starting = lock(&self.starting);
-        if let Some(a) = live(&runtime) {
-            return Ok((a, 0));
-        }
+    /// Below `max_live_sessions` live actors, or one idle session archived to get there
+    /// (the least recently active, preferring one nobody follows); else `TooManySessions`.
+    fn make_room(&self) -> Result<(), ServiceError> {
         let count = lock(&self.actors).len();
         let max = self.opts.max_live_sessions.max(1) as usize;
         if count >= max {
@@ -696,6 +676,35 @@ impl Inner {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The live actor of `id`, started if needed (archiving the least recently active
+    /// idle session past `max_live_sessions`), and how many cut-off turns starting it
+    /// marked interrupted.
+    fn actor(self: &Arc<Self>, id: &str, agent: &str) -> Result<(Arc<Actor>, u64), ServiceError> {
+        if self.stopped.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(ServiceError::Stopped);
+        }
+        let runtime = self.runtime_for(agent)?;
+        let live = |runtime: &Arc<AgentRuntime>| {
+            let a = lock(&self.actors).get(id).cloned()?;
+            let mut st = lock(&a.state);
+            st.agent = agent.to_string();
+            st.runtime = runtime.clone();
+            drop(st);
+            Some(a)
+        };
+        if let Some(a) = live(&runtime) {
+            return Ok((a, 0));
+        }
+        // One actor is started at a time: two attaches of one session racing (two
+        // clients reconnecting together) must end with one actor and one lease.
+        let _starting = lock(&self.starting);
+        if let Some(a) = live(&runtime) {
+            return Ok((a, 0));
+        }
+        self.make_room()?;
         // The lease first: only then is a turn still marked running known to be cut off
         // (kill -9, power loss) rather than another process's; its messages stay and the
         // turn is marked interrupted.
