@@ -53,7 +53,13 @@ pub struct GatewayOptions {
     pub hello_timeout: Duration,
     /// How often idle sessions are looked at for archiving.
     pub reap_every: Duration,
+    /// Connections open at once; past it an upgrade is refused with 503, so
+    /// unauthenticated connections cannot pile up buffers without bound.
+    pub max_connections: usize,
 }
+
+/// Default of [`GatewayOptions::max_connections`].
+pub const MAX_CONNECTIONS: usize = 4096;
 
 impl GatewayOptions {
     pub fn from_config(cfg: &oxydra_session::config::AgentConfig) -> GatewayOptions {
@@ -66,6 +72,7 @@ impl GatewayOptions {
             stall_timeout: Duration::from_secs(10),
             hello_timeout: HELLO_TIMEOUT,
             reap_every: idle.clamp(Duration::from_secs(1), Duration::from_secs(300)),
+            max_connections: MAX_CONNECTIONS,
         }
     }
 
@@ -448,8 +455,9 @@ enum End {
 }
 
 async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    shared.connections.fetch_add(1, Ordering::SeqCst);
+    let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = Guard(shared.clone());
+    let over = (open > shared.opts.max_connections).then_some(shared.opts.max_connections);
     // Without it every small frame waits for the peer's delayed ACK (~40 ms a turn).
     let _ = stream.set_nodelay(true);
     let upgrade = Arc::new(Mutex::new(Upgrade::default()));
@@ -457,6 +465,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     // The handshake's callback type is tungstenite's: its error is an HTTP response.
     #[allow(clippy::result_large_err)]
     let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
+        if let Some(max) = over {
+            return Err(refuse(
+                503,
+                format!("the gateway has {max} connections open, its limit; try again later"),
+            ));
+        }
         if req.uri().path() != "/ws" {
             return Err(refuse(404, "the gateway's WebSocket is at /ws".into()));
         }

@@ -1381,3 +1381,37 @@ fn a_followed_session_archived_to_make_room_is_announced_and_resumable() {
         assert_eq!(sid(&a.expect("session_switched").await), first);
     });
 }
+
+/// Connections past the cap are refused at the upgrade (503), and a place freed is
+/// usable again: unauthenticated connections cannot pile up without bound.
+#[test]
+fn connections_past_the_cap_are_refused_until_one_closes() {
+    let env = Env::new(vec![]);
+    let opts = GatewayOptions {
+        max_connections: 1,
+        ..GatewayOptions::default()
+    };
+    env.serve(opts, async |gw| {
+        let (first, _) = gw.hello(json!({})).await;
+        match gw.connect_with("/ws", &[]).await {
+            Err(tungstenite::Error::Http(resp)) => assert_eq!(resp.status().as_u16(), 503),
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("a second connection was let in past max_connections = 1"),
+        }
+        drop(first);
+        // The gateway notices the close; then the place is free.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            match gw.connect_with("/ws", &[]).await {
+                Ok(mut c) => {
+                    c.hello(&gw.token, json!({})).await;
+                    break;
+                }
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("still refused after the first closed: {e}"),
+            }
+        }
+    });
+}
