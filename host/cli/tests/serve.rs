@@ -154,6 +154,13 @@ fn next_of(ws: &mut Ws, ty: &str) -> Value {
     }
 }
 
+/// Send `hello` with the token (and the `extra` payload fields).
+fn hello(ws: &mut Ws, token: &str, mut extra: Value) {
+    extra["protocol_version"] = json!(3);
+    extra["token"] = json!(token);
+    send(ws, "hello", extra);
+}
+
 fn token(ws_dir: &Path) -> String {
     std::fs::read_to_string(ws_dir.join("ipc/gateway-token"))
         .unwrap()
@@ -187,11 +194,7 @@ fn serve_prints_one_line_writes_the_endpoint_and_a_private_token_and_stops_on_si
         assert_eq!(mode & 0o777, 0o600);
     }
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": tok}),
-    );
+    hello(&mut ws, &tok, json!({}));
     let ack = next_of(&mut ws, "hello_ack");
     assert_eq!(ack["session"]["user_id"], "local");
     send(&mut ws, "send_turn", json!({"prompt": "hello?"}));
@@ -223,11 +226,7 @@ fn the_token_can_come_from_the_environment_and_a_wrong_one_is_refused() {
     let url = serve.url();
     assert!(!env.ws().join("ipc/gateway-token").exists());
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": "wrong-wrong-wrong-wrong"}),
-    );
+    hello(&mut ws, "wrong-wrong-wrong-wrong", json!({}));
     let e = next_of_error(&mut ws);
     assert_eq!(e["code"], "unauthorized");
     assert!(
@@ -239,11 +238,7 @@ fn the_token_can_come_from_the_environment_and_a_wrong_one_is_refused() {
     );
     assert!(next(&mut ws).is_none(), "then the connection closes");
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": secret}),
-    );
+    hello(&mut ws, secret, json!({}));
     next_of(&mut ws, "hello_ack");
 }
 
@@ -293,11 +288,7 @@ fn a_user_runner_toml_does_not_list_is_refused_and_runner_toml_as_config_works()
         url
     );
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": token(&ws_dir)}),
-    );
+    hello(&mut ws, &token(&ws_dir), json!({}));
     let ack = next_of(&mut ws, "hello_ack");
     assert_eq!(ack["session"]["user_id"], "alice");
 }
@@ -319,11 +310,7 @@ fn sigterm_mid_turn_cancels_it_keeps_the_partial_answer_and_exits_0() {
     let url = serve.url();
     let tok = token(&env.ws());
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": tok}),
-    );
+    hello(&mut ws, &tok, json!({}));
     let ack = next_of(&mut ws, "hello_ack");
     let session = ack["session"]["session_id"].as_str().unwrap().to_string();
     send(&mut ws, "send_turn", json!({"prompt": "go slowly"}));
@@ -360,11 +347,7 @@ fn sigterm_mid_turn_cancels_it_keeps_the_partial_answer_and_exits_0() {
     let mut serve = env.serve(&[]);
     let url = serve.url();
     let mut ws = connect(&url);
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": tok, "session_id": session}),
-    );
+    hello(&mut ws, &tok, json!({"session_id": session}));
     let ack = next_of(&mut ws, "hello_ack");
     assert_eq!(ack["session"]["session_id"], session.as_str());
     let store = oxydra_store::Store::open(&env.ws().join(".oxydra/store.db")).unwrap();

@@ -5,6 +5,8 @@
 //! shutdown. Every wait is bounded (10 s).
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "../../session/tests/common/loopback.rs"]
+mod loopback;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
@@ -12,7 +14,6 @@ use futures_util::{SinkExt, StreamExt};
 use oxydra_gateway::token::{self, Token};
 use oxydra_gateway::{Gateway, GatewayOptions};
 use oxydra_session::config::AgentConfig;
-use oxydra_session::config::agent::{ProviderEntry, ProviderType};
 use oxydra_session::{ServiceOptions, SessionService, System};
 use serde_json::{Value, json};
 use server::openai::{delta, stream, tool_calls};
@@ -65,22 +66,11 @@ impl Env {
     fn with(replies: Vec<Reply>, tweak: impl FnOnce(&mut AgentConfig)) -> Env {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let model = Server::start(replies);
-        let mut cfg = AgentConfig::default();
-        cfg.providers.registry.insert(
-            "local".into(),
-            ProviderEntry {
-                provider_type: ProviderType::Openai,
-                base_url: Some(format!("{}/v1", model.url)),
-                api_key_env: Some("OXYDRA_TEST_UNSET_KEY".into()),
-                ..Default::default()
-            },
-        );
-        cfg.selection.provider = "local".into();
-        cfg.components.bundled_dir =
-            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/components"));
         // Compiled once for every test of this binary.
-        cfg.components.cache_dir =
-            Some(PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gateway-component-cache"));
+        let mut cfg = loopback::loopback_config(
+            &model.url,
+            PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("gateway-component-cache"),
+        );
         tweak(&mut cfg);
         let system = Arc::new(System::new(cfg, None).unwrap());
         let ws = dir.path().join("ws");

@@ -3,15 +3,14 @@
 //! cancellation, resuming from the store, archiving.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "common/loopback.rs"]
+mod loopback;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
 use oxydra_agent::turn::TurnError;
-use oxydra_session::config::AgentConfig;
-use oxydra_session::config::agent::{ProviderEntry, ProviderType};
 use oxydra_session::{ServiceError, ServiceOptions, SessionService, System, TurnEvent};
 use server::{Piece, Reply, Server};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -43,20 +42,7 @@ impl Env {
     fn new(replies: Vec<Reply>) -> Env {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
         let server = Server::start(replies);
-        let mut cfg = AgentConfig::default();
-        cfg.providers.registry.insert(
-            "local".into(),
-            ProviderEntry {
-                provider_type: ProviderType::Openai,
-                base_url: Some(format!("{}/v1", server.url)),
-                api_key_env: Some("OXYDRA_TEST_UNSET_KEY".into()),
-                ..Default::default()
-            },
-        );
-        cfg.selection.provider = "local".into();
-        cfg.components.bundled_dir =
-            Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release/components"));
-        cfg.components.cache_dir = Some(dir.path().join("cache"));
+        let cfg = loopback::loopback_config(&server.url, dir.path().join("cache"));
         let system = Arc::new(System::new(cfg, None).unwrap());
         Env {
             dir,
