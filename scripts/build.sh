@@ -18,6 +18,8 @@ BUNDLE=(
   "delegate_to_agent|oxydra-tool-delegate-to-agent|delegation"
   "vault_copyto|oxydra-tool-vault-copyto-read|vault-read-step"
   "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
+  "web_fetch|oxydra-tool-web-fetch|web"
+  "web_search|oxydra-tool-web-search|web"
 )
 
 # provider_type | crate

@@ -62,6 +62,7 @@ fn main() {
                 expected_sha256: None,
             }],
             limits: Limits::default(),
+            web: Default::default(),
         })
         .unwrap();
     let ws = Workspace::open(&dir.path().join("ws")).unwrap();

@@ -90,6 +90,8 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
             "side-effecting",
         ),
         ("delegate_to_agent", "delegation", "side-effecting"),
+        ("web_fetch", "web", "read-only"),
+        ("web_search", "web", "read-only"),
     ] {
         let line = out
             .lines()
@@ -100,7 +102,7 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
     }
     let json: serde_json::Value =
         serde_json::from_slice(&s.run(&["tool", "list", "--json"]).stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 8);
+    assert_eq!(json.as_array().unwrap().len(), 10);
     assert_eq!(
         json.as_array()
             .unwrap()
@@ -448,6 +450,30 @@ fn values_that_would_disable_a_limit_and_keys_nothing_reads_are_refused_where_th
             "[selection]\nprovider = \"local\"\n[providers.registry.local]\nbase_url = \"ftp://x\"\n",
             "error: .oxydra/agent.toml:4: key `providers.registry.local.base_url`: `ftp://x` is not an http(s) URL",
         ),
+        (
+            "[tools.web]\nallow = [\"wiki.corp\", \"10.0.0.0/33\"]\n",
+            "error: .oxydra/agent.toml:2: key `tools.web.allow`: entry 2: `10.0.0.0/33`: the prefix length must be 0..=32",
+        ),
+        (
+            "[tools.web]\nresolver = \"8.8.8.8:53\"\n",
+            "error: .oxydra/agent.toml:2: key `tools.web.resolver`: `8.8.8.8:53`: this is a test hook",
+        ),
+        (
+            "[tools.web]\nmax_redirects = 9\n",
+            "error: .oxydra/agent.toml:2: key `tools.web.max_redirects`: must be 0..=5",
+        ),
+        (
+            "[tools.web_search]\nproviders = [\"duckduckgo\"]\n[tools.web_search.brave]\napi_key_env = \"K\"\n",
+            "error: .oxydra/agent.toml:3: key `tools.web_search.brave`: is set but `brave` is not in tools.web_search.providers",
+        ),
+        (
+            "[tools.web_search]\nproviders = [\"searxng\"]\n",
+            "error: .oxydra/agent.toml:2: key `tools.web_search.providers`: lists searxng, which is self-hosted",
+        ),
+        (
+            "[tools.web]\nproxy = \"http://p\"\n",
+            "error: .oxydra/agent.toml: key `tools.web.proxy`: TOML parse error at line 2",
+        ),
     ];
     for (text, want) in cases {
         s.write(".oxydra/agent.toml", text);
@@ -645,4 +671,45 @@ fn llm_complete_errors_say_what_to_do() {
     assert!(s.run(&["config", "validate"]).status.success());
     let o = s.run(&["catalog", "show", "google"]);
     assert!(stdout(&o).contains("gemini-2.5-pro"), "{}", stdout(&o));
+}
+
+#[test]
+fn web_fetch_through_the_cli_obeys_the_configured_policy() {
+    use std::io::{Read, Write};
+    // A one-page server on loopback, allowed by config; the default policy refuses it.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "<html><body><p>Hello from <a href=\"/next\">loopback</a></p></body></html>";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/html\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let s = Sandbox::new();
+    let ws = s.path().join("ws");
+    let ws = ws.to_str().unwrap();
+    let url = format!(r#"{{"url":"http://127.0.0.1:{port}/"}}"#);
+    let o = s.run(&["tool", "call", "web_fetch", &url, "--workspace", ws]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("egress denied") && err.contains("127.0.0.0/8"),
+        "{err}"
+    );
+
+    s.write(
+        ".oxydra/agent.toml",
+        &format!("[tools.web]\nallow = [\"127.0.0.1:{port}\"]\n"),
+    );
+    let o = s.run(&["tool", "call", "web_fetch", &url, "--workspace", ws]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("Hello from") && out.contains("/next"), "{out}");
 }

@@ -668,3 +668,46 @@ fn without_a_key_the_error_says_what_to_set() {
     );
     let _ = Path::new("");
 }
+
+#[test]
+fn the_agent_reads_a_web_page_and_is_refused_an_internal_one() {
+    // The page's server is allowed by config; the metadata address is not.
+    let page = server::Server::routes("127.0.0.1", |_| {
+        server::Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+        body: vec![server::Piece::Bytes(
+            b"<html><body><h1>Changelog</h1><p>Version 2 adds <a href=\"/v2\">pinning</a>.</p></body></html>".to_vec(),
+        )],
+        before_head: None,
+    }
+    });
+    let url = format!("{}/changes", page.url);
+    let env = Env::with_config(
+        vec![
+            tool_calls(&[
+                ("w1", "web_fetch", json!({ "url": url })),
+                (
+                    "w2",
+                    "web_fetch",
+                    json!({ "url": "http://169.254.169.254/latest/meta-data/" }),
+                ),
+            ]),
+            answer("Version 2 adds pinning."),
+        ],
+        &format!("[tools.web]\nallow = [\"127.0.0.1:{}\"]\n", page.port()),
+    );
+    let o = env.run(&[], "what changed?");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let results = tool_results(&env.request(1));
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(
+        results[0].1.contains("Changelog") && results[0].1.contains("/v2"),
+        "{results:?}"
+    );
+    assert!(
+        results[1].1.contains("egress denied") && results[1].1.contains("169.254.0.0/16"),
+        "{results:?}"
+    );
+    assert_eq!(page.requests().len(), 1);
+}

@@ -110,6 +110,7 @@ fn main() {
             expected_sha256: None,
         }],
         limits: Limits::default(),
+        web: Default::default(),
     };
     let mut loads = Vec::new();
     for _ in 0..200 {
@@ -154,6 +155,7 @@ fn main() {
             expected_sha256: None,
         }],
         limits: Limits::default(),
+        web: Default::default(),
     };
     let read = host.load(&read).unwrap();
     std::fs::write(

@@ -49,6 +49,7 @@ pub mod imports {
                 import oxydra:fs/write@0.1.0;
                 import oxydra:vault/read@0.1.0;
                 import oxydra:agent/delegate@0.1.0;
+                import oxydra:tool/settings@0.1.0;
             }
         ",
         world: "oxydra:host/tool-imports",

@@ -146,6 +146,7 @@ pub fn tool_specs(
             name: tool.name.clone(),
             components,
             limits: limits_for(&tool.name),
+            web: Default::default(),
         });
     }
     Ok(specs)

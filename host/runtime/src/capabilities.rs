@@ -12,6 +12,7 @@ pub mod fs;
 pub mod http;
 pub mod paths;
 pub mod vault;
+pub mod web;
 
 use crate::profiles::Capability;
 use crate::state::CallState;
@@ -33,7 +34,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 5] = [
+pub const CAPABILITIES: [CapabilityRow; 6] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -56,14 +57,21 @@ pub const CAPABILITIES: [CapabilityRow; 5] = [
         capability: Capability::HttpOutgoing,
         interface: "wasi:http/outgoing-handler",
         imports: &["wasi:http/outgoing-handler", "wasi:http/types"],
-        // Tools get no HTTP; the provider kind links wasi:http itself (llm.rs).
-        link: None,
+        // A tool linker's wasi:http goes through the web egress policy; the provider
+        // kind links its own (one origin, llm.rs).
+        link: Some(web::add_http_to_linker::<CallState>),
     },
     CapabilityRow {
         capability: Capability::Delegate,
         interface: "oxydra:agent/delegate",
         imports: &["oxydra:agent/delegate"],
         link: Some(delegate::add_to_linker::<CallState>),
+    },
+    CapabilityRow {
+        capability: Capability::Settings,
+        interface: "oxydra:tool/settings",
+        imports: &["oxydra:tool/settings"],
+        link: Some(web::add_settings_to_linker::<CallState>),
     },
 ];
 

@@ -23,8 +23,10 @@ mod state;
 mod tools;
 
 pub use capabilities::paths::Workspace;
+pub use capabilities::web::{Resolver, WebAccess};
 pub use host::{
     CallError, ComponentHost, ComponentSpec, HostConfig, LoadedTool, Tier, ToolDescriptor, ToolSpec,
 };
 pub use limits::Limits;
 pub use profiles::{LoadError, Profile};
+pub use state::CallWeb;

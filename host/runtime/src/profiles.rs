@@ -67,6 +67,8 @@ pub enum Capability {
     HttpOutgoing,
     /// `oxydra:agent/delegate`: run a task as another agent.
     Delegate,
+    /// `oxydra:tool/settings`: the operator's settings for the tool (no secrets).
+    Settings,
 }
 
 impl Capability {
@@ -107,6 +109,7 @@ pub enum Profile {
     VaultWriteStep,
     Delegation,
     LlmProvider,
+    Web,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -127,7 +130,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 6] = [
+pub const PROFILES: [ProfileRow; 7] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -169,6 +172,16 @@ pub const PROFILES: [ProfileRow; 6] = [
         name: "llm-provider",
         capabilities: &[Capability::HttpOutgoing],
         export: ExportKind::Provider,
+        tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::Web,
+        name: "web",
+        // wasi:http through the host's egress policy (public addresses only, pinned
+        // connections, redirects checked per hop), and the tool's settings.
+        capabilities: &[Capability::HttpOutgoing, Capability::Settings],
+        export: ExportKind::Tool,
+        // It reads; it changes nothing in the workspace.
         tier_floor: Tier::ReadOnly,
     },
 ];

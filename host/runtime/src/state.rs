@@ -6,6 +6,7 @@
 use crate::bindings::imports::oxydra::tool;
 use crate::capabilities::delegate::{DelegateCtx, DelegateView};
 use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
+use crate::capabilities::web::{WebAccess, WebCtx, WebView};
 use crate::limits::Limits;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -82,6 +83,9 @@ pub struct CallState {
     workspace: WorkspaceCtx,
     /// `oxydra:agent/delegate`, set for calls of tools in the delegation profile.
     delegate: DelegateCtx,
+    /// `wasi:http` through the web egress policy and `oxydra:tool/settings`, for calls
+    /// of tools in the `web` profile (no access otherwise: every request refused).
+    web: WebCtx,
     pub stdout: MemoryOutputPipe,
     pub stderr: MemoryOutputPipe,
 }
@@ -90,6 +94,7 @@ impl CallState {
     pub fn new(
         workspace: Option<Arc<Workspace>>,
         delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+        web: &CallWeb,
         limits: &Limits,
     ) -> Self {
         let stdout = MemoryOutputPipe::new(limits.log_bytes);
@@ -105,6 +110,7 @@ impl CallState {
             limiter: CallLimiter::new(limits),
             workspace: WorkspaceCtx::new(workspace),
             delegate: DelegateCtx::new(delegator),
+            web: WebCtx::new(web.access.clone(), web.settings.clone()),
             stdout,
             stderr,
         }
@@ -136,6 +142,25 @@ impl DelegateView for CallState {
     fn delegate(&mut self) -> &mut DelegateCtx {
         &mut self.delegate
     }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for CallState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        crate::capabilities::web::http_view(&mut self.web, &mut self.table)
+    }
+}
+
+impl WebView for CallState {
+    fn web(&mut self) -> &mut WebCtx {
+        &mut self.web
+    }
+}
+
+/// A tool's web access and settings, handed to each of its calls.
+#[derive(Debug, Clone, Default)]
+pub struct CallWeb {
+    pub access: Option<Arc<WebAccess>>,
+    pub settings: Option<Arc<str>>,
 }
 
 /// `oxydra:tool/types`: types only; every tool linker has it.

@@ -10,7 +10,7 @@ use crate::kernel::{self, Checked, ComponentReport, ComponentSpec, Core, Stop};
 use crate::limits::Limits;
 use crate::linker::Linkers;
 use crate::profiles::{ExportKind, LoadError, Profile, Tier};
-use crate::state::CallState;
+use crate::state::{CallState, CallWeb};
 use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::{Component, InstancePre};
@@ -33,6 +33,9 @@ pub struct ToolSpec {
     pub name: String,
     pub components: Vec<ComponentSpec>,
     pub limits: Limits,
+    /// What a `web`-profile tool may reach, and the tool's settings
+    /// (`oxydra:tool/settings`); default: no web access, settings `{}`.
+    pub web: CallWeb,
 }
 
 enum Kind {
@@ -44,6 +47,7 @@ pub struct LoadedTool {
     pub descriptor: ToolDescriptor,
     pub limits: Limits,
     pub load_report: Vec<ComponentReport>,
+    web: CallWeb,
     kind: Kind,
 }
 
@@ -257,6 +261,7 @@ impl Tools {
             descriptor,
             limits: spec.limits,
             load_report: reports,
+            web: spec.web.clone(),
             kind,
         })
     }
@@ -268,7 +273,7 @@ impl Tools {
         kind: &Kind,
         limits: &Limits,
     ) -> Result<bindings::ToolInfo, LoadError> {
-        let mut store = new_store(core, None, None, limits);
+        let mut store = new_store(core, None, None, &CallWeb::default(), limits);
         let other = |e: wasmtime::Error| LoadError::Other {
             component: name.to_string(),
             message: format!("describe failed: {e:#}"),
@@ -286,7 +291,7 @@ impl Tools {
                     .oxydra_tool_step()
                     .call_describe(&mut store)
                     .map_err(other)?;
-                let mut store2 = new_store(core, None, None, limits);
+                let mut store2 = new_store(core, None, None, &CallWeb::default(), limits);
                 let b = second.instantiate(&mut store2).map_err(other)?;
                 let info2 = b
                     .oxydra_tool_step()
@@ -321,7 +326,8 @@ impl Tools {
         let started = Instant::now();
         let out = match &tool.kind {
             Kind::Single(pre) => {
-                let mut store = new_store(core, Some(ws.clone()), delegator, &tool.limits);
+                let mut store =
+                    new_store(core, Some(ws.clone()), delegator, &tool.web, &tool.limits);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|inst| inst.oxydra_tool_tool().call_invoke(&mut store, arguments));
@@ -330,14 +336,26 @@ impl Tools {
             Kind::TwoStep(first, second) => {
                 let op = operation_id();
                 tracing::info!(tool = %name, operation = %op, "two-step call: step 1 (vault-read-step)");
-                let mut s1 = new_store(core, Some(ws.clone()), None, &tool.limits);
+                let mut s1 = new_store(
+                    core,
+                    Some(ws.clone()),
+                    None,
+                    &CallWeb::default(),
+                    &tool.limits,
+                );
                 let r1 = first
                     .instantiate(&mut s1)
                     .and_then(|i| i.oxydra_tool_step().call_run(&mut s1, &op, arguments, &[]));
                 let out1 = finish(name, &tool.limits, &mut s1, r1)?;
                 drop(s1);
                 tracing::info!(tool = %name, operation = %op, bytes = out1.data.len(), "two-step call: step 2 (vault-write-step)");
-                let mut s2 = new_store(core, Some(ws.clone()), None, &tool.limits);
+                let mut s2 = new_store(
+                    core,
+                    Some(ws.clone()),
+                    None,
+                    &CallWeb::default(),
+                    &tool.limits,
+                );
                 let r2 = second.instantiate(&mut s2).and_then(|i| {
                     i.oxydra_tool_step()
                         .call_run(&mut s2, &op, arguments, &out1.data)
@@ -361,10 +379,11 @@ fn new_store(
     core: &Core,
     ws: Option<Arc<Workspace>>,
     delegator: Option<Arc<dyn Delegator>>,
+    web: &CallWeb,
     limits: &Limits,
 ) -> Store<CallState> {
     core.store(
-        CallState::new(ws, delegator, limits),
+        CallState::new(ws, delegator, web, limits),
         limits.deadline_ticks(),
     )
 }

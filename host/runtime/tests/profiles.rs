@@ -54,6 +54,7 @@ fn vault_read_step_refuses_a_step_that_also_writes() {
             },
         ],
         limits: Limits::default(),
+        web: Default::default(),
     };
     assert_eq!(
         refused(&s),
@@ -82,6 +83,7 @@ fn vault_write_step_refuses_a_step_that_also_reads_the_vault() {
             },
         ],
         limits: Limits::default(),
+        web: Default::default(),
     };
     assert_eq!(
         refused(&s),

@@ -8,7 +8,9 @@
 pub mod agent;
 mod layers;
 mod runner;
+pub mod web;
 
 pub use agent::{AgentConfig, ComponentsConfig};
 pub use layers::{ConfigError, Sources, load_agent, load_runner, load_user};
 pub use runner::{RunnerConfig, UserConfig};
+pub use web::ToolsConfig;

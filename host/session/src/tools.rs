@@ -4,7 +4,7 @@
 use crate::config::{AgentConfig, ComponentsConfig};
 use crate::error::SetupError;
 use oxydra_runtime::bundle::{self, BundleError};
-use oxydra_runtime::{ComponentHost, ComponentSpec, HostConfig, ToolSpec};
+use oxydra_runtime::{CallWeb, ComponentHost, ComponentSpec, HostConfig, Profile, ToolSpec};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -90,6 +90,7 @@ pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>
                         expected_sha256: None,
                     }],
                     limits: comps.limits_for(name),
+                    web: Default::default(),
                 });
             }
             (Some(spec), None) => {
@@ -114,6 +115,39 @@ pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>
         }
     }
     specs.retain(|s| comps.tools.get(&s.name).is_none_or(|t| t.enabled));
+    for spec in &mut specs {
+        web(cfg, spec)?;
+    }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(specs)
+}
+
+/// A `web`-profile tool gets the egress policy of `[tools.web]` (plus, for
+/// `web_search`, its backends and their keys), its settings, and a deadline that covers
+/// the requests one call may make in sequence unless the operator set one.
+fn web(cfg: &AgentConfig, spec: &mut ToolSpec) -> Result<(), SetupError> {
+    if !spec.components.iter().any(|c| c.grant == Profile::Web) {
+        return Ok(());
+    }
+    let tools = &cfg.tools;
+    let access = tools
+        .access(&spec.name, |v| std::env::var(v).ok())
+        .map_err(|(k, m)| key(k, m))?;
+    let explicit = cfg
+        .components
+        .tools
+        .get(&spec.name)
+        .is_some_and(|t| t.limits.deadline_ms.is_some());
+    if !explicit {
+        let per_request = access.timeout.as_millis() as u64;
+        let needed = per_request
+            .saturating_mul(tools.attempts(&spec.name))
+            .saturating_add(5_000);
+        spec.limits.deadline_ms = spec.limits.deadline_ms.max(needed);
+    }
+    spec.web = CallWeb {
+        access: Some(Arc::new(access)),
+        settings: tools.settings(&spec.name).map(Arc::from),
+    };
+    Ok(())
 }

@@ -20,16 +20,33 @@
 //! `export_tool!` emits the component glue for `oxydra:tool/tool@0.1.0`. The component
 //! imports only the host functions its code calls, and the host grants it the
 //! narrowest profile that covers them.
+//!
+//! What a tool can call, by module:
+//!
+//! - [`fs`], [`vault`], [`agent`]: workspace files, the vault, delegation.
+//! - [`settings`]: the operator's `[tools.<tool_name>]` table from `agent.toml`, as JSON
+//!   (never secrets).
+//! - [`web`] (feature `web`): HTTP GET through the host's egress policy, for tools in
+//!   the `web` profile (`web_fetch`, `web_search`).
+//! - [`url`]: form-urlencoding of query values and resolving relative links; plain
+//!   functions, no host calls.
+//! - [`llm`] (feature `llm`): writing an LLM provider adapter.
 
 pub mod agent;
 mod bindings;
 mod error;
 pub mod fs;
+#[cfg(any(feature = "llm", feature = "web"))]
+mod http_target;
 #[cfg(feature = "llm")]
 pub mod llm;
 mod schema;
+pub mod settings;
+pub mod url;
 mod validate;
 pub mod vault;
+#[cfg(feature = "web")]
+pub mod web;
 
 pub use error::ToolError;
 pub use oxydra_sdk_macros::{ToolEnum, export_provider, export_step, export_tool, tool};

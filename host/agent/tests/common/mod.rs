@@ -164,6 +164,7 @@ impl Env {
                     expected_sha256: None,
                 }],
                 limits: Limits::default(),
+                web: Default::default(),
             };
             tools.push(Arc::new(host.load(&spec).unwrap()));
         }

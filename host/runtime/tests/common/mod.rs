@@ -42,6 +42,7 @@ pub fn spec(name: &str, crate_name: &str, grant: Profile) -> ToolSpec {
             expected_sha256: None,
         }],
         limits: Limits::default(),
+        web: Default::default(),
     }
 }
 
@@ -63,5 +64,6 @@ pub fn two_step(name: &str, first: &str, second: &str) -> ToolSpec {
             },
         ],
         limits: Limits::default(),
+        web: Default::default(),
     }
 }

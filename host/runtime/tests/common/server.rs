@@ -116,6 +116,29 @@ impl Server {
         Server { url, requests }
     }
 
+    /// Serve every connection with the reply `route` picks for its request, on `ip`
+    /// (any loopback address: 127.0.0.2 is a second host for redirect tests).
+    pub fn routes(ip: &str, route: impl Fn(&Recorded) -> Reply + Send + Sync + 'static) -> Server {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let recorded = requests.clone();
+        let route = Arc::new(route);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { break };
+                let (recorded, route) = (recorded.clone(), route.clone());
+                std::thread::spawn(move || serve_with(stream, &|r| route(r), &recorded));
+            }
+        });
+        Server { url, requests }
+    }
+
+    /// The port of `url`.
+    pub fn port(&self) -> u16 {
+        self.url.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
     pub fn requests(&self) -> Vec<Recorded> {
         self.requests.lock().unwrap().clone()
     }
@@ -170,11 +193,20 @@ fn read_request(stream: &TcpStream) -> Option<Recorded> {
     })
 }
 
-fn serve(mut stream: TcpStream, reply: Reply, recorded: &Arc<Mutex<Vec<Recorded>>>) {
+fn serve(stream: TcpStream, reply: Reply, recorded: &Arc<Mutex<Vec<Recorded>>>) {
+    serve_with(stream, &|_| reply.clone(), recorded)
+}
+
+fn serve_with(
+    mut stream: TcpStream,
+    pick: &dyn Fn(&Recorded) -> Reply,
+    recorded: &Arc<Mutex<Vec<Recorded>>>,
+) {
     stream.set_nodelay(true).ok();
     let Some(req) = read_request(&stream) else {
         return;
     };
+    let reply = pick(&req);
     recorded.lock().unwrap().push(req);
     if let Some(d) = reply.before_head {
         std::thread::sleep(d);

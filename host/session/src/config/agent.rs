@@ -25,6 +25,8 @@ pub struct AgentConfig {
     pub gateway: Gateway,
     pub agents: BTreeMap<String, AgentDef>,
     pub components: ComponentsConfig,
+    /// `[tools.web]`, `[tools.web_fetch]`, `[tools.web_search]`.
+    pub tools: super::web::ToolsConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -449,6 +451,7 @@ impl AgentConfig {
             self.runtime.summarization.target_ratio,
         )?;
         money("runtime.max_cost", self.runtime.max_cost)?;
+        self.tools.validate()?;
         for (section, table) in [("memory", &self.memory), ("scheduler", &self.scheduler)] {
             if let Some(key) = table.as_ref().and_then(|t| t.keys().next()) {
                 return Err((

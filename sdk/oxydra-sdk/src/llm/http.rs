@@ -3,48 +3,15 @@
 //! module never sees a key.
 
 use super::types::{HttpFailure, LlmError};
+use crate::http_target::{request, target};
 use wasip2::http::outgoing_handler;
-use wasip2::http::types::{
-    ErrorCode, Fields, IncomingBody, IncomingResponse, Method, OutgoingBody, OutgoingRequest,
-    Scheme,
-};
+use wasip2::http::types::{ErrorCode, IncomingBody, IncomingResponse, Method, OutgoingBody};
 use wasip2::io::streams::{InputStream, StreamError};
 
 /// Most bytes of an error response kept for the message.
 const ERROR_BODY_BYTES: usize = 4096;
 /// `blocking-write-and-flush` accepts at most 4096 bytes per call.
 const WRITE_CHUNK: usize = 4096;
-
-/// `scheme://authority/path?query` split for `wasi:http`.
-struct Target {
-    https: bool,
-    authority: String,
-    path: String,
-}
-
-fn target(url: &str) -> Result<Target, LlmError> {
-    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
-        (true, r)
-    } else if let Some(r) = url.strip_prefix("http://") {
-        (false, r)
-    } else {
-        return Err(LlmError::InvalidRequest(format!(
-            "`{url}` is not an http(s) URL"
-        )));
-    };
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    if authority.is_empty() {
-        return Err(LlmError::InvalidRequest(format!("`{url}` has no host")));
-    }
-    Ok(Target {
-        https,
-        authority: authority.to_string(),
-        path: path.to_string(),
-    })
-}
 
 /// Join a base URL and a path without doubling or dropping the `/`.
 pub fn join(base: &str, path: &str) -> String {
@@ -145,7 +112,7 @@ pub fn parse_retry_after(v: &str) -> Option<u64> {
 /// would be sent chunked, and servers that read only `Content-Length` (Python's
 /// `http.server`, several proxies) see an empty request.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response, LlmError> {
-    let t = target(url)?;
+    let t = target(url).map_err(LlmError::InvalidRequest)?;
     let mut entries: Vec<(String, Vec<u8>)> = headers
         .iter()
         .filter(|(k, _)| !k.eq_ignore_ascii_case("content-length"))
@@ -155,26 +122,8 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Result<Response
         "content-length".to_string(),
         body.len().to_string().into_bytes(),
     ));
-    let fields = Fields::from_list(&entries)
-        .map_err(|e| LlmError::InvalidRequest(format!("bad header: {e:?}")))?;
-    let request = OutgoingRequest::new(fields);
+    let request = request(&Method::Post, &t, &entries).map_err(LlmError::InvalidRequest)?;
     let bad = |what: &str| LlmError::InvalidRequest(format!("could not set the request {what}"));
-    request
-        .set_method(&Method::Post)
-        .map_err(|_| bad("method"))?;
-    request
-        .set_scheme(Some(if t.https {
-            &Scheme::Https
-        } else {
-            &Scheme::Http
-        }))
-        .map_err(|_| bad("scheme"))?;
-    request
-        .set_authority(Some(&t.authority))
-        .map_err(|_| bad("authority"))?;
-    request
-        .set_path_with_query(Some(&t.path))
-        .map_err(|_| bad("path"))?;
     let outgoing = request.body().map_err(|_| bad("body"))?;
     // Send first, then stream the body: the host reads it while we write.
     let future = outgoing_handler::handle(request, None).map_err(transport)?;
