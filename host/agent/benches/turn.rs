@@ -75,6 +75,7 @@ fn main() {
             .get("openai", "gpt-4o-mini")
             .cloned(),
         max_output_tokens: Some(1024),
+        request_options: Vec::new(),
         tools: vec![Arc::new(file_read)],
         scrubber: Scrubber::new(Some(ws.host_root()), vec![]),
         workspace: Arc::new(ws),

@@ -142,6 +142,9 @@ pub struct Runtime {
     pub model: String,
     pub model_info: Option<ModelInfo>,
     pub max_output_tokens: Option<u32>,
+    /// (key, JSON value) options for every request (`oxydra.textual_tool_calls` for a
+    /// small local model).
+    pub request_options: Vec<(String, String)>,
     pub tools: Vec<Arc<LoadedTool>>,
     pub workspace: Arc<Workspace>,
     pub store: Store,
@@ -610,6 +613,7 @@ impl Runtime {
                 messages,
                 tools: definitions.clone(),
                 max_output_tokens: self.max_output_tokens,
+                options: self.request_options.clone(),
                 ..Default::default()
             };
             if cancel.is_cancelled() {

@@ -13,6 +13,7 @@ pub fn setup(e: SetupError) -> Failure {
             format!("{e}; pass one of them with --agent, or add [agents.<name>] to agent.toml"),
         ),
         SetupError::Store(s) => Failure::new(exit::TOOL_ERROR, s.to_string()),
+        SetupError::LocalModel(_) => Failure::new(exit::TOOL_ERROR, e.to_string()),
         other => Failure::new(exit::USAGE, other.to_string()),
     }
 }

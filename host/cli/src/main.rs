@@ -56,6 +56,9 @@ enum Command {
     /// The pinned model catalog.
     #[command(subcommand)]
     Catalog(commands::catalog::CatalogCommand),
+    /// The managed local model (llama-server + SmolLM2-135M): status, prepare, stop.
+    #[command(subcommand)]
+    Model(commands::model::ModelCommand),
 }
 
 /// Exit codes: what a script can branch on.
@@ -103,7 +106,10 @@ fn main() -> ExitCode {
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),
         Command::Catalog(c) => commands::catalog::run(c),
+        Command::Model(c) => commands::model::run(c),
     };
+    // A local model server this process started never outlives it.
+    oxydra_session::local::stop_started();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

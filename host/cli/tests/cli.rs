@@ -641,6 +641,8 @@ fn llm_complete_streams_through_a_provider_component() {
 #[test]
 fn llm_complete_errors_say_what_to_do() {
     let s = Sandbox::new();
+    // A provider chosen explicitly: its missing key is an error (no local fallback).
+    s.write(".oxydra/agent.toml", "[selection]\nprovider = \"openai\"\n");
     let o = s
         .cmd()
         .env_remove("OPENAI_API_KEY")

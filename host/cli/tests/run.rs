@@ -647,6 +647,13 @@ fn delegation_runs_a_child_session_within_the_child_agents_allowlist() {
 #[test]
 fn without_a_key_the_error_says_what_to_set() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    // A provider chosen explicitly: its missing key is an error (no local fallback).
+    std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
+    std::fs::write(
+        dir.path().join(".oxydra/agent.toml"),
+        "[selection]\nprovider = \"openai\"\nmodel = \"gpt-4o-mini\"\n",
+    )
+    .unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

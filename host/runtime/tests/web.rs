@@ -217,6 +217,8 @@ fn redirects_are_followed_by_the_host_and_every_hop_is_checked() {
         "/inside" => redirect(&format!("{inner_url}/x")),
         "/metadata" => redirect("http://169.254.169.254/latest/meta-data/"),
         "/loop" => redirect("/loop"),
+        "/smtp" => redirect("http://93.184.215.14:25/"),
+        "/query" => redirect("?page=2"),
         _ => Reply::status(404, ""),
     });
     let env = Env::new();
@@ -244,6 +246,16 @@ fn redirects_are_followed_by_the_host_and_every_hop_is_checked() {
         .fetch(access(), &format!("{}/metadata", outer.url))
         .unwrap_err();
     assert!(err.contains("169.254.169.254"), "{err}");
+
+    let err = env.fetch(access(), &format!("{}/smtp", outer.url)).unwrap_err();
+    assert!(err.contains("port 25"), "a redirect to a non-web port: {err}");
+    // A query-only redirect keeps the path.
+    let _ = env.fetch(access(), &format!("{}/query", outer.url));
+    assert!(
+        outer.requests().iter().any(|r| r.path == "/query?page=2"),
+        "{:?}",
+        outer.requests().iter().map(|r| r.path.clone()).collect::<Vec<_>>()
+    );
 
     let before = outer.requests().len();
     let err = env

@@ -92,6 +92,9 @@ pub struct System {
     pub tools: Vec<Arc<LoadedTool>>,
     /// Tools that were configured but could not be loaded, with the reason.
     pub warnings: Vec<String>,
+    /// The managed local model's server, started when a runtime first needs it and
+    /// shared by every session of this system; stopped when the system is dropped.
+    local: std::sync::Mutex<Option<Arc<crate::local::LocalServer>>>,
 }
 
 impl System {
@@ -117,6 +120,7 @@ impl System {
             host,
             tools: loaded,
             warnings,
+            local: std::sync::Mutex::new(None),
         })
     }
 
@@ -206,7 +210,13 @@ impl System {
 
     /// Load a provider component (a cached compile: well under a millisecond warm).
     fn provider(&self, name: &str) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
-        providers::load(&self.host, &self.config, name)
+        let server = providers::managed_server(&self.config, name, &mut |line| {
+            eprintln!("[local model] {line}")
+        })?;
+        if let (Some(s), Ok(mut slot)) = (&server, self.local.lock()) {
+            *slot = Some(s.clone());
+        }
+        providers::load(&self.host, &self.config, name, server.as_deref())
     }
 
     /// A runtime for `agent_name` over one workspace and its store, with the agents a
@@ -285,6 +295,7 @@ impl System {
             model,
             model_info,
             max_output_tokens: providers::max_output(entry, info),
+            request_options: providers::request_options(entry),
             tools: self.tools.clone(),
             scrubber: Scrubber::new(Some(workspace.host_root()), secrets),
             workspace: Arc::new(workspace),

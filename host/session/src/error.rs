@@ -33,6 +33,9 @@ pub enum SetupError {
     Refused(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The managed local model could not be prepared or started.
+    #[error("local model: {0}")]
+    LocalModel(String),
 }
 
 /// What the session service refuses or fails at.

@@ -14,6 +14,7 @@ pub mod compose;
 pub mod config;
 pub mod error;
 pub mod events;
+pub mod local;
 pub mod providers;
 pub mod service;
 pub mod tools;

@@ -5,11 +5,13 @@
 use crate::config::AgentConfig;
 use crate::config::agent::{ProviderEntry, ProviderType};
 use crate::error::SetupError;
+use crate::local::{self, LocalServer};
 use crate::tools;
 use oxydra_agent::catalog::{self, ModelInfo};
 use oxydra_runtime::Limits;
 use oxydra_runtime::bundle;
 use oxydra_runtime::llm::{ProviderSpec, RetryPolicy};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub fn type_name(t: ProviderType) -> &'static str {
@@ -56,7 +58,35 @@ pub fn model_info(
     }
 }
 
-pub fn spec(cfg: &AgentConfig, name: &str) -> Result<ProviderSpec, SetupError> {
+/// The managed local model's server for a `managed` entry: the one this process
+/// already runs, else a new one (prepared first on first use, reporting through
+/// `progress`). `None` for every other provider.
+pub fn managed_server(
+    cfg: &AgentConfig,
+    name: &str,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Option<Arc<LocalServer>>, SetupError> {
+    if !entry(cfg, name)?.managed {
+        return Ok(None);
+    }
+    local::shared(progress).map(Some)
+}
+
+/// Request options of a provider: textual tool calls for small local models.
+pub fn request_options(entry: &ProviderEntry) -> Vec<(String, String)> {
+    if entry.textual_tool_calls.unwrap_or(entry.managed) {
+        vec![("oxydra.textual_tool_calls".into(), "true".into())]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The provider's spec; a managed provider's base URL is its running `server`.
+pub fn spec(
+    cfg: &AgentConfig,
+    name: &str,
+    server: Option<&LocalServer>,
+) -> Result<ProviderSpec, SetupError> {
     let e = entry(cfg, name)?;
     let dir = tools::bundled_dir(&cfg.components);
     let manifest = bundle::read_manifest(&dir)?;
@@ -71,7 +101,9 @@ pub fn spec(cfg: &AgentConfig, name: &str) -> Result<ProviderSpec, SetupError> {
         name: name.to_string(),
         wasm,
         expected_sha256: Some(sha),
-        base_url: e.base_url.clone(),
+        base_url: server
+            .map(|s| format!("{}/v1", s.url))
+            .or_else(|| e.base_url.clone()),
         api_key,
         api_key_env: Some(env),
         extra_headers: e
@@ -117,7 +149,8 @@ pub fn load(
     host: &oxydra_runtime::ComponentHost,
     cfg: &AgentConfig,
     name: &str,
+    server: Option<&LocalServer>,
 ) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
-    host.load_provider_with(spec(cfg, name)?, http_limits(cfg))
+    host.load_provider_with(spec(cfg, name, server)?, http_limits(cfg))
         .map_err(|e| SetupError::Refused(e.to_string()))
 }

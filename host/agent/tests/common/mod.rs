@@ -175,6 +175,7 @@ impl Env {
             model: "test-model".into(),
             model_info: Some(model_info(setup.context_window)),
             max_output_tokens: Some(1024),
+            request_options: Vec::new(),
             tools,
             scrubber: Scrubber::new(Some(ws.host_root()), vec![]),
             workspace: Arc::new(ws),

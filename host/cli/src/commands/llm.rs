@@ -47,7 +47,12 @@ pub fn run(cmd: LlmCommand, sources: &Sources) -> Result<(), Failure> {
     let entry = providers::entry(&cfg, &name)?;
     let info = providers::model_info(&cfg, entry, &model)?;
     let host = tools::host(&cfg.components)?;
-    let loaded = providers::load(&host, &cfg, &name)?;
+    for n in &cfg.notices {
+        eprintln!("{n}");
+    }
+    let server =
+        providers::managed_server(&cfg, &name, &mut |line| eprintln!("[local model] {line}"))?;
+    let loaded = providers::load(&host, &cfg, &name, server.as_deref())?;
 
     let mut messages = Vec::new();
     if let Some(s) = system {
@@ -58,6 +63,7 @@ pub fn run(cmd: LlmCommand, sources: &Sources) -> Result<(), Failure> {
         model: model.clone(),
         messages,
         max_output_tokens: max_tokens.or(providers::max_output(entry, info)),
+        options: providers::request_options(entry),
         reasoning_effort,
         ..Default::default()
     };

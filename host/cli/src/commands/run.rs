@@ -125,6 +125,9 @@ pub fn open(
     agent: Option<&str>,
 ) -> Result<(SessionService, Attached), Failure> {
     let system = System::load(sources)?;
+    for n in &system.config.notices {
+        eprintln!("{n}");
+    }
     for w in &system.warnings {
         eprintln!("[warning] {w}");
     }

@@ -31,6 +31,9 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let (user, default_ws) = oxydra_session::compose::user_and_workspace(sources, args.user)?;
     let ws = args.workspace.unwrap_or(default_ws);
     let system = System::load(sources)?;
+    for n in &system.config.notices {
+        eprintln!("{n}");
+    }
     for w in &system.warnings {
         tracing::warn!("{w}");
     }

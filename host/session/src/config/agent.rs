@@ -27,6 +27,10 @@ pub struct AgentConfig {
     pub components: ComponentsConfig,
     /// `[tools.web]`, `[tools.web_fetch]`, `[tools.web_search]`.
     pub tools: super::web::ToolsConfig,
+    /// What loading decided on the user's behalf (the local model when no key is set),
+    /// for the front end to say once. Not a key.
+    #[serde(skip)]
+    pub notices: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +76,16 @@ impl Default for Providers {
                 ..Default::default()
             },
         );
+        registry.insert(
+            "local".into(),
+            ProviderEntry {
+                provider_type: ProviderType::Openai,
+                managed: true,
+                catalog_provider: Some("local".into()),
+                max_context_tokens: Some(crate::local::CONTEXT_TOKENS),
+                ..Default::default()
+            },
+        );
         Providers { registry }
     }
 }
@@ -101,6 +115,12 @@ pub struct ProviderEntry {
     pub reasoning: Option<bool>,
     pub attachment: Option<bool>,
     pub input_modalities: Vec<String>,
+    /// The host runs this provider's server itself: the local model
+    /// (llama-server serving SmolLM2-135M-Instruct on 127.0.0.1). No `base_url`, no key.
+    pub managed: bool,
+    /// Turn tool calls the model writes as text (`<tool_call>{…}</tool_call>`, a fenced
+    /// JSON block) into real ones: for small local models. On by default for `managed`.
+    pub textual_tool_calls: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -473,6 +493,12 @@ impl AgentConfig {
                 return Err((
                     format!("providers.registry.{name}.{key}"),
                     "not supported yet; remove the key".into(),
+                ));
+            }
+            if p.managed && (p.base_url.is_some() || p.provider_type != ProviderType::Openai) {
+                return Err((
+                    format!("providers.registry.{name}.managed"),
+                    "a managed provider is the host's local model: it takes provider_type = \"openai\" and no base_url (for your own server, set base_url and leave managed out)".into(),
                 ));
             }
             if p.max_context_tokens == Some(0) || p.max_output_tokens == Some(0) {

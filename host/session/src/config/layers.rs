@@ -88,6 +88,22 @@ pub struct Loaded<T> {
 }
 
 impl<T> Loaded<T> {
+    /// Whether any layer sets `key` (dotted), as a value or a table.
+    pub fn sets(&self, key: &str) -> bool {
+        self.tables.iter().any(|(_, table, _)| {
+            let mut cur = table;
+            let parts: Vec<&str> = key.split('.').collect();
+            for (i, p) in parts.iter().enumerate() {
+                match cur.get(*p) {
+                    Some(Value::Table(t)) => cur = t,
+                    Some(_) => return i + 1 == parts.len(),
+                    None => return false,
+                }
+            }
+            true
+        })
+    }
+
     /// Where `key` (dotted) got its value: the last layer that set it, as the user named
     /// it (`.oxydra/agent.toml:12`, `--set runtime.max_cost=nan`), or `fallback`.
     pub fn locate(&self, key: &str, fallback: &str) -> String {
@@ -327,8 +343,35 @@ fn load_layers<T: DeserializeOwned + Default>(
     })
 }
 
+/// The key variables of the built-in providers: with none of them set and no provider
+/// chosen in any layer, the agent runs on the managed local model.
+pub const KNOWN_KEY_VARIABLES: [&str; 3] =
+    ["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY"];
+
+/// No `selection` or `providers` in any layer, and no known key variable set: select
+/// the managed local model, and say so in a notice.
+fn local_default(loaded: &mut Loaded<super::AgentConfig>, key_set: impl Fn(&str) -> bool) {
+    if loaded.sets("selection") || loaded.sets("providers") {
+        return;
+    }
+    if KNOWN_KEY_VARIABLES.iter().any(|k| key_set(k)) {
+        return;
+    }
+    loaded.value.selection = super::agent::Selection {
+        provider: "local".into(),
+        model: crate::local::MODEL_ID.into(),
+    };
+    loaded.value.notices.push(format!(
+        "no API key set: using the local {} on this machine (small: expect simple answers); set OPENAI_API_KEY or configure a provider for a capable model",
+        crate::local::MODEL_NAME
+    ));
+}
+
 pub fn load_agent(sources: &Sources) -> Result<Loaded<super::AgentConfig>, ConfigError> {
-    let loaded = load_layers::<super::AgentConfig>(sources, "agent.toml", true)?;
+    let mut loaded = load_layers::<super::AgentConfig>(sources, "agent.toml", true)?;
+    local_default(&mut loaded, |k| {
+        std::env::var(k).is_ok_and(|v| !v.trim().is_empty())
+    });
     loaded
         .value
         .validate()

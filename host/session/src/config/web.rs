@@ -318,13 +318,15 @@ impl ToolsConfig {
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<WebAccess, KeyError> {
         let w = &self.web;
-        let rules = |list: &[String]| -> Vec<Rule> {
-            list.iter().filter_map(|r| Rule::parse(r).ok()).collect()
+        let rules = |list: &[String], key: &str| -> Result<Vec<Rule>, KeyError> {
+            list.iter()
+                .map(|r| Rule::parse(r).map_err(|m| (key.to_string(), m)))
+                .collect()
         };
         let mut access = WebAccess {
             policy: Policy {
-                allow: rules(&w.allow),
-                deny: rules(&w.deny),
+                allow: rules(&w.allow, "tools.web.allow")?,
+                deny: rules(&w.deny, "tools.web.deny")?,
             },
             resolver: resolver(w)?,
             timeout: Duration::from_secs(w.timeout_secs),

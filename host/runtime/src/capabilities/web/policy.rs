@@ -173,6 +173,9 @@ pub fn embedded_v4(ip: Ipv6Addr) -> Option<(Ipv4Addr, &'static str)> {
     if s[..5] == [0; 5] && s[5] == 0xffff {
         return Some((low, "IPv4-mapped"));
     }
+    if s[..4] == [0; 4] && s[4] == 0xffff && s[5] == 0 {
+        return Some((low, "IPv4-translated"));
+    }
     if s[..6] == [0; 6] && u32::from(low) > 1 {
         return Some((low, "IPv4-compatible"));
     }
@@ -206,6 +209,18 @@ pub fn classify(ip: IpAddr) -> Option<String> {
         }
     }
 }
+
+/// Ports no web tool connects to unless an operator rule names the port: the URL
+/// standard's "bad ports" (mail, remote shells, file sharing, IRC, databases' and
+/// caches' well-known ports a GET line could talk to), so a request cannot be aimed at
+/// a text protocol.
+pub const BAD_PORTS: [u16; 84] = [
+    1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102,
+    103, 104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465,
+    512, 513, 514, 515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993,
+    995, 1719, 1720, 1723, 2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668,
+    6669, 6679, 6697, 10080, 6379, 11211,
+];
 
 /// A URL's host after normalisation: an address (every IPv4 notation a resolver would
 /// accept, read as the address it means), or a lower-case name without a final dot.
@@ -395,6 +410,15 @@ impl Rule {
         }
     }
 
+    /// Whether this rule names `port` explicitly.
+    fn names_port(&self, port: u16) -> bool {
+        match self {
+            Rule::Addr { port: p, .. } => *p == port,
+            Rule::Host { port: p, .. } | Rule::Domain { port: p, .. } => *p == Some(port),
+            Rule::Net(_) => false,
+        }
+    }
+
     fn matches_name(&self, host: &str, port: u16) -> bool {
         match self {
             Rule::Host { name, port: p } => name == host && p.is_none_or(|p| p == port),
@@ -524,6 +548,12 @@ impl Policy {
         if port == 0 {
             return Err(deny("port 0 is not a port".into()));
         }
+        let port_named = self.allow.iter().any(|r| r.names_port(port));
+        if BAD_PORTS.contains(&port) && !port_named {
+            return Err(deny(format!(
+                "port {port} belongs to a non-web protocol; web tools do not connect to it unless a [tools.web] allow rule names the port"
+            )));
+        }
         if let Host::Name(name) = &host {
             if let Some(r) = self.deny.iter().find(|r| r.matches_name(name, port)) {
                 return Err(deny(format!("matches the [tools.web] deny rule `{r}`")));
@@ -554,8 +584,9 @@ impl Policy {
     }
 
     /// One address `target`'s host resolved to (or is). Deny rules first, then allow
-    /// rules, then the default ranges.
-    pub fn check_ip(&self, url: &str, target: &Target, ip: IpAddr) -> Result<(), Denial> {
+    /// rules, then the default ranges. `Ok(true)`: an operator rule allowed it (so it
+    /// may be this machine's own address); `Ok(false)`: it is public.
+    pub fn check_ip(&self, url: &str, target: &Target, ip: IpAddr) -> Result<bool, Denial> {
         let deny = |rule: String| Denial {
             url: url.to_string(),
             address: Some(ip),
@@ -571,11 +602,11 @@ impl Policy {
             )));
         }
         if target.host_allowed || self.allow.iter().any(|r| r.matches_ip(ip, target.port)) {
-            return Ok(());
+            return Ok(true);
         }
         match classify(ip) {
             Some(why) => Err(deny(format!("{resolved}{why}; {HINT}"))),
-            None => Ok(()),
+            None => Ok(false),
         }
     }
 }
@@ -763,6 +794,16 @@ mod tests {
             ("http://[64:ff9b::10.0.0.1]/", "NAT64", "10.0.0.0/8"),
             ("http://[2002:7f00:1::]/", "6to4", "127.0.0.0/8"),
             ("http://[2002:c0a8:101::1]/", "6to4", "192.168.0.0/16"),
+            (
+                "http://[::ffff:0:a9fe:a9fe]/",
+                "IPv4-translated",
+                "169.254.0.0/16",
+            ),
+            (
+                "http://[::ffff:0:127.0.0.1]/",
+                "IPv4-translated",
+                "127.0.0.0/8",
+            ),
         ] {
             denied_with(url, &[form, range]);
         }
@@ -814,6 +855,9 @@ mod tests {
             ("http://0xffffffffff/", "not a valid IPv4"),
             ("http://08.0.0.1/", "not a valid IPv4"),
             ("http://example.com:0/", "port 0"),
+            ("http://example.com:25/", "port 25"),
+            ("http://93.184.215.14:6379/", "port 6379"),
+            ("https://example.com:22/", "port 22"),
         ] {
             denied_with(url, &[why]);
         }

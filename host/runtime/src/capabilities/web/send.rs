@@ -95,9 +95,15 @@ async fn resolve_checked(
     url: &Uri,
     target: &Target,
     deadline: Instant,
-) -> Result<Vec<IpAddr>, HttpError> {
+) -> Result<Vec<(IpAddr, bool)>, HttpError> {
     let name = match &target.host {
-        Host::Ip(ip) => return Ok(vec![*ip]),
+        Host::Ip(ip) => {
+            let by_rule = access
+                .policy
+                .check_ip(&url.to_string(), target, *ip)
+                .map_err(denied)?;
+            return Ok(vec![(*ip, by_rule)]);
+        }
         Host::Name(n) => n,
     };
     let lookup = async {
@@ -126,13 +132,15 @@ async fn resolve_checked(
             "`{name}` has no address (DNS returned none)"
         )));
     }
-    for ip in &addrs {
-        access
+    let mut checked = Vec::with_capacity(addrs.len());
+    for ip in addrs {
+        let by_rule = access
             .policy
-            .check_ip(&url.to_string(), target, *ip)
+            .check_ip(&url.to_string(), target, ip)
             .map_err(denied)?;
+        checked.push((ip, by_rule));
     }
-    Ok(addrs)
+    Ok(checked)
 }
 
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
@@ -163,12 +171,13 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
 /// with the URL's host as the server name.
 async fn connect(
     access: &WebAccess,
+    url: &Uri,
     target: &Target,
-    addrs: &[IpAddr],
+    addrs: &[(IpAddr, bool)],
     deadline: Instant,
 ) -> Result<Box<dyn Stream>, HttpError> {
     let mut last = String::new();
-    for ip in addrs {
+    for (ip, by_rule) in addrs {
         let addr = SocketAddr::new(*ip, target.port);
         let until = deadline.min(Instant::now() + access.connect_timeout);
         let tcp = match tokio::time::timeout_at(until, TcpStream::connect(addr)).await {
@@ -185,6 +194,18 @@ async fn connect(
                 continue;
             }
         };
+        // A public address of this machine is reached over loopback, past the
+        // firewall: refused unless an operator rule allowed it.
+        if !by_rule
+            && let (Ok(local), Ok(peer)) = (tcp.local_addr(), tcp.peer_addr())
+            && local.ip() == peer.ip()
+        {
+            return Err(denied(Denial {
+                url: url.to_string(),
+                address: Some(*ip),
+                rule: "it is an address of this machine (reached over loopback); web tools reach other hosts only, unless a [tools.web] allow rule names it".into(),
+            }));
+        }
         if !target.https {
             return Ok(Box::new(tcp));
         }
@@ -257,8 +278,17 @@ pub fn join(base: &Uri, location: &str) -> Result<Uri, String> {
     let location = location.split('#').next().unwrap_or_default().trim();
     let scheme = base.scheme_str().unwrap_or("https");
     let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
-    let joined = if location.contains("://") {
+    // Absolute when a scheme comes before any '/' or '?'.
+    let head = location.split(['/', '?']).next().unwrap_or_default();
+    let absolute = head.split_once(':').is_some_and(|(s, _)| {
+        s.starts_with(|c: char| c.is_ascii_alphabetic())
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+    });
+    let joined = if absolute {
         location.to_string()
+    } else if location.starts_with('?') {
+        format!("{scheme}://{authority}{}{location}", base.path())
     } else if let Some(rest) = location.strip_prefix("//") {
         format!("{scheme}://{rest}")
     } else if location.starts_with('/') {
@@ -293,7 +323,16 @@ pub async fn send(
 ) -> Result<(Response<WasiBody>, Conn), HttpError> {
     let deadline = Instant::now() + access.timeout;
     let (parts, body) = request.into_parts();
-    let follow = parts.method == Method::GET || parts.method == Method::HEAD;
+    if parts.method != Method::GET && parts.method != Method::HEAD {
+        return Err(denied(Denial {
+            url: parts.uri.to_string(),
+            address: None,
+            rule: format!(
+                "the method {} is not allowed: web tools read (GET and HEAD only)",
+                parts.method
+            ),
+        }));
+    }
     let mut headers = parts.headers;
     headers.remove(HOST);
     let mut uri = parts.uri;
@@ -302,7 +341,7 @@ pub async fn send(
     loop {
         let target = access.policy.check_url(&uri).map_err(denied)?;
         let addrs = resolve_checked(&access, &uri, &target, deadline).await?;
-        let stream = connect(&access, &target, &addrs, deadline).await?;
+        let stream = connect(&access, &uri, &target, &addrs, deadline).await?;
         let path = uri.path_and_query().map_or("/", |p| p.as_str());
         let mut req = Request::builder()
             .method(parts.method.clone())
@@ -320,8 +359,10 @@ pub async fn send(
             req.headers_mut().insert(HOST, v);
         }
         let origin = Origin::of(&uri);
-        for (o, name, value) in &access.secrets {
+        for (_, name, _) in &access.secrets {
             req.headers_mut().remove(name);
+        }
+        for (o, name, value) in &access.secrets {
             if origin.as_ref() == Some(o) {
                 req.headers_mut().insert(name.clone(), value.clone());
             }
@@ -332,8 +373,7 @@ pub async fn send(
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string);
-        if follow
-            && is_redirect(response.status())
+        if is_redirect(response.status())
             && let Some(location) = location
         {
             if hop >= access.max_redirects {
@@ -345,6 +385,20 @@ pub async fn send(
             hop += 1;
             let next = join(&uri, &location).map_err(failed)?;
             tracing::debug!(from = %uri, to = %next, "following a redirect");
+            // The next hop has no body; credentials stay with their origin.
+            for h in [
+                "content-length",
+                "content-type",
+                "content-encoding",
+                "transfer-encoding",
+            ] {
+                headers.remove(h);
+            }
+            if Origin::of(&next) != origin {
+                for h in ["authorization", "cookie", "proxy-authorization"] {
+                    headers.remove(h);
+                }
+            }
             uri = next;
             continue;
         }
