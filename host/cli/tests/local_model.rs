@@ -25,6 +25,9 @@ fn model_dir() -> PathBuf {
     dir
 }
 
+/// The tests here count servers on one machine-wide directory: one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Pids of llama-server processes started from `dir`.
 fn servers(dir: &std::path::Path) -> Vec<u32> {
     let bin = dir.join("llama-server");
@@ -52,6 +55,7 @@ fn cmd(home: &std::path::Path, dir: &std::path::Path) -> Command {
 
 #[test]
 fn with_no_key_run_answers_on_the_local_model_and_leaves_no_server() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = model_dir();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let before = servers(&dir);
@@ -106,5 +110,107 @@ fn with_no_key_run_answers_on_the_local_model_and_leaves_no_server() {
         String::from_utf8_lossy(&o.stderr).contains("no API key for provider `openai`"),
         "{}",
         String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn serve_runs_one_local_server_and_stops_it_on_sigterm() {
+    use std::io::BufRead;
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = model_dir();
+    let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let before = servers(&dir);
+    let mut child = cmd(home.path(), &dir)
+        .args([
+            "serve",
+            "--workspace",
+            home.path().join("ws").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.starts_with("gateway ws://"), "{line}");
+    // serve warms the default agent's runtime after it is ready: one server starts.
+    let started = std::time::Instant::now();
+    let mut new: Vec<u32> = Vec::new();
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        new = servers(&dir)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        if !new.is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(new.len(), 1, "one llama-server for serve: {new:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let after: Vec<u32> = servers(&dir)
+        .into_iter()
+        .filter(|p| !before.contains(p))
+        .collect();
+    assert!(
+        after.is_empty(),
+        "llama-server left running after serve: {after:?}"
+    );
+
+    // kill -9 leaves the server behind; `model status` names it and `model stop` ends it.
+    let mut child = cmd(home.path(), &dir)
+        .args([
+            "serve",
+            "--workspace",
+            home.path().join("ws").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut orphan: Vec<u32> = Vec::new();
+    while orphan.is_empty() && started.elapsed() < std::time::Duration::from_secs(60) {
+        orphan = servers(&dir)
+            .into_iter()
+            .filter(|p| !before.contains(p))
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(orphan.len(), 1, "{orphan:?}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let status = cmd(home.path(), &dir)
+        .args(["model", "status"])
+        .output()
+        .unwrap();
+    let status = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.contains(&format!("pid {}", orphan[0])) && status.contains("gone"),
+        "{status}"
+    );
+    let stop = cmd(home.path(), &dir)
+        .args(["model", "stop"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&stop.stdout),
+        "stopped 1 server(s)\n"
+    );
+    let started = std::time::Instant::now();
+    while servers(&dir).contains(&orphan[0])
+        && started.elapsed() < std::time::Duration::from_secs(10)
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        !servers(&dir).contains(&orphan[0]),
+        "the orphan was stopped"
     );
 }

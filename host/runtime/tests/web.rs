@@ -247,14 +247,23 @@ fn redirects_are_followed_by_the_host_and_every_hop_is_checked() {
         .unwrap_err();
     assert!(err.contains("169.254.169.254"), "{err}");
 
-    let err = env.fetch(access(), &format!("{}/smtp", outer.url)).unwrap_err();
-    assert!(err.contains("port 25"), "a redirect to a non-web port: {err}");
+    let err = env
+        .fetch(access(), &format!("{}/smtp", outer.url))
+        .unwrap_err();
+    assert!(
+        err.contains("port 25"),
+        "a redirect to a non-web port: {err}"
+    );
     // A query-only redirect keeps the path.
     let _ = env.fetch(access(), &format!("{}/query", outer.url));
     assert!(
         outer.requests().iter().any(|r| r.path == "/query?page=2"),
         "{:?}",
-        outer.requests().iter().map(|r| r.path.clone()).collect::<Vec<_>>()
+        outer
+            .requests()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
     );
 
     let before = outer.requests().len();
