@@ -118,7 +118,7 @@ mod tests {
         assert!(file.models.len() >= 20);
         for m in &file.models {
             assert!(
-                ["openai", "anthropic", "google"].contains(&m.provider.as_str()),
+                ["openai", "anthropic", "google", "local"].contains(&m.provider.as_str()),
                 "{}",
                 m.id
             );
@@ -134,7 +134,10 @@ mod tests {
             );
         }
         assert_eq!(pinned().models(None).count(), file.models.len());
-        assert_eq!(pinned().providers(), vec!["openai", "anthropic", "google"]);
+        assert_eq!(
+            pinned().providers(),
+            vec!["openai", "anthropic", "google", "local"]
+        );
     }
 
     #[test]
