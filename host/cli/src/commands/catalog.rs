@@ -8,7 +8,7 @@ use oxydra_agent::catalog;
 pub enum CatalogCommand {
     /// The pinned model catalog: context window, max output, tools, reasoning, prices.
     Show {
-        /// openai, anthropic or google
+        /// openai, anthropic, google or local
         provider: Option<String>,
         #[arg(long)]
         json: bool,
