@@ -30,9 +30,15 @@ PROVIDERS=(
   "gemini|oxydra-provider-gemini"
 )
 
+# channel name | crate
+CHANNELS=(
+  "telegram|oxydra-channel-telegram"
+)
+
 pkgs=()
 for row in "${BUNDLE[@]}"; do IFS='|' read -r _ crate _ <<<"$row"; pkgs+=(-p "$crate"); done
 for row in "${PROVIDERS[@]}"; do IFS='|' read -r _ crate <<<"$row"; pkgs+=(-p "$crate"); done
+for row in "${CHANNELS[@]}"; do IFS='|' read -r _ crate <<<"$row"; pkgs+=(-p "$crate"); done
 cargo build --locked --target wasm32-wasip2 --profile wasm-release "${pkgs[@]}"
 
 out=target/release/components
@@ -63,6 +69,16 @@ for row in "${PROVIDERS[@]}"; do
   cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
   sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
   manifest+="$sep{\"provider_type\": \"$ptype\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
+  sep=", "
+done
+manifest+='], "channels": ['
+sep=""
+for row in "${CHANNELS[@]}"; do
+  IFS='|' read -r cname crate <<<"$row"
+  file="${crate//-/_}.wasm"
+  cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
+  sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
+  manifest+="$sep{\"name\": \"$cname\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
   sep=", "
 done
 manifest+=']}'

@@ -30,6 +30,7 @@ macro_rules! oxydra_bindgen {
                 "../../wit/v0.1/vault",
                 "../../wit/v0.1/llm",
                 "../../wit/v0.1/agent",
+                "../../wit/v0.1/channel",
                 "../../wit/v0.1/profiles",
             ],
             $($options)*
@@ -99,6 +100,36 @@ pub mod provider {
             }
         ",
         world: "oxydra:host/provider-export",
+    );
+}
+
+/// What a channel component imports from the host, `oxydra:channel/host` (its
+/// `wasi:http` is linked from wasmtime-wasi-http, see `channels.rs`).
+pub mod channel_imports {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world channel-imports {
+                import oxydra:channel/host@0.1.0;
+            }
+        ",
+        world: "oxydra:host/channel-imports",
+    );
+}
+
+/// A channel's export, `oxydra:channel/channel`.
+pub mod channel {
+    oxydra_bindgen!(
+        inline: "
+            package oxydra:host@0.1.0;
+            world channel-export {
+                export oxydra:channel/channel@0.1.0;
+            }
+        ",
+        world: "oxydra:host/channel-export",
+        with: {
+            "oxydra:channel/types": super::channel_imports::oxydra::channel::types,
+        },
     );
 }
 

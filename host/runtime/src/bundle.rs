@@ -17,6 +17,17 @@ pub struct Manifest {
     /// Provider adapters by `provider_type` (openai, openai_responses, anthropic, gemini).
     #[serde(default)]
     pub providers: Vec<ManifestProvider>,
+    /// Chat channel components by name (telegram).
+    #[serde(default)]
+    pub channels: Vec<ManifestChannel>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestChannel {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,6 +97,36 @@ pub fn check_wit_version(path: &Path, manifest: &Manifest) -> Result<(), BundleE
 }
 
 /// The adapter for `provider_type`: its bytes and expected sha256.
+/// The bundled channel component `name` and its manifest sha256.
+pub fn channel_component(
+    dir: &Path,
+    manifest: &Manifest,
+    name: &str,
+) -> Result<(Arc<Vec<u8>>, String), BundleError> {
+    let entry = manifest
+        .channels
+        .iter()
+        .find(|c| c.name == name)
+        .ok_or_else(|| BundleError::Bad {
+            path: dir.join(MANIFEST),
+            message: format!(
+                "no bundled channel component `{name}` (bundled: {})",
+                manifest
+                    .channels
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        })?;
+    let path = dir.join(&entry.file);
+    let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((Arc::new(wasm), entry.sha256.clone()))
+}
+
 pub fn provider_component(
     dir: &Path,
     manifest: &Manifest,

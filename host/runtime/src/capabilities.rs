@@ -34,7 +34,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 6] = [
+pub const CAPABILITIES: [CapabilityRow; 7] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -72,6 +72,13 @@ pub const CAPABILITIES: [CapabilityRow; 6] = [
         interface: "oxydra:tool/settings",
         imports: &["oxydra:tool/settings"],
         link: Some(web::add_settings_to_linker::<CallState>),
+    },
+    CapabilityRow {
+        capability: Capability::ChannelHost,
+        interface: "oxydra:channel/host",
+        imports: &["oxydra:channel/host"],
+        // The channel kind links it itself (channels.rs).
+        link: None,
     },
 ];
 

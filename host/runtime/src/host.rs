@@ -4,6 +4,9 @@
 
 use crate::cache::CacheOutcome;
 use crate::capabilities::paths::Workspace;
+use crate::channels::{
+    Action, ChannelFailure, ChannelKv, ChannelSpec, Channels, Inbound, LoadedChannel,
+};
 use crate::engine;
 use crate::kernel::Core;
 use crate::llm::types::{LlmFailure, LlmRequest};
@@ -29,6 +32,7 @@ pub struct ComponentHost {
     core: Core,
     tools: Tools,
     providers: Providers,
+    channels: Channels,
 }
 
 impl ComponentHost {
@@ -36,10 +40,12 @@ impl ComponentHost {
         let engine = engine::build(config.max_memory_mib)?;
         let tools = Tools::new(&engine)?;
         let providers = Providers::new(&engine)?;
+        let channels = Channels::new(&engine)?;
         Ok(ComponentHost {
             core: Core::new(engine, config.cache_dir),
             tools,
             providers,
+            channels,
         })
     }
 
@@ -97,6 +103,43 @@ impl ComponentHost {
         delegator: Option<Arc<dyn crate::delegation::Delegator>>,
     ) -> Result<String, CallError> {
         self.tools.call(&self.core, tool, arguments, ws, delegator)
+    }
+
+    /// Load a channel component under the `chat-channel` profile; it may reach only
+    /// `spec.api_base_url`, with the token substituted by the host.
+    pub fn load_channel(&self, spec: ChannelSpec) -> Result<LoadedChannel, LoadError> {
+        self.channels.load(&self.core, spec)
+    }
+
+    /// One long poll: the messages the channel emitted (its offset advanced in `kv`).
+    pub fn channel_poll(
+        &self,
+        ch: &LoadedChannel,
+        kv: Arc<dyn ChannelKv>,
+    ) -> Result<Vec<Inbound>, ChannelFailure> {
+        self.channels.poll(&self.core, ch, kv)
+    }
+
+    /// One outbound action; the platform's message id.
+    pub fn channel_deliver(
+        &self,
+        ch: &LoadedChannel,
+        kv: Arc<dyn ChannelKv>,
+        action: Action,
+    ) -> Result<String, ChannelFailure> {
+        self.channels.deliver(&self.core, ch, kv, action)
+    }
+
+    /// Download an inbound file, at most `max_bytes`.
+    pub fn channel_fetch_file(
+        &self,
+        ch: &LoadedChannel,
+        kv: Arc<dyn ChannelKv>,
+        file_id: &str,
+        max_bytes: u64,
+    ) -> Result<Vec<u8>, ChannelFailure> {
+        self.channels
+            .fetch_file(&self.core, ch, kv, file_id, max_bytes)
     }
 
     /// Load a provider adapter under the `llm-provider` profile, with the default

@@ -11,6 +11,7 @@ pub mod bindings;
 pub mod bundle;
 pub mod cache;
 pub mod capabilities;
+pub mod channels;
 pub mod delegation;
 pub mod engine;
 pub mod host;

@@ -32,7 +32,10 @@ impl Linkers {
     pub fn new(engine: &Engine) -> wasmtime::Result<Linkers> {
         let mut map = HashMap::new();
         for p in Profile::ALL {
-            if p.export() != crate::profiles::ExportKind::Provider {
+            if matches!(
+                p.export(),
+                crate::profiles::ExportKind::Tool | crate::profiles::ExportKind::Step
+            ) {
                 map.insert(p, build(engine, p)?);
             }
         }

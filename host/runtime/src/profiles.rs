@@ -69,6 +69,8 @@ pub enum Capability {
     Delegate,
     /// `oxydra:tool/settings`: the operator's settings for the tool (no secrets).
     Settings,
+    /// `oxydra:channel/host`: emit inbound messages, durable channel state, log.
+    ChannelHost,
 }
 
 impl Capability {
@@ -84,6 +86,7 @@ pub enum ExportKind {
     Tool,
     Step,
     Provider,
+    Channel,
 }
 
 impl ExportKind {
@@ -92,6 +95,7 @@ impl ExportKind {
             ExportKind::Tool => "oxydra:tool/tool",
             ExportKind::Step => "oxydra:tool/step",
             ExportKind::Provider => "oxydra:llm/provider",
+            ExportKind::Channel => "oxydra:channel/channel",
         }
     }
 }
@@ -110,6 +114,7 @@ pub enum Profile {
     Delegation,
     LlmProvider,
     Web,
+    ChatChannel,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -130,7 +135,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 7] = [
+pub const PROFILES: [ProfileRow; 8] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -183,6 +188,15 @@ pub const PROFILES: [ProfileRow; 7] = [
         export: ExportKind::Tool,
         // It reads; it changes nothing in the workspace.
         tier_floor: Tier::ReadOnly,
+    },
+    ProfileRow {
+        profile: Profile::ChatChannel,
+        name: "chat-channel",
+        // wasi:http to the channel's API origin only (credential substituted by the
+        // host), and the channel host interface.
+        capabilities: &[Capability::HttpOutgoing, Capability::ChannelHost],
+        export: ExportKind::Channel,
+        tier_floor: Tier::SideEffecting,
     },
 ];
 
@@ -412,6 +426,7 @@ pub fn inspect(
             "oxydra:tool/tool" => ExportKind::Tool,
             "oxydra:tool/step" => ExportKind::Step,
             "oxydra:llm/provider" => ExportKind::Provider,
+            "oxydra:channel/channel" => ExportKind::Channel,
             _ if unversioned.starts_with("oxydra:") => {
                 check_oxydra_version(component_name, name)?;
                 continue;
@@ -422,7 +437,7 @@ pub fn inspect(
         if export.is_some() {
             return Err(LoadError::Exports {
                 component: component_name.to_string(),
-                problem: "exports more than one of oxydra:tool/tool, oxydra:tool/step and oxydra:llm/provider; a component is one of them".into(),
+                problem: "exports more than one of oxydra:tool/tool, oxydra:tool/step, oxydra:llm/provider and oxydra:channel/channel; a component is one of them".into(),
             });
         }
         export = Some(kind);
@@ -472,9 +487,10 @@ pub fn inspect(
         }
         match unversioned {
             // Type-only interfaces: no functions, no authority.
-            "oxydra:fs/types" | "oxydra:tool/types" | "oxydra:llm/types" => {
-                check_oxydra_version(component_name, name)?
-            }
+            "oxydra:fs/types"
+            | "oxydra:tool/types"
+            | "oxydra:llm/types"
+            | "oxydra:channel/types" => check_oxydra_version(component_name, name)?,
             _ if unversioned.starts_with("oxydra:") => {
                 check_oxydra_version(component_name, name)?;
                 return Err(forbidden("it is not an interface this host provides"));

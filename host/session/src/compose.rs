@@ -49,6 +49,29 @@ pub fn user_and_workspace(
     pick_user(&runner, user, true)
 }
 
+/// `user`'s own file (`users/<id>.toml` beside runner.toml, or the `config_path`
+/// runner.toml names); the defaults when there is none.
+pub fn user_config(sources: &Sources, user: &str) -> Result<config::UserConfig, SetupError> {
+    let runner = config::load_runner(sources)?;
+    let Some(base) = runner.base_dir.clone() else {
+        return Ok(config::UserConfig::default());
+    };
+    let configured = runner
+        .value
+        .users
+        .get(user)
+        .and_then(|u| u.config_path.clone());
+    let path = match &configured {
+        Some(p) if p.is_relative() => base.join(p),
+        Some(p) => p.clone(),
+        None => base.join("users").join(format!("{user}.toml")),
+    };
+    if configured.is_none() && !path.exists() {
+        return Ok(config::UserConfig::default());
+    }
+    Ok(config::load_user(&path)?)
+}
+
 fn pick_user(
     runner: &config::RunnerConfig,
     user: Option<String>,

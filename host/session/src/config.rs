@@ -7,7 +7,7 @@
 
 pub mod agent;
 mod layers;
-mod runner;
+pub mod runner;
 pub mod web;
 
 pub use agent::{AgentConfig, ComponentsConfig};

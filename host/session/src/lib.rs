@@ -17,6 +17,7 @@ pub mod events;
 pub mod local;
 pub mod providers;
 pub mod service;
+pub mod telegram;
 pub mod tools;
 
 pub use compose::System;

@@ -157,7 +157,7 @@ pub struct Store {
 }
 
 /// The tables `SCHEMA` creates.
-const SCHEMA_TABLES: i64 = 5;
+const SCHEMA_TABLES: i64 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -190,6 +190,13 @@ CREATE TABLE IF NOT EXISTS turns (
     started_ms INTEGER NOT NULL,
     ended_ms INTEGER,
     PRIMARY KEY (session_id, turn)
+);
+CREATE TABLE IF NOT EXISTS channel_state (
+    channel TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (channel, key)
 );
 CREATE TABLE IF NOT EXISTS leases (
     session_id TEXT PRIMARY KEY REFERENCES sessions(id),
@@ -461,7 +468,7 @@ impl Store {
             let mut rows = c
                 .query(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                     ('sessions', 'messages', 'summaries', 'turns', 'leases')",
+                     ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state')",
                     (),
                 )
                 .await?;
@@ -513,6 +520,37 @@ impl Store {
             c.execute(
                 "INSERT INTO sessions (id, agent, created_ms, updated_ms) VALUES (?1, ?2, ?3, ?3)",
                 params![id, agent, now],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    /// A channel's durable state entry (`channel` names the channel and bot, e.g.
+    /// `telegram:alice`).
+    pub fn channel_get(&self, channel: &str, key: &str) -> Result<Option<String>, StoreError> {
+        self.exec(async |c| {
+            let mut rows = c
+                .query(
+                    "SELECT value FROM channel_state WHERE channel = ?1 AND key = ?2",
+                    params![channel, key],
+                )
+                .await?;
+            match rows.next().await? {
+                Some(row) => Ok(Some(row.get::<String>(0)?)),
+                None => Ok(None),
+            }
+        })
+    }
+
+    /// Set a channel's state entry; durable when this returns.
+    pub fn channel_set(&self, channel: &str, key: &str, value: &str) -> Result<(), StoreError> {
+        let now = now_ms();
+        self.exec(async |c| {
+            c.execute(
+                "INSERT INTO channel_state (channel, key, value, updated_ms) VALUES (?1, ?2, ?3, ?4) \
+                 ON CONFLICT (channel, key) DO UPDATE SET value = excluded.value, updated_ms = excluded.updated_ms",
+                params![channel, key, value, now],
             )
             .await?;
             Ok(())

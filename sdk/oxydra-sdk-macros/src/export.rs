@@ -50,6 +50,49 @@ pub(crate) fn expand_provider(item: TokenStream) -> syn::Result<TokenStream> {
     })
 }
 
+/// The `oxydra:channel` package, for `export_channel!`.
+const CHANNEL_WIT: &str = include_str!("../wit/v0.1/channel/channel.wit");
+
+/// Glue for a chat channel. The `oxydra:channel/types` types are the SDK's own (`with`),
+/// so the channel and the glue share them and nothing is converted.
+pub(crate) fn expand_channel(item: TokenStream) -> syn::Result<TokenStream> {
+    let ty: syn::Path = syn::parse2(item)?;
+    let wit = format!("{CHANNEL_WIT}\nworld channel-export {{ export channel; }}\n");
+    Ok(quote! {
+        #[doc(hidden)]
+        // The canonical-ABI export shims wit-bindgen generates are unsafe by nature.
+        #[allow(clippy::all, dead_code, unused_imports, unsafe_code)]
+        mod __oxydra_channel_glue {
+            ::oxydra_sdk::__private::wit_bindgen::generate!({
+                inline: #wit,
+                world: "oxydra:channel/channel-export",
+                runtime_path: "::oxydra_sdk::__private::wit_bindgen::rt",
+                with: { "oxydra:channel/types@0.1.0": ::oxydra_sdk::channel::types },
+            });
+            use ::oxydra_sdk::channel::types::{Action, ChannelError, ChannelInfo};
+            struct Glue;
+            impl exports::oxydra::channel::channel::Guest for Glue {
+                fn describe() -> ChannelInfo {
+                    <super::#ty as ::oxydra_sdk::channel::Channel>::describe()
+                }
+                fn poll() -> ::core::result::Result<u32, ChannelError> {
+                    <super::#ty as ::oxydra_sdk::channel::Channel>::poll()
+                }
+                fn deliver(action: Action) -> ::core::result::Result<::std::string::String, ChannelError> {
+                    <super::#ty as ::oxydra_sdk::channel::Channel>::deliver(action)
+                }
+                fn fetch_file(
+                    file_id: ::std::string::String,
+                    max_bytes: u64,
+                ) -> ::core::result::Result<::std::vec::Vec<u8>, ChannelError> {
+                    <super::#ty as ::oxydra_sdk::channel::Channel>::fetch_file(&file_id, max_bytes)
+                }
+            }
+            export!(Glue);
+        }
+    })
+}
+
 pub(crate) enum Kind {
     Tool,
     Step,

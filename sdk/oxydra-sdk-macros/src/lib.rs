@@ -1,5 +1,6 @@
 //! Proc macros behind `oxydra-sdk`: `#[tool]`, `#[derive(ToolEnum)]`, `export_tool!`,
-//! `export_step!`. Component authors use them through `oxydra_sdk`.
+//! `export_step!`, `export_provider!`, `export_channel!`. Component authors use them
+//! through `oxydra_sdk`.
 
 use proc_macro::TokenStream;
 
@@ -42,6 +43,14 @@ pub fn export_tool(item: TokenStream) -> TokenStream {
 #[proc_macro]
 pub fn export_provider(item: TokenStream) -> TokenStream {
     export::expand_provider(item.into())
+        .unwrap_or_else(syn::Error::into_compile_error)
+        .into()
+}
+
+/// Export an `oxydra_sdk::channel::Channel` as this component's `oxydra:channel/channel`.
+#[proc_macro]
+pub fn export_channel(item: TokenStream) -> TokenStream {
+    export::expand_channel(item.into())
         .unwrap_or_else(syn::Error::into_compile_error)
         .into()
 }

@@ -18,3 +18,21 @@ pub mod llm {
         generate_unused_types: true,
     });
 }
+
+/// `oxydra:channel/types` and the `oxydra:channel/host` imports (emit, durable state,
+/// log). The importing world is inline: `oxydra:sdk` names none for channels, and the
+/// `chat-channel` profile world pulls in `wasi:http`, which the SDK binds with `wasip2`.
+#[cfg(feature = "channel")]
+pub mod channel {
+    wit_bindgen::generate!({
+        path: ["wit/v0.1/channel"],
+        inline: "package oxydra:sdk-channel@0.1.0;\n\
+                 world channel-imports { import oxydra:channel/host@0.1.0; }\n",
+        world: "oxydra:sdk-channel/channel-imports",
+        generate_all,
+        // The action and channel-info types are the export glue's; bind them here too.
+        generate_unused_types: true,
+        // Channels compare inbound messages and errors in their unit tests.
+        additional_derives: [PartialEq, Eq],
+    });
+}

@@ -31,12 +31,17 @@
 //! - [`url`]: form-urlencoding of query values and resolving relative links; plain
 //!   functions, no host calls.
 //! - [`llm`] (feature `llm`): writing an LLM provider adapter.
+//! - [`channel`] (feature `channel`): writing a chat channel (Telegram): the
+//!   `oxydra:channel` types, the host's emit/state/log, HTTP helpers, and
+//!   `export_channel!`.
 
 pub mod agent;
 mod bindings;
+#[cfg(feature = "channel")]
+pub mod channel;
 mod error;
 pub mod fs;
-#[cfg(any(feature = "llm", feature = "web"))]
+#[cfg(any(feature = "llm", feature = "web", feature = "channel"))]
 mod http_target;
 #[cfg(feature = "llm")]
 pub mod llm;
@@ -49,7 +54,9 @@ pub mod vault;
 pub mod web;
 
 pub use error::ToolError;
-pub use oxydra_sdk_macros::{ToolEnum, export_provider, export_step, export_tool, tool};
+pub use oxydra_sdk_macros::{
+    ToolEnum, export_channel, export_provider, export_step, export_tool, tool,
+};
 pub use schema::ArgSchema;
 pub use validate::validate_arguments;
 

@@ -17,10 +17,8 @@
 //! [`Page::status`].
 
 use crate::ToolError;
-use crate::http_target::{Target, request, target};
-use wasip2::http::outgoing_handler;
-use wasip2::http::types::{ErrorCode, Method, http_error_code};
-use wasip2::io::streams::StreamError;
+use crate::http_target::{Failure, Target, code_message, exchange, target};
+use wasip2::http::types::{ErrorCode, Method};
 
 /// The response header in which the host gives the absolute URL of the final response
 /// (after the redirects it followed).
@@ -29,8 +27,6 @@ pub const FINAL_URL_HEADER: &str = "oxydra-final-url";
 pub const DENIED_PREFIX: &str = "egress denied:";
 /// How the host's message starts when a body is over `tools.web.max_response_bytes`.
 const TOO_LARGE_PREFIX: &str = "response body over";
-/// Largest read asked of the body stream at once.
-const READ_CHUNK: usize = 64 * 1024;
 
 /// A response, its body read (up to a limit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -95,70 +91,29 @@ pub fn get(url: &str, headers: &[(&str, &str)], max_bytes: usize) -> Result<Page
         .iter()
         .map(|(k, v)| (k.to_string(), v.as_bytes().to_vec()))
         .collect();
-    let req = request(&Method::Get, &t, &entries)
-        .map_err(|e| ToolError::InvalidArguments(format!("cannot request {url}: {e}")))?;
-    // No body is taken: the request goes with an empty one.
-    let future = outgoing_handler::handle(req, None).map_err(|e| error_from_code(e, url, &t))?;
-    future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(r))) => r,
-        Some(Ok(Err(e))) => return Err(error_from_code(e, url, &t)),
-        Some(Err(())) | None => {
-            return Err(ToolError::Failed(format!("no response from {url}")));
+    let answer = exchange(&Method::Get, &t, &entries, None, max_bytes).map_err(|f| match f {
+        Failure::Request(e) => ToolError::InvalidArguments(format!("cannot request {url}: {e}")),
+        Failure::Code(code) => error_from_code(code, url, &t),
+        Failure::NoResponse => ToolError::Failed(format!("no response from {url}")),
+        Failure::NoBody => ToolError::Failed(format!("the response from {url} has no body")),
+        Failure::Write(e) => ToolError::Failed(format!("sending the request to {url} failed: {e}")),
+        Failure::Read(e) => {
+            ToolError::Failed(format!("reading the response from {url} failed: {e}"))
         }
-    };
-    let status = response.status();
-    let headers = response.headers().entries();
-    let final_url = headers
+    })?;
+    let final_url = answer
+        .headers
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case(FINAL_URL_HEADER))
         .map(|(_, v)| String::from_utf8_lossy(v).trim().to_string())
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| url.to_string());
-    let incoming = response
-        .consume()
-        .map_err(|_| ToolError::Failed(format!("the response from {url} has no body")))?;
-    let stream = incoming
-        .stream()
-        .map_err(|_| ToolError::Failed(format!("the response body from {url} cannot be read")))?;
-    let mut body = Vec::new();
-    let mut truncated = false;
-    loop {
-        let want = max_bytes
-            .saturating_add(1)
-            .saturating_sub(body.len())
-            .min(READ_CHUNK);
-        match stream.blocking_read(want as u64) {
-            Ok(bytes) => {
-                body.extend_from_slice(&bytes);
-                if body.len() > max_bytes {
-                    body.truncate(max_bytes);
-                    truncated = true;
-                    break;
-                }
-            }
-            Err(StreamError::Closed) => break,
-            Err(StreamError::LastOperationFailed(e)) => {
-                return Err(match http_error_code(&e) {
-                    Some(code) => error_from_code(code, url, &t),
-                    None => ToolError::Failed(format!(
-                        "reading the response from {url} failed: {}",
-                        e.to_debug_string()
-                    )),
-                });
-            }
-        }
-    }
-    // A child resource goes before its parent.
-    drop(stream);
-    drop(incoming);
-    drop(response);
     Ok(Page {
-        status,
-        headers,
+        status: answer.status,
+        headers: answer.headers,
         final_url,
-        body,
-        truncated,
+        body: answer.body,
+        truncated: answer.truncated,
     })
 }
 
@@ -180,52 +135,6 @@ fn error_from_code(code: ErrorCode, url: &str, t: &Target) -> ToolError {
         ErrorCode::DestinationIpProhibited => ToolError::Denied(format!(
             "{DENIED_PREFIX} the host may not connect to the address of {host}"
         )),
-        ErrorCode::DnsTimeout => failed(format!("could not resolve host {host}: timed out")),
-        ErrorCode::DnsError(p) => {
-            let why = match (p.rcode, p.info_code) {
-                (Some(r), _) => r,
-                (None, Some(code)) => format!("DNS error {code}"),
-                (None, None) => "no such host".to_string(),
-            };
-            failed(format!("could not resolve host {host}: {why}"))
-        }
-        ErrorCode::DestinationNotFound => {
-            failed(format!("could not resolve host {host}: no such host"))
-        }
-        ErrorCode::DestinationUnavailable => failed(format!(
-            "could not connect to host {host}: it is unavailable"
-        )),
-        ErrorCode::DestinationIpUnroutable => failed(format!(
-            "could not connect to host {host}: its address is unroutable"
-        )),
-        ErrorCode::ConnectionRefused => failed(format!(
-            "could not connect to host {host}: connection refused"
-        )),
-        ErrorCode::ConnectionTimeout => {
-            failed(format!("could not connect to host {host}: timed out"))
-        }
-        ErrorCode::ConnectionTerminated => failed(format!(
-            "the connection to {host} closed before the response was complete"
-        )),
-        ErrorCode::ConnectionReadTimeout | ErrorCode::HttpResponseTimeout => {
-            failed(format!("{url} did not answer in time"))
-        }
-        ErrorCode::ConnectionWriteTimeout => {
-            failed(format!("sending the request to {host} timed out"))
-        }
-        ErrorCode::ConnectionLimitReached => failed(format!(
-            "could not connect to host {host}: too many open connections"
-        )),
-        ErrorCode::TlsProtocolError => failed(format!("the TLS handshake with {host} failed")),
-        ErrorCode::TlsCertificateError => {
-            failed(format!("the TLS certificate of {host} is not valid for it"))
-        }
-        ErrorCode::TlsAlertReceived(p) => failed(format!(
-            "{host} ended the TLS handshake: {}",
-            p.alert_message
-                .or(p.alert_id.map(|id| format!("alert {id}")))
-                .unwrap_or_else(|| "no reason given".to_string())
-        )),
         ErrorCode::HttpRequestUriInvalid
         | ErrorCode::HttpRequestUriTooLong
         | ErrorCode::HttpRequestMethodInvalid => {
@@ -235,17 +144,7 @@ fn error_from_code(code: ErrorCode, url: &str, t: &Target) -> ToolError {
             Some(n) => format!("the response from {url} is over {n} bytes"),
             None => format!("the response from {url} is too large"),
         }),
-        ErrorCode::HttpResponseIncomplete => {
-            failed(format!("the response from {url} was incomplete"))
-        }
-        ErrorCode::HttpResponseContentCoding(c) => failed(format!(
-            "the response from {url} uses a content coding that cannot be read{}",
-            c.map(|c| format!(" ({c})")).unwrap_or_default()
-        )),
-        ErrorCode::HttpProtocolError => {
-            failed(format!("{host} sent something that is not valid HTTP"))
-        }
-        other => failed(format!("fetching {url} failed: {other:?}")),
+        other => failed(code_message(other, url, host)),
     }
 }
 

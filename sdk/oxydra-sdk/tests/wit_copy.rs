@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 const COPIES: &[(&str, &[&str])] = &[
     (
         "sdk/oxydra-sdk",
-        &["agent", "fs", "llm", "sdk", "tool", "vault"],
+        &["agent", "channel", "fs", "llm", "sdk", "tool", "vault"],
     ),
-    ("sdk/oxydra-sdk-macros", &["llm", "tool"]),
+    ("sdk/oxydra-sdk-macros", &["channel", "llm", "tool"]),
 ];
 
 fn repo_root() -> Option<PathBuf> {

@@ -40,6 +40,15 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let opts = ServiceOptions::from_config(&system.config);
     let gw_opts = GatewayOptions::from_config(&system.config);
     let service = Arc::new(SessionService::open(Arc::new(system), &user, &ws, opts)?);
+    // Channels run inside serve, as clients of the same session service.
+    let user_cfg = oxydra_session::compose::user_config(sources, &user)?;
+    let telegram = match &user_cfg.channels.telegram {
+        Some(t) => oxydra_session::telegram::start(service.clone(), t, |v| std::env::var(v).ok())?,
+        None => None,
+    };
+    if telegram.is_some() {
+        eprintln!("telegram: polling for user {user}");
+    }
     let env_token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
     let token = token::load_or_create(&ws, env_token)
         .map_err(|e| Failure::new(exit::USAGE, format!("gateway token: {e}")))?;
@@ -110,6 +119,7 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
         tracing::info!("gateway stopped");
         Ok(())
     });
+    drop(telegram);
     drop(rt);
     drop(held);
     result

@@ -159,6 +159,9 @@ pub struct Telegram {
     pub bot_token_env: Option<String>,
     pub polling_timeout_secs: u64,
     pub max_message_length: u32,
+    /// The Bot API server (default the public one); tests and self-hosted Bot API
+    /// servers point it elsewhere. The only origin the channel component may reach.
+    pub api_base_url: Option<String>,
     pub senders: Vec<Sender>,
 }
 
@@ -169,6 +172,7 @@ impl Default for Telegram {
             bot_token_env: None,
             polling_timeout_secs: 30,
             max_message_length: 4096,
+            api_base_url: None,
             senders: vec![],
         }
     }

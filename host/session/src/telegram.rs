@@ -1,0 +1,591 @@
+//! Telegram inside `serve`: one poller per bot (two pollers is Telegram's 409), the
+//! sender allowlist enforced on the platform user id before anything reaches a session,
+//! a chat (or forum topic) mapped to a session of the user, and each answer delivered
+//! back — a typing indicator while the turn runs, the final text in Telegram's HTML
+//! subset (plain text when Telegram cannot parse it), split at the platform's limit.
+//!
+//! The channel itself is a component (`chat-channel` profile); this is the host's loop
+//! around it, a client of the [`SessionService`] like the gateway.
+
+use crate::TurnEvent;
+use crate::config::runner::Telegram;
+use crate::error::SetupError;
+use crate::service::SessionService;
+use oxydra_runtime::channels::{
+    Action, ChannelFailure, ChannelKv, ChannelSpec, Inbound, LoadedChannel, Target,
+};
+use oxydra_store::Store;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// The public Bot API.
+pub const DEFAULT_API: &str = "https://api.telegram.org";
+
+/// Channel state in the workspace's store, under `telegram:<user>`.
+pub struct StoreKv {
+    store: Mutex<Store>,
+    channel: String,
+}
+
+impl StoreKv {
+    pub fn open(ws: &Path, channel: &str) -> Result<StoreKv, SetupError> {
+        Ok(StoreKv {
+            store: Mutex::new(Store::open(&crate::compose::store_path(ws))?),
+            channel: channel.to_string(),
+        })
+    }
+}
+
+impl ChannelKv for StoreKv {
+    fn get(&self, key: &str) -> Option<String> {
+        let s = self.store.lock().ok()?;
+        s.channel_get(&self.channel, key).ok().flatten()
+    }
+    fn set(&self, key: &str, value: &str) -> Result<(), String> {
+        let s = self
+            .store
+            .lock()
+            .map_err(|_| "the store lock is poisoned".to_string())?;
+        s.channel_set(&self.channel, key, value)
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// UTF-16 code units of `s` (Telegram's unit for message length).
+pub fn utf16_len(s: &str) -> usize {
+    s.chars().map(char::len_utf16).sum()
+}
+
+/// Split `text` into pieces of at most `max` UTF-16 code units, preferring paragraph,
+/// then line, then word boundaries; never inside a character (so never inside a
+/// surrogate pair).
+pub fn split_message(text: &str, max: usize) -> Vec<String> {
+    let max = max.max(16);
+    let mut out = Vec::new();
+    let mut rest = text.trim_end();
+    while utf16_len(rest) > max {
+        // The longest prefix that fits, on a char boundary.
+        let mut units = 0;
+        let mut end = 0;
+        for (i, c) in rest.char_indices() {
+            if units + c.len_utf16() > max {
+                break;
+            }
+            units += c.len_utf16();
+            end = i + c.len_utf8();
+        }
+        let head = &rest[..end];
+        let cut = head
+            .rfind("\n\n")
+            .map(|i| i + 2)
+            .or_else(|| head.rfind('\n').map(|i| i + 1))
+            .or_else(|| head.rfind(' ').map(|i| i + 1))
+            .filter(|&i| i > end / 4)
+            .unwrap_or(end);
+        let piece = rest[..cut].trim_end();
+        if !piece.is_empty() {
+            out.push(piece.to_string());
+        }
+        rest = rest[cut..].trim_start_matches([' ', '\n']);
+    }
+    if !rest.is_empty() {
+        out.push(rest.to_string());
+    }
+    out
+}
+
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// Markdown to Telegram's HTML subset: bold, italic, strikethrough, inline code, code
+/// blocks, links, block quotes; everything else as escaped text.
+pub fn to_html(markdown: &str) -> String {
+    use pulldown_cmark::{CodeBlockKind, Event, Options, Parser, Tag, TagEnd};
+    let mut out = String::new();
+    let mut list_depth: Vec<Option<u64>> = Vec::new();
+    for ev in Parser::new_ext(markdown, Options::ENABLE_STRIKETHROUGH) {
+        match ev {
+            Event::Start(Tag::Strong) => out.push_str("<b>"),
+            Event::End(TagEnd::Strong) => out.push_str("</b>"),
+            Event::Start(Tag::Emphasis) => out.push_str("<i>"),
+            Event::End(TagEnd::Emphasis) => out.push_str("</i>"),
+            Event::Start(Tag::Strikethrough) => out.push_str("<s>"),
+            Event::End(TagEnd::Strikethrough) => out.push_str("</s>"),
+            Event::Start(Tag::BlockQuote(_)) => out.push_str("<blockquote>"),
+            Event::End(TagEnd::BlockQuote(_)) => out.push_str("</blockquote>"),
+            Event::Start(Tag::CodeBlock(kind)) => match kind {
+                CodeBlockKind::Fenced(lang) if !lang.is_empty() => {
+                    out.push_str(&format!("<pre><code class=\"language-{}\">", escape(&lang)))
+                }
+                _ => out.push_str("<pre><code>"),
+            },
+            Event::End(TagEnd::CodeBlock) => out.push_str("</code></pre>\n"),
+            Event::Start(Tag::Link { dest_url, .. }) => out.push_str(&format!(
+                "<a href=\"{}\">",
+                escape(&dest_url).replace('"', "&quot;")
+            )),
+            Event::End(TagEnd::Link) => out.push_str("</a>"),
+            Event::Start(Tag::Heading { .. }) => out.push_str("<b>"),
+            Event::End(TagEnd::Heading(_)) => out.push_str("</b>\n\n"),
+            Event::Start(Tag::Paragraph) => {}
+            Event::End(TagEnd::Paragraph) => out.push_str("\n\n"),
+            Event::Start(Tag::List(first)) => list_depth.push(first),
+            Event::End(TagEnd::List(_)) => {
+                list_depth.pop();
+                out.push('\n');
+            }
+            Event::Start(Tag::Item) => {
+                let indent = "  ".repeat(list_depth.len().saturating_sub(1));
+                match list_depth.last_mut() {
+                    Some(Some(n)) => {
+                        out.push_str(&format!("{indent}{n}. "));
+                        *n += 1;
+                    }
+                    _ => out.push_str(&format!("{indent}• ")),
+                }
+            }
+            Event::End(TagEnd::Item) => out.push('\n'),
+            Event::Code(c) => out.push_str(&format!("<code>{}</code>", escape(&c))),
+            Event::Text(t) => out.push_str(&escape(&t)),
+            Event::SoftBreak | Event::HardBreak => out.push('\n'),
+            Event::Rule => out.push_str("\n——\n"),
+            Event::Html(h) | Event::InlineHtml(h) => out.push_str(&escape(&h)),
+            _ => {}
+        }
+    }
+    out.trim_end().to_string()
+}
+
+/// What the runner counts and reports.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub rejected: AtomicU64,
+    pub answered: AtomicU64,
+}
+
+/// A running Telegram poller; stopped when dropped (after its current long poll).
+pub struct TelegramRunner {
+    stop: Arc<AtomicBool>,
+    pub counters: Arc<Counters>,
+    /// `running`, or why it stopped (a refused token).
+    pub status: Arc<Mutex<String>>,
+}
+
+impl Drop for TelegramRunner {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+struct Ctx {
+    service: Arc<SessionService>,
+    channel: LoadedChannel,
+    kv: Arc<StoreKv>,
+    allowed: BTreeSet<String>,
+    max_len: usize,
+    audit: PathBuf,
+    counters: Arc<Counters>,
+}
+
+impl Ctx {
+    fn host(&self) -> &oxydra_runtime::ComponentHost {
+        &self.service.system().host
+    }
+
+    fn deliver(&self, action: Action) -> Result<String, ChannelFailure> {
+        let mut tries = 0;
+        loop {
+            match self
+                .host()
+                .channel_deliver(&self.channel, self.kv.clone(), action.clone())
+            {
+                Err(ChannelFailure::RetryAfter(s)) if tries < 3 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_secs(u64::from(s.min(60))));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn say(&self, to: &Target, text: &str) {
+        if let Err(e) = self.send_text(to, text) {
+            tracing::warn!(error = %e, "telegram: could not deliver a message");
+        }
+    }
+
+    /// The answer in HTML when Telegram takes it, else as plain text; split at the
+    /// limit, smaller again when Telegram says it is too long.
+    fn send_text(&self, to: &Target, text: &str) -> Result<(), ChannelFailure> {
+        let mut max = self.max_len;
+        let mut pieces = split_message(text, max);
+        let mut i = 0;
+        while i < pieces.len() {
+            let html = to_html(&pieces[i]);
+            let sent = if utf16_len(&html) <= self.max_len {
+                match self.deliver(Action::Send {
+                    to: to.clone(),
+                    text: html,
+                    html: true,
+                }) {
+                    Err(ChannelFailure::BadFormatting(_)) | Err(ChannelFailure::TooLong(_)) => None,
+                    other => Some(other),
+                }
+            } else {
+                None
+            };
+            match sent {
+                Some(r) => {
+                    r?;
+                }
+                None => match self.deliver(Action::Send {
+                    to: to.clone(),
+                    text: pieces[i].clone(),
+                    html: false,
+                }) {
+                    Err(ChannelFailure::TooLong(_)) if max > 256 => {
+                        max /= 2;
+                        let rest: Vec<String> = pieces[i..]
+                            .iter()
+                            .flat_map(|p| split_message(p, max))
+                            .collect();
+                        pieces.truncate(i);
+                        pieces.extend(rest);
+                        continue;
+                    }
+                    r => {
+                        r?;
+                    }
+                },
+            }
+            i += 1;
+        }
+        Ok(())
+    }
+
+    fn session_key(m: &Inbound) -> String {
+        format!(
+            "session:{}:{}",
+            m.chat_id,
+            m.thread_id.as_deref().unwrap_or("-")
+        )
+    }
+
+    fn session_for(&self, m: &Inbound) -> Result<String, String> {
+        let key = Ctx::session_key(m);
+        if let Some(id) = self.kv.get(&key)
+            && self.service.resolve(&id).is_ok()
+        {
+            return Ok(id);
+        }
+        let created = self.service.create(None, None).map_err(|e| e.to_string())?;
+        self.kv.set(&key, &created.id)?;
+        Ok(created.id)
+    }
+
+    fn audit(&self, m: &Inbound, why: &str) {
+        use std::io::Write;
+        self.counters.rejected.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(sender = %m.sender_id, chat = %m.chat_id, why, "telegram: message rejected");
+        let line = serde_json::json!({
+            "at_ms": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0),
+            "channel": "telegram", "sender_id": m.sender_id, "sender_name": m.sender_name,
+            "chat_id": m.chat_id, "update_id": m.update_id, "why": why,
+        });
+        if let Some(dir) = self.audit.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.audit)
+        {
+            let _ = writeln!(f, "{line}");
+        }
+    }
+
+    /// One message: the allowlist first, then commands, then a turn.
+    fn handle(self: &Arc<Self>, m: Inbound) {
+        self.counters.received.fetch_add(1, Ordering::Relaxed);
+        if !self.allowed.contains(&m.sender_id) {
+            self.audit(&m, "sender not in channels.telegram.senders");
+            return;
+        }
+        if m.is_group && !m.addressed {
+            return;
+        }
+        let to = Target {
+            chat_id: m.chat_id.clone(),
+            thread_id: m.thread_id.clone(),
+        };
+        let text = m.text.trim().to_string();
+        if let Some(cmd) = text.strip_prefix('/') {
+            let (name, arg) = cmd.split_once(' ').unwrap_or((cmd, ""));
+            let name = name.split('@').next().unwrap_or(name);
+            if let Some(reply) = self.command(&m, name, arg.trim()) {
+                self.say(&to, &reply);
+                return;
+            }
+        }
+        if text.is_empty() {
+            return;
+        }
+        let session = match self.session_for(&m) {
+            Ok(s) => s,
+            Err(e) => return self.say(&to, &format!("could not open a session: {e}")),
+        };
+        let sub = match self.service.submit(&session, &text) {
+            Ok(s) => s,
+            Err(e) => return self.say(&to, &e.to_string()),
+        };
+        let ctx = self.clone();
+        // One thread per running turn follows it; the poller goes on.
+        let _ = std::thread::Builder::new()
+            .name("telegram-turn".into())
+            .spawn(move || ctx.follow(&to, &sub));
+    }
+
+    fn follow(&self, to: &Target, sub: &crate::Subscription) {
+        let _ = self.deliver(Action::Typing(to.clone()));
+        loop {
+            match sub.recv_timeout(Duration::from_secs(4)) {
+                Ok(Some(TurnEvent::Finished(summary))) => {
+                    let text = match &summary.outcome {
+                        Ok(o) if !o.answer.trim().is_empty() => o.answer.clone(),
+                        Ok(_) => "(no answer)".to_string(),
+                        Err(f) => format!("⚠️ {}", f.error),
+                    };
+                    self.say(to, &text);
+                    self.counters.answered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                // Telegram's typing indicator lasts about 5 s.
+                Err(()) => {
+                    let _ = self.deliver(Action::Typing(to.clone()));
+                }
+            }
+        }
+    }
+
+    /// `/new`, `/sessions`, `/switch ID`, `/cancel`, `/cancelall`, `/status`; `None`
+    /// for anything else (it goes to the agent as text).
+    fn command(&self, m: &Inbound, name: &str, arg: &str) -> Option<String> {
+        let key = Ctx::session_key(m);
+        Some(match name {
+            "start" | "help" => "Send a message and the agent answers. Commands: /new, /sessions, /switch <id>, /cancel, /cancelall, /status".into(),
+            "new" => match self.service.create(None, None) {
+                Ok(s) => {
+                    let _ = self.kv.set(&key, &s.id);
+                    format!("new session {}", s.id)
+                }
+                Err(e) => e.to_string(),
+            },
+            "sessions" => match self.service.list() {
+                Ok(list) => {
+                    let current = self.kv.get(&key).unwrap_or_default();
+                    let lines: Vec<String> = list
+                        .iter()
+                        .take(20)
+                        .map(|s| format!("{}{} — {} turns{}", if s.id == current { "▶ " } else { "" }, s.id, s.turns, if s.active { ", running" } else { "" }))
+                        .collect();
+                    if lines.is_empty() { "no sessions yet".into() } else { lines.join("\n") }
+                }
+                Err(e) => e.to_string(),
+            },
+            "switch" => match self.service.resolve(arg) {
+                Ok(id) => {
+                    let _ = self.kv.set(&key, &id);
+                    format!("switched to {id}")
+                }
+                Err(e) => e.to_string(),
+            },
+            "cancel" => match self.kv.get(&key) {
+                Some(id) if self.service.cancel(&id) => "cancelled".into(),
+                _ => "nothing is running".into(),
+            },
+            "cancelall" => format!("cancelled {} turn(s)", self.service.cancel_all()),
+            "status" => {
+                let id = self.kv.get(&key);
+                let snap = id.as_deref().and_then(|i| self.service.snapshot(i));
+                match (id, snap) {
+                    (Some(id), Some(s)) if s.active => format!("session {id}: a turn is running (step {})", s.step),
+                    (Some(id), _) => format!("session {id}: idle"),
+                    (None, _) => "no session yet: send a message".into(),
+                }
+            }
+            _ => return None,
+        })
+    }
+}
+
+/// Start the Telegram poller of `service`'s user when `[channels.telegram]` is enabled.
+pub fn start(
+    service: Arc<SessionService>,
+    cfg: &Telegram,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<Option<TelegramRunner>, SetupError> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let key = |k: &str, m: String| SetupError::Key {
+        key: format!("channels.telegram.{k}"),
+        message: m,
+    };
+    let var = cfg.bot_token_env.clone().unwrap_or_default();
+    let token = env(&var).filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        key(
+            "bot_token_env",
+            format!("{var} is not set: export the bot token from @BotFather there"),
+        )
+    })?;
+    let system = service.system().clone();
+    let dir = crate::tools::bundled_dir(&system.config.components);
+    let manifest = oxydra_runtime::bundle::read_manifest(&dir)?;
+    let (wasm, sha) = oxydra_runtime::bundle::channel_component(&dir, &manifest, "telegram")?;
+    let channel = system
+        .host
+        .load_channel(ChannelSpec {
+            name: "telegram".into(),
+            wasm,
+            expected_sha256: Some(sha),
+            api_base_url: cfg
+                .api_base_url
+                .clone()
+                .unwrap_or_else(|| DEFAULT_API.into()),
+            token: Some(token),
+            limits: system.config.components.limits,
+        })
+        .map_err(|e| SetupError::Refused(e.to_string()))?;
+    let kv = Arc::new(StoreKv::open(
+        service.workspace(),
+        &format!("telegram:{}", service.user()),
+    )?);
+    let counters = Arc::new(Counters::default());
+    let ctx = Arc::new(Ctx {
+        allowed: cfg
+            .senders
+            .iter()
+            .flat_map(|s| s.platform_ids.iter().cloned())
+            .collect(),
+        max_len: (cfg.max_message_length as usize)
+            .min(channel.info.max_message_length.max(16) as usize),
+        audit: service
+            .workspace()
+            .join(".oxydra")
+            .join("sender_audit.jsonl"),
+        counters: counters.clone(),
+        service,
+        channel,
+        kv,
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let status = Arc::new(Mutex::new("running".to_string()));
+    let (stop2, status2) = (stop.clone(), status.clone());
+    std::thread::Builder::new()
+        .name("telegram-poller".into())
+        .spawn(move || poll_loop(&ctx, &stop2, &status2))
+        .map_err(|e| key("enabled", format!("could not start the poller: {e}")))?;
+    Ok(Some(TelegramRunner {
+        stop,
+        counters,
+        status,
+    }))
+}
+
+fn poll_loop(ctx: &Arc<Ctx>, stop: &AtomicBool, status: &Mutex<String>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut seen: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+    while !stop.load(Ordering::SeqCst) {
+        match ctx.host().channel_poll(&ctx.channel, ctx.kv.clone()) {
+            Ok(messages) => {
+                backoff = Duration::from_secs(1);
+                for m in messages {
+                    // A crash between emitting and storing the offset replays: skip
+                    // what this process already handled.
+                    if seen.contains(&m.update_id) {
+                        continue;
+                    }
+                    seen.push_back(m.update_id.clone());
+                    if seen.len() > 1000 {
+                        seen.pop_front();
+                    }
+                    ctx.handle(m);
+                }
+            }
+            Err(ChannelFailure::RetryAfter(s)) => {
+                std::thread::sleep(Duration::from_secs(u64::from(s.clamp(1, 300))));
+            }
+            Err(ChannelFailure::Unauthorized(m)) => {
+                tracing::error!(
+                    "telegram: the bot token was refused ({m}); the channel is stopped: fix channels.telegram.bot_token_env and restart serve"
+                );
+                if let Ok(mut s) = status.lock() {
+                    *s = format!("stopped: the bot token was refused ({m})");
+                }
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "telegram: poll failed");
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_long_answer_splits_on_boundaries_within_the_limit() {
+        let para = "Ünïcödé paragraph with emoji 😀🎉 and CJK 漢字かな交じり文 ".repeat(20);
+        let text = format!("{para}\n\n{para}\n{}", "word ".repeat(2000));
+        assert!(utf16_len(&text) > 10_000);
+        let parts = split_message(&text, 4096);
+        assert!(parts.len() >= 3);
+        for p in &parts {
+            assert!(utf16_len(p) <= 4096, "{}", utf16_len(p));
+        }
+        let joined: String = parts.join(" ");
+        assert_eq!(
+            joined.split_whitespace().collect::<Vec<_>>(),
+            text.split_whitespace().collect::<Vec<_>>(),
+            "nothing lost"
+        );
+        // A run with no boundary still splits on a character, never inside one.
+        let emoji = "😀".repeat(3000);
+        for p in split_message(&emoji, 4096) {
+            assert!(utf16_len(&p) <= 4096);
+            assert!(p.chars().all(|c| c == '😀'));
+        }
+    }
+
+    #[test]
+    fn markdown_becomes_telegrams_html_subset_with_text_escaped() {
+        let html = to_html(
+            "**bold** and *it* `a<b` [link](https://x.y/?a=1&b=2)\n\n```rust\nfn x() {}\n```",
+        );
+        assert!(html.contains("<b>bold</b>"), "{html}");
+        assert!(html.contains("<i>it</i>"), "{html}");
+        assert!(html.contains("<code>a&lt;b</code>"), "{html}");
+        assert!(
+            html.contains("<a href=\"https://x.y/?a=1&amp;b=2\">link</a>"),
+            "{html}"
+        );
+        assert!(
+            html.contains("<pre><code class=\"language-rust\">fn x() {}"),
+            "{html}"
+        );
+        assert_eq!(to_html("1 < 2 & 3 > 2"), "1 &lt; 2 &amp; 3 &gt; 2");
+    }
+}
