@@ -96,64 +96,64 @@ pub fn check_wit_version(path: &Path, manifest: &Manifest) -> Result<(), BundleE
     }
 }
 
-/// The adapter for `provider_type`: its bytes and expected sha256.
+/// One bundled component found by its key among `entries` (key, file, sha256): its
+/// bytes and expected sha256, or an error naming what is bundled.
+fn bundled<'a>(
+    dir: &Path,
+    what: &str,
+    key: &str,
+    mut entries: impl Iterator<Item = (&'a str, &'a str, &'a str)> + Clone,
+) -> Result<(Arc<Vec<u8>>, String), BundleError> {
+    let Some((_, file, sha)) = entries.clone().find(|(k, _, _)| *k == key) else {
+        return Err(BundleError::Bad {
+            path: dir.join(MANIFEST),
+            message: format!(
+                "no bundled {what} `{key}` (bundled: {})",
+                entries
+                    .by_ref()
+                    .map(|(k, _, _)| k)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    };
+    let path = dir.join(file);
+    let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
+    Ok((Arc::new(wasm), sha.to_string()))
+}
+
 /// The bundled channel component `name` and its manifest sha256.
 pub fn channel_component(
     dir: &Path,
     manifest: &Manifest,
     name: &str,
 ) -> Result<(Arc<Vec<u8>>, String), BundleError> {
-    let entry = manifest
+    let entries = manifest
         .channels
         .iter()
-        .find(|c| c.name == name)
-        .ok_or_else(|| BundleError::Bad {
-            path: dir.join(MANIFEST),
-            message: format!(
-                "no bundled channel component `{name}` (bundled: {})",
-                manifest
-                    .channels
-                    .iter()
-                    .map(|c| c.name.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
-    let path = dir.join(&entry.file);
-    let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    Ok((Arc::new(wasm), entry.sha256.clone()))
+        .map(|c| (c.name.as_str(), c.file.as_str(), c.sha256.as_str()));
+    bundled(dir, "channel component", name, entries)
 }
 
+/// The adapter for `provider_type`: its bytes and expected sha256.
 pub fn provider_component(
     dir: &Path,
     manifest: &Manifest,
     provider_type: &str,
 ) -> Result<(Arc<Vec<u8>>, String), BundleError> {
-    let entry = manifest
+    let entries = manifest
         .providers
         .iter()
-        .find(|p| p.provider_type == provider_type)
-        .ok_or_else(|| BundleError::Bad {
-            path: dir.join(MANIFEST),
-            message: format!(
-                "no bundled provider component for provider_type `{provider_type}` (bundled: {})",
-                manifest
-                    .providers
-                    .iter()
-                    .map(|p| p.provider_type.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        })?;
-    let path = dir.join(&entry.file);
-    let wasm = std::fs::read(&path).map_err(|e| BundleError::Bad {
-        path: path.clone(),
-        message: e.to_string(),
-    })?;
-    Ok((Arc::new(wasm), entry.sha256.clone()))
+        .map(|p| (p.provider_type.as_str(), p.file.as_str(), p.sha256.as_str()));
+    bundled(
+        dir,
+        "provider component for provider_type",
+        provider_type,
+        entries,
+    )
 }
 
 /// Turn the manifest into tool specs, reading each component file.
