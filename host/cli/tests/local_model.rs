@@ -3,6 +3,10 @@
 //! answer, a clean exit, and no server left behind.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
+#[path = "common/reap.rs"]
+mod reap;
+
+use reap::Reaped;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
@@ -120,16 +124,18 @@ fn serve_runs_one_local_server_and_stops_it_on_sigterm() {
     let dir = model_dir();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let before = servers(&dir);
-    let mut child = cmd(home.path(), &dir)
-        .args([
-            "serve",
-            "--workspace",
-            home.path().join("ws").to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        cmd(home.path(), &dir)
+            .args([
+                "serve",
+                "--workspace",
+                home.path().join("ws").to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -164,16 +170,18 @@ fn serve_runs_one_local_server_and_stops_it_on_sigterm() {
     );
 
     // kill -9 leaves the server behind; `model status` names it and `model stop` ends it.
-    let mut child = cmd(home.path(), &dir)
-        .args([
-            "serve",
-            "--workspace",
-            home.path().join("ws").to_str().unwrap(),
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = Reaped(
+        cmd(home.path(), &dir)
+            .args([
+                "serve",
+                "--workspace",
+                home.path().join("ws").to_str().unwrap(),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let started = std::time::Instant::now();
     let mut orphan: Vec<u32> = Vec::new();
     while orphan.is_empty() && started.elapsed() < std::time::Duration::from_secs(60) {

@@ -3,14 +3,17 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 mod common;
+#[path = "common/reap.rs"]
+mod reap;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 #[path = "../../runtime/tests/common/telegram.rs"]
 mod telegram;
 
 use common::Env;
+use reap::Reaped;
 use serde_json::{Value, json};
-use std::process::{Child, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 use telegram::FakeBot;
 
@@ -48,7 +51,7 @@ fn setup(bot: &FakeBot, replies: Vec<server::Reply>) -> Env {
     env
 }
 
-fn serve(env: &Env) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+fn serve(env: &Env) -> (Reaped, std::sync::Arc<std::sync::Mutex<String>>) {
     let mut child = env
         .cmd()
         .args([
@@ -65,14 +68,12 @@ fn serve(env: &Env) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
         .spawn()
         .unwrap();
     let err = common::collect(child.stderr.take().unwrap());
-    (child, err)
+    (Reaped(child), err)
 }
 
-fn stop(mut child: Child) {
-    let _ = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
+fn stop(child: Reaped) {
+    // SIGTERM, then wait (the guard's drop).
+    drop(child);
 }
 
 /// Wait until the bot was sent `n` messages; the texts sent.
