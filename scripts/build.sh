@@ -61,26 +61,22 @@ for row in "${BUNDLE[@]}"; do
   fi
   prev=$tool
 done
+# `entries KEY ROW...`: copy each row's component and list it as {KEY, file, sha256}.
+entries() {
+  local key=$1 sep="" name crate file sum; shift
+  for row in "$@"; do
+    IFS='|' read -r name crate <<<"$row"
+    file="${crate//-/_}.wasm"
+    cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
+    sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
+    manifest+="$sep{\"$key\": \"$name\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
+    sep=", "
+  done
+}
 manifest+=']}], "providers": ['
-sep=""
-for row in "${PROVIDERS[@]}"; do
-  IFS='|' read -r ptype crate <<<"$row"
-  file="${crate//-/_}.wasm"
-  cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
-  sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
-  manifest+="$sep{\"provider_type\": \"$ptype\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
-  sep=", "
-done
+entries provider_type "${PROVIDERS[@]}"
 manifest+='], "channels": ['
-sep=""
-for row in "${CHANNELS[@]}"; do
-  IFS='|' read -r cname crate <<<"$row"
-  file="${crate//-/_}.wasm"
-  cp "target/wasm32-wasip2/wasm-release/$file" "$out/$file"
-  sum=$(sha256sum "$out/$file" | cut -d' ' -f1)
-  manifest+="$sep{\"name\": \"$cname\", \"file\": \"$file\", \"sha256\": \"$sum\"}"
-  sep=", "
-done
+entries name "${CHANNELS[@]}"
 manifest+=']}'
 echo "$manifest" | python3 -m json.tool > "$out/manifest.json"
 

@@ -57,6 +57,18 @@ fn cmd(home: &std::path::Path, dir: &std::path::Path) -> Command {
     c
 }
 
+/// `serve` for the test's home, killed and reaped when dropped.
+fn serve(home: &std::path::Path, dir: &std::path::Path, stdout: std::process::Stdio) -> Reaped {
+    Reaped(
+        cmd(home, dir)
+            .args(["serve", "--workspace", home.join("ws").to_str().unwrap()])
+            .stdout(stdout)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 #[test]
 fn with_no_key_run_answers_on_the_local_model_and_leaves_no_server() {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -124,18 +136,7 @@ fn serve_runs_one_local_server_and_stops_it_on_sigterm() {
     let dir = model_dir();
     let home = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let before = servers(&dir);
-    let mut child = Reaped(
-        cmd(home.path(), &dir)
-            .args([
-                "serve",
-                "--workspace",
-                home.path().join("ws").to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = serve(home.path(), &dir, std::process::Stdio::piped());
     let mut line = String::new();
     std::io::BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -170,18 +171,7 @@ fn serve_runs_one_local_server_and_stops_it_on_sigterm() {
     );
 
     // kill -9 leaves the server behind; `model status` names it and `model stop` ends it.
-    let mut child = Reaped(
-        cmd(home.path(), &dir)
-            .args([
-                "serve",
-                "--workspace",
-                home.path().join("ws").to_str().unwrap(),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let mut child = serve(home.path(), &dir, std::process::Stdio::null());
     let started = std::time::Instant::now();
     let mut orphan: Vec<u32> = Vec::new();
     while orphan.is_empty() && started.elapsed() < std::time::Duration::from_secs(60) {
