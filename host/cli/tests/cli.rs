@@ -424,6 +424,41 @@ fn config_errors_name_the_file_the_key_and_the_line() {
         err.contains("users/alice.toml: key `channels.telegram.senders`: add at least one"),
         "{err}"
     );
+    for (line, key, says) in [
+        (
+            "edit_interval_ms = 10",
+            "edit_interval_ms",
+            "use 300 to 60000 ms",
+        ),
+        (
+            "polling_timeout_secs = 0",
+            "polling_timeout_secs",
+            "use 1 to 300 seconds",
+        ),
+        (
+            "max_file_bytes = 30000000",
+            "max_file_bytes",
+            "at most 20 MB",
+        ),
+        (
+            "streaming = \"sometimes\"",
+            "streaming",
+            "unknown variant `sometimes`",
+        ),
+    ] {
+        s.write(
+            ".oxydra/users/alice.toml",
+            &format!(
+                "[channels.telegram]\nenabled = true\nbot_token_env = \"T\"\n{line}\n\
+                 [[channels.telegram.senders]]\nplatform_ids = [\"1\"]\n"
+            ),
+        );
+        let err = stderr(&s.run(&["config", "validate"]));
+        assert!(
+            err.contains(&format!("key `channels.telegram.{key}`")) && err.contains(says),
+            "{line}: {err}"
+        );
+    }
 }
 
 #[test]

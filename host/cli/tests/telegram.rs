@@ -13,6 +13,7 @@ mod telegram;
 use common::Env;
 use reap::Reaped;
 use serde_json::{Value, json};
+use std::collections::BTreeSet;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 use telegram::FakeBot;
@@ -35,6 +36,11 @@ fn private(from: i64) -> Value {
 }
 
 fn setup(bot: &FakeBot, replies: Vec<server::Reply>) -> Env {
+    setup_with(bot, replies, "")
+}
+
+/// `extra`: more keys of `[channels.telegram]`, one per line.
+fn setup_with(bot: &FakeBot, replies: Vec<server::Reply>, extra: &str) -> Env {
     let env = Env::new(replies);
     let d = env.dir.path().join(".oxydra");
     std::fs::write(d.join("runner.toml"), "[users.alice]\n").unwrap();
@@ -42,7 +48,7 @@ fn setup(bot: &FakeBot, replies: Vec<server::Reply>) -> Env {
     std::fs::write(
         d.join("users/alice.toml"),
         format!(
-            "[channels.telegram]\nenabled = true\nbot_token_env = \"TG_TOKEN\"\napi_base_url = \"{}\"\n\
+            "[channels.telegram]\nenabled = true\nbot_token_env = \"TG_TOKEN\"\napi_base_url = \"{}\"\n{extra}\n\
              [[channels.telegram.senders]]\nplatform_ids = [\"42\"]\ndisplay_name = \"Alice\"\n",
             bot.url()
         ),
@@ -167,5 +173,192 @@ fn in_groups_only_mentions_are_answered_and_a_forum_topic_is_its_own_session() {
     // Two topics, two sessions: the second request does not carry the first exchange.
     let second = env.server.requests()[1].json().to_string();
     assert!(!second.contains("topic one"), "{second}");
+    stop(child);
+}
+
+/// An answer streamed as `n` deltas `gap` apart.
+fn slow_answer(n: usize, gap: Duration) -> server::Reply {
+    let mut pieces = Vec::new();
+    for i in 0..n {
+        pieces.push(server::openai::delta(&format!("part{i} ")));
+        pieces.push(server::Piece::Pause(gap));
+    }
+    server::openai::stream(pieces, Some((50, 10)))
+}
+
+/// Fewest milliseconds between two consecutive calls.
+fn min_gap_ms(calls: &[telegram::Call]) -> u128 {
+    calls
+        .windows(2)
+        .map(|w| w[1].at.duration_since(w[0].at).as_millis())
+        .min()
+        .unwrap_or(u128::MAX)
+}
+
+#[test]
+fn answers_grow_in_place_as_throttled_drafts_or_edits_never_a_message_per_delta() {
+    let bot = FakeBot::start(TOKEN);
+    // 16 deltas 200 ms apart: 3.2 s of streaming, one update per second at most.
+    let env = setup_with(
+        &bot,
+        vec![
+            slow_answer(16, Duration::from_millis(200)),
+            slow_answer(16, Duration::from_millis(200)),
+        ],
+        "edit_interval_ms = 1000",
+    );
+    let (child, err) = serve(&env);
+
+    // A private chat: drafts, then the answer as one new message.
+    bot.push_update(message(1, 42, private(42), "stream please"));
+    let sent = sent_wait(&bot, 1, &err);
+    let drafts = bot.calls_to("sendMessageDraft");
+    assert!(
+        (2..=6).contains(&drafts.len()),
+        "{} drafts for 16 deltas over 3.2 s",
+        drafts.len()
+    );
+    assert!(
+        min_gap_ms(&drafts) >= 900,
+        "drafts {} ms apart",
+        min_gap_ms(&drafts)
+    );
+    let ids: BTreeSet<String> = drafts.iter().filter_map(|c| c.param("draft_id")).collect();
+    assert_eq!(ids.len(), 1, "one draft grows: {ids:?}");
+    // Each draft shows the text so far, growing.
+    let texts: Vec<String> = drafts.iter().filter_map(|c| c.param("text")).collect();
+    assert!(
+        texts
+            .windows(2)
+            .all(|w| w[1].starts_with(w[0].trim_end_matches(" …"))),
+        "{texts:?}"
+    );
+    assert!(
+        sent[0].1.contains("part0") && sent[0].1.contains("part15"),
+        "{sent:?}"
+    );
+    assert_eq!(bot.calls_to("sendMessage").len(), 1, "the answer only");
+
+    // A group: one message, edited at most once a second, ending as the whole answer.
+    let group = json!({"id": -100, "type": "supergroup", "title": "team"});
+    let mut mentioned = message(2, 42, group, "@oxydra_test_bot stream here");
+    mentioned["message"]["entities"] = json!([{"type": "mention", "offset": 0, "length": 16}]);
+    bot.push_update(mentioned);
+    let started = Instant::now();
+    loop {
+        let done = bot
+            .sent()
+            .iter()
+            .any(|(chat, text)| chat == "-100" && text.contains("part15"));
+        if done {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{:?}\n{}",
+            bot.sent(),
+            err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let in_group = |m: &str| -> Vec<telegram::Call> {
+        bot.calls_to(m)
+            .into_iter()
+            .filter(|c| c.param("chat_id").as_deref() == Some("-100"))
+            .collect()
+    };
+    assert_eq!(in_group("sendMessage").len(), 1, "one message, edited");
+    assert_eq!(in_group("sendMessageDraft").len(), 0, "no drafts in groups");
+    let edits = in_group("editMessageText");
+    assert!(
+        (1..=6).contains(&edits.len()),
+        "{} edits for 16 deltas",
+        edits.len()
+    );
+    // The preview updates keep the interval; the last edit (the final answer) may
+    // come sooner.
+    let previews: Vec<telegram::Call> = std::iter::once(in_group("sendMessage")[0].clone())
+        .chain(edits[..edits.len() - 1].iter().cloned())
+        .collect();
+    assert!(
+        min_gap_ms(&previews) >= 900,
+        "updates {} ms apart",
+        min_gap_ms(&previews)
+    );
+    stop(child);
+}
+
+#[test]
+fn photos_and_documents_are_saved_to_the_inbox_and_named_in_the_turn() {
+    let bot = FakeBot::start(TOKEN);
+    let env = setup_with(&bot, vec![answer("got it")], "max_file_bytes = 1000");
+    bot.set_file("doc-1", "documents/file_1.txt", b"quarterly numbers: 42");
+    bot.set_file("big-1", "documents/file_2.bin", &[7u8; 5000]);
+    let (child, err) = serve(&env);
+    let mut m = message(1, 42, private(42), "");
+    m["message"].as_object_mut().unwrap().remove("text");
+    m["message"]["caption"] = json!("read this");
+    m["message"]["document"] = json!({"file_id": "doc-1", "file_unique_id": "u1",
+        "file_name": "../../etc/report q1.txt", "mime_type": "text/plain", "file_size": 21});
+    bot.push_update(m);
+    let mut big = message(2, 42, private(42), "");
+    big["message"].as_object_mut().unwrap().remove("text");
+    big["message"]["document"] = json!({"file_id": "big-1", "file_unique_id": "u2",
+        "file_name": "big.bin", "mime_type": "application/octet-stream", "file_size": 5000});
+    sent_wait(&bot, 1, &err);
+    let saved = env.ws().join("shared/inbox/1-report_q1.txt");
+    assert_eq!(
+        std::fs::read_to_string(&saved).unwrap_or_else(|e| panic!("{}: {e}", saved.display())),
+        "quarterly numbers: 42"
+    );
+    let prompt = env.server.requests()[0].json().to_string();
+    assert!(prompt.contains("read this"), "{prompt}");
+    assert!(prompt.contains("/shared/inbox/1-report_q1.txt"), "{prompt}");
+    // Over the cap: not downloaded, and the turn says why.
+    bot.push_update(big);
+    let started = Instant::now();
+    while env.server.requests().len() < 2 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{}",
+            err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let prompt = env.server.requests()[1].json().to_string();
+    assert!(
+        prompt.contains("big.bin was not saved") && prompt.contains("max_file_bytes"),
+        "{prompt}"
+    );
+    assert!(!env.ws().join("shared/inbox/2-big.bin").exists());
+    assert!(
+        bot.calls_to("getFile")
+            .iter()
+            .all(|c| c.param("file_id").as_deref() != Some("big-1")),
+        "the oversized file was never fetched"
+    );
+    stop(child);
+}
+
+#[test]
+fn a_409_conflict_backs_off_and_polling_resumes() {
+    let bot = FakeBot::start(TOKEN);
+    let env = setup(&bot, vec![answer("still here")]);
+    bot.fail_next(
+        "getUpdates",
+        409,
+        json!({"ok": false, "error_code": 409, "description": "Conflict: terminated by other getUpdates request; make sure that only one bot instance is running"}),
+    );
+    let (child, err) = serve(&env);
+    bot.push_update(message(1, 42, private(42), "are you there"));
+    let sent = sent_wait(&bot, 1, &err);
+    assert!(sent[0].1.contains("still here"), "{sent:?}");
+    assert!(
+        err.lock()
+            .unwrap()
+            .contains("another process is polling this bot"),
+        "{}",
+        err.lock().unwrap()
+    );
     stop(child);
 }

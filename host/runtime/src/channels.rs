@@ -216,13 +216,18 @@ pub struct ChannelState {
     kv: Arc<dyn ChannelKv>,
     emitted: Vec<Inbound>,
     channel: String,
-    /// Answered for the reserved state key [`API_BASE_URL_KEY`].
-    api_base_url: String,
+    /// What the host answers for its reserved state keys (the operator's settings).
+    reserved: Vec<(&'static str, String)>,
 }
 
 /// A state key the host answers itself: the channel's configured API base URL (the one
 /// origin it may reach). A component cannot overwrite it.
 pub const API_BASE_URL_KEY: &str = "api_base_url";
+/// A state key the host answers itself when the operator set the long-polling wait
+/// (`polling_timeout_secs`); the host bounds each `poll` by the same value.
+pub const POLL_TIMEOUT_KEY: &str = "poll_timeout_secs";
+/// The keys only the host writes.
+pub const RESERVED_KEYS: [&str; 2] = [API_BASE_URL_KEY, POLL_TIMEOUT_KEY];
 
 impl WasiView for ChannelState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
@@ -267,15 +272,19 @@ impl host::Host for ChannelState {
     }
 
     fn state_get(&mut self, key: String) -> Option<String> {
-        if key == API_BASE_URL_KEY {
-            return Some(self.api_base_url.clone());
+        if RESERVED_KEYS.contains(&key.as_str()) {
+            return self
+                .reserved
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone());
         }
         self.kv.get(&key)
     }
 
     fn state_set(&mut self, key: String, value: String) {
-        if key == API_BASE_URL_KEY {
-            tracing::warn!(channel = %self.channel, "a channel may not set {API_BASE_URL_KEY}; ignored");
+        if RESERVED_KEYS.contains(&key.as_str()) {
+            tracing::warn!(channel = %self.channel, key = %key, "a channel may not set a key the host reserves; ignored");
             return;
         }
         if key.len() > MAX_KEY || value.len() > MAX_VALUE {
@@ -303,6 +312,9 @@ pub struct ChannelSpec {
     pub api_base_url: String,
     /// The credential, substituted for [`TOKEN_PLACEHOLDER`]; never given to the component.
     pub token: Option<String>,
+    /// The operator's long-polling wait, overriding the one the component asks for
+    /// (answered as [`POLL_TIMEOUT_KEY`]).
+    pub poll_timeout_secs: Option<u32>,
     pub limits: Limits,
 }
 
@@ -328,6 +340,8 @@ pub(crate) struct Channels {
     linker: Linker<ChannelState>,
 }
 
+/// The longest long-polling wait a channel may ask for or be given.
+const MAX_POLL_SECS: u32 = 300;
 /// Seconds a call may take beyond the long-polling wait the channel asked for.
 const CALL_MARGIN: Duration = Duration::from_secs(30);
 /// Most bytes of one response (a file download included).
@@ -382,7 +396,15 @@ impl Channels {
             kv,
             emitted: Vec::new(),
             channel: spec.name.clone(),
-            api_base_url: spec.api_base_url.trim_end_matches('/').to_string(),
+            reserved: std::iter::once((
+                API_BASE_URL_KEY,
+                spec.api_base_url.trim_end_matches('/').to_string(),
+            ))
+            .chain(
+                spec.poll_timeout_secs
+                    .map(|s| (POLL_TIMEOUT_KEY, s.min(MAX_POLL_SECS).to_string())),
+            )
+            .collect(),
         };
         // The wait for the network is the host's; running code is bounded by the epoch
         // deadline of the whole call.
@@ -430,7 +452,10 @@ impl Channels {
         Ok(LoadedChannel {
             info: ChannelInfo {
                 name: info.name,
-                poll_timeout_secs: info.poll_timeout_secs.min(300),
+                poll_timeout_secs: spec
+                    .poll_timeout_secs
+                    .unwrap_or(info.poll_timeout_secs)
+                    .min(MAX_POLL_SECS),
                 max_message_length: info.max_message_length,
                 supports_drafts: info.supports_drafts,
             },

@@ -40,6 +40,7 @@ fn load(h: &ComponentHost, bot: &FakeBot, token: &str) -> LoadedChannel {
         expected_sha256: None,
         api_base_url: bot.url(),
         token: Some(token.into()),
+        poll_timeout_secs: Some(2),
         limits: Limits::default(),
     })
     .unwrap()
@@ -75,6 +76,17 @@ fn polls_emit_messages_and_the_offset_survives_a_restart() {
     assert_eq!(got[0].chat_id, "42");
     assert!(!got[0].is_group);
     assert_eq!(state.get("offset").as_deref(), Some("102"));
+    // The operator's wait (`poll_timeout_secs`) reached the component's `getUpdates`.
+    let polls = bot.calls_to("getUpdates");
+    assert!(!polls.is_empty());
+    assert!(
+        polls
+            .iter()
+            .all(|c| c.param("timeout").as_deref() == Some("2")),
+        "{:?}",
+        polls.iter().map(|c| c.param("timeout")).collect::<Vec<_>>()
+    );
+    assert_eq!(ch.info.poll_timeout_secs, 2);
 
     // A restart: a new host and a new load; the same durable state.
     drop(ch);

@@ -1,25 +1,29 @@
 //! Telegram inside `serve`: one poller per bot (two pollers is Telegram's 409), the
 //! sender allowlist enforced on the platform user id before anything reaches a session,
-//! a chat (or forum topic) mapped to a session of the user, and each answer delivered
-//! back — a typing indicator while the turn runs, the final text in Telegram's HTML
-//! subset (plain text when Telegram cannot parse it), split at the platform's limit.
+//! a chat (or forum topic) mapped to a session of the user, photos and documents saved
+//! under `/shared/inbox/`, and each answer delivered back — a typing indicator while
+//! the turn runs, the answer growing in place (a draft in private chats, throttled edits
+//! elsewhere), the final text in Telegram's HTML subset (plain text when Telegram cannot
+//! parse it), split at the platform's limit.
 //!
 //! The channel itself is a component (`chat-channel` profile); this is the host's loop
 //! around it, a client of the [`SessionService`] like the gateway.
 
 use crate::TurnEvent;
-use crate::config::runner::Telegram;
+use crate::config::runner::{Streaming, Telegram};
 use crate::error::SetupError;
 use crate::service::SessionService;
+use oxydra_runtime::Workspace;
+use oxydra_runtime::capabilities::paths::Root;
 use oxydra_runtime::channels::{
-    Action, ChannelFailure, ChannelKv, ChannelSpec, Inbound, LoadedChannel, Target,
+    Action, ChannelFailure, ChannelKv, ChannelSpec, Inbound, InboundFile, LoadedChannel, Target,
 };
 use oxydra_store::Store;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The public Bot API.
 pub const DEFAULT_API: &str = "https://api.telegram.org";
@@ -192,6 +196,15 @@ struct Ctx {
     max_len: usize,
     audit: PathBuf,
     counters: Arc<Counters>,
+    streaming: Streaming,
+    /// Fewest time between two updates of a growing answer.
+    interval: Duration,
+    require_mention: bool,
+    max_file_bytes: u64,
+    /// Where inbound files go (`/shared/inbox/`).
+    workspace: Workspace,
+    /// Cleared when the Bot API refuses `sendMessageDraft` (an older server): edits then.
+    drafts_work: AtomicBool,
 }
 
 impl Ctx {
@@ -224,8 +237,11 @@ impl Ctx {
     /// The answer in HTML when Telegram takes it, else as plain text; split at the
     /// limit, smaller again when Telegram says it is too long.
     fn send_text(&self, to: &Target, text: &str) -> Result<(), ChannelFailure> {
+        self.send_pieces(to, split_message(text, self.max_len))
+    }
+
+    fn send_pieces(&self, to: &Target, mut pieces: Vec<String>) -> Result<(), ChannelFailure> {
         let mut max = self.max_len;
-        let mut pieces = split_message(text, max);
         let mut i = 0;
         while i < pieces.len() {
             let html = to_html(&pieces[i]);
@@ -318,7 +334,7 @@ impl Ctx {
             self.audit(&m, "sender not in channels.telegram.senders");
             return;
         }
-        if m.is_group && !m.addressed {
+        if m.is_group && self.require_mention && !m.addressed {
             return;
         }
         let to = Target {
@@ -334,44 +350,123 @@ impl Ctx {
                 return;
             }
         }
-        if text.is_empty() {
+        if text.is_empty() && m.files.is_empty() {
             return;
         }
         let session = match self.session_for(&m) {
             Ok(s) => s,
             Err(e) => return self.say(&to, &format!("could not open a session: {e}")),
         };
-        let sub = match self.service.submit(&session, &text) {
-            Ok(s) => s,
-            Err(e) => return self.say(&to, &e.to_string()),
-        };
         let ctx = self.clone();
-        // One thread per running turn follows it; the poller goes on.
+        // One thread per message: it saves the files, runs the turn and follows it; the
+        // poller goes on.
         let _ = std::thread::Builder::new()
             .name("telegram-turn".into())
-            .spawn(move || ctx.follow(&to, &sub));
+            .spawn(move || {
+                let prompt = ctx.with_files(&m, &text);
+                match ctx.service.submit(&session, &prompt) {
+                    Ok(sub) => ctx.follow(&to, !m.is_group, &sub),
+                    Err(e) => ctx.say(&to, &e.to_string()),
+                }
+            });
     }
 
-    fn follow(&self, to: &Target, sub: &crate::Subscription) {
+    /// The message's text with the files it carried saved under `/shared/inbox/` and
+    /// named, so the turn (and the model) knows where they are.
+    fn with_files(&self, m: &Inbound, text: &str) -> String {
+        if m.files.is_empty() {
+            return text.to_string();
+        }
+        let mut lines = Vec::new();
+        for f in &m.files {
+            lines.push(match self.save_file(m, f) {
+                Ok(path) => format!("- {path} ({}, {} bytes)", f.media_type, f.size),
+                Err(why) => format!("- {} was not saved: {why}", f.name),
+            });
+        }
+        let text = if text.is_empty() {
+            "(the user sent files and no text)"
+        } else {
+            text
+        };
+        format!(
+            "{text}\n\n[Files the user attached, saved in the workspace:\n{}]",
+            lines.join("\n")
+        )
+    }
+
+    fn save_file(&self, m: &Inbound, f: &InboundFile) -> Result<String, String> {
+        if f.size > self.max_file_bytes {
+            return Err(format!(
+                "it has {} bytes, more than channels.telegram.max_file_bytes ({})",
+                f.size, self.max_file_bytes
+            ));
+        }
+        let bytes = self
+            .host()
+            .channel_fetch_file(
+                &self.channel,
+                self.kv.clone(),
+                &f.file_id,
+                self.max_file_bytes,
+            )
+            .map_err(|e| e.to_string())?;
+        let name = format!("{}-{}", m.update_id, safe_file_name(&f.name));
+        let dir = self.workspace.dir(Root::Shared);
+        dir.create_dir_all("inbox")
+            .and_then(|()| dir.write(format!("inbox/{name}"), &bytes))
+            .map_err(|e| format!("could not write /shared/inbox/{name}: {e}"))?;
+        Ok(format!("/shared/inbox/{name}"))
+    }
+
+    fn follow(&self, to: &Target, private: bool, sub: &crate::Subscription) {
+        let mode = match self.streaming {
+            Streaming::Off => Preview::Off,
+            Streaming::Auto
+                if private
+                    && self.channel.info.supports_drafts
+                    && self.drafts_work.load(Ordering::Relaxed) =>
+            {
+                Preview::Draft(draft_id())
+            }
+            _ => Preview::Edit(None),
+        };
+        let mut live = Live {
+            ctx: self,
+            to,
+            mode,
+            text: String::new(),
+            shown: String::new(),
+            last: None,
+        };
         let _ = self.deliver(Action::Typing(to.clone()));
+        let mut typed = Instant::now();
         loop {
-            match sub.recv_timeout(Duration::from_secs(4)) {
+            let wait = live.due().unwrap_or(TYPING_EVERY).min(TYPING_EVERY);
+            match sub.recv_timeout(wait) {
                 Ok(Some(TurnEvent::Finished(summary))) => {
                     let text = match &summary.outcome {
                         Ok(o) if !o.answer.trim().is_empty() => o.answer.clone(),
                         Ok(_) => "(no answer)".to_string(),
-                        Err(f) => format!("⚠️ {}", f.error),
+                        Err(f) if live.text.trim().is_empty() => format!("⚠️ {}", f.error),
+                        Err(f) => format!("{}\n\n⚠️ {}", live.text.trim_end(), f.error),
                     };
-                    self.say(to, &text);
+                    live.finish(&text);
                     self.counters.answered.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
-                Ok(Some(_)) => {}
+                Ok(Some(TurnEvent::Text(delta))) => live.text.push_str(&delta),
+                // A new model step: what it writes replaces what the last one wrote
+                // before calling its tools.
+                Ok(Some(TurnEvent::ProviderCall { step, .. })) if step > 1 => live.text.clear(),
+                Ok(Some(_)) | Err(()) => {}
                 Ok(None) => return,
-                // Telegram's typing indicator lasts about 5 s.
-                Err(()) => {
-                    let _ = self.deliver(Action::Typing(to.clone()));
-                }
+            }
+            live.tick();
+            // Telegram's typing indicator lasts about 5 s.
+            if typed.elapsed() >= TYPING_EVERY {
+                let _ = self.deliver(Action::Typing(to.clone()));
+                typed = Instant::now();
             }
         }
     }
@@ -427,6 +522,182 @@ impl Ctx {
     }
 }
 
+/// How often "typing…" is renewed while a turn runs.
+const TYPING_EVERY: Duration = Duration::from_secs(4);
+
+/// How a running answer is shown.
+enum Preview {
+    /// Not at all: the final answer only.
+    Off,
+    /// `sendMessageDraft` with this draft id (private chats).
+    Draft(u32),
+    /// One message, edited; its id once sent.
+    Edit(Option<String>),
+}
+
+/// A running answer: the text so far and what the chat shows of it.
+struct Live<'a> {
+    ctx: &'a Ctx,
+    to: &'a Target,
+    mode: Preview,
+    text: String,
+    /// The preview the chat shows now.
+    shown: String,
+    /// When the preview was last updated.
+    last: Option<Instant>,
+}
+
+impl Live<'_> {
+    /// How long until the preview may be updated, when there is something new.
+    fn due(&self) -> Option<Duration> {
+        if matches!(self.mode, Preview::Off) || self.preview() == self.shown {
+            return None;
+        }
+        Some(self.last.map_or(Duration::ZERO, |l| {
+            self.ctx.interval.saturating_sub(l.elapsed())
+        }))
+    }
+
+    /// The running text as one plain message within the limit.
+    fn preview(&self) -> String {
+        let text = self.text.trim();
+        if utf16_len(text) <= self.ctx.max_len {
+            return text.to_string();
+        }
+        let mut units = 0;
+        let head: String = text
+            .chars()
+            .take_while(|c| {
+                units += c.len_utf16();
+                units + 2 <= self.ctx.max_len
+            })
+            .collect();
+        format!("{head} …")
+    }
+
+    /// Update the preview if it changed and the interval has passed.
+    fn tick(&mut self) {
+        if self.due() != Some(Duration::ZERO) {
+            return;
+        }
+        let text = self.preview();
+        if text.is_empty() {
+            return;
+        }
+        self.last = Some(Instant::now());
+        let to = self.to.clone();
+        match &mut self.mode {
+            Preview::Off => {}
+            Preview::Draft(id) => {
+                let draft = Action::Draft {
+                    to,
+                    draft_id: *id,
+                    text: text.clone(),
+                };
+                match self.ctx.deliver(draft) {
+                    Ok(_) => self.shown = text,
+                    Err(ChannelFailure::RetryAfter(_)) => {}
+                    Err(e) => {
+                        tracing::info!(error = %e, "telegram: drafts refused; editing a message instead");
+                        self.ctx.drafts_work.store(false, Ordering::Relaxed);
+                        self.mode = Preview::Edit(None);
+                        self.last = None;
+                    }
+                }
+            }
+            Preview::Edit(None) => {
+                let send = Action::Send {
+                    to,
+                    text: text.clone(),
+                    html: false,
+                };
+                if let Ok(id) = self.ctx.deliver(send) {
+                    self.mode = Preview::Edit(Some(id));
+                    self.shown = text;
+                }
+            }
+            Preview::Edit(Some(id)) => {
+                let edit = Action::Edit {
+                    to,
+                    message_id: id.clone(),
+                    text: text.clone(),
+                    html: false,
+                };
+                if self.ctx.deliver(edit).is_ok() {
+                    self.shown = text;
+                }
+            }
+        }
+    }
+
+    /// The final answer: the edited message becomes its first piece (HTML when
+    /// Telegram takes it); otherwise new messages (a draft disappears when the
+    /// answer is sent).
+    fn finish(self, text: &str) {
+        let mut pieces = split_message(text, self.ctx.max_len);
+        if let Preview::Edit(Some(id)) = &self.mode
+            && !pieces.is_empty()
+        {
+            let first = pieces.remove(0);
+            if !self.edit_final(id, &first) {
+                pieces.insert(0, first);
+            }
+        }
+        if let Err(e) = self.ctx.send_pieces(self.to, pieces) {
+            tracing::warn!(error = %e, "telegram: could not deliver the answer");
+        }
+    }
+
+    /// Edit the preview message into `piece`: HTML, else plain. Whether it took.
+    fn edit_final(&self, id: &str, piece: &str) -> bool {
+        let html = to_html(piece);
+        let edit = |text: String, html: bool| {
+            self.ctx.deliver(Action::Edit {
+                to: self.to.clone(),
+                message_id: id.to_string(),
+                text,
+                html,
+            })
+        };
+        if utf16_len(&html) <= self.ctx.max_len && edit(html, true).is_ok() {
+            return true;
+        }
+        edit(piece.to_string(), false).is_ok()
+    }
+}
+
+/// A non-zero draft id for one answer (changes to one draft id are animated).
+fn draft_id() -> u32 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(1);
+    (nanos % 0x7fff_ffff).max(1)
+}
+
+/// A file name safe to write: the last path component, letters, digits, `.`, `-`,
+/// `_` (anything else becomes `_`); no leading dot; at most 100 characters.
+pub fn safe_file_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    if cleaned.is_empty() {
+        "file".to_string()
+    } else {
+        cleaned.to_string()
+    }
+}
+
 /// Start the Telegram poller of `service`'s user when `[channels.telegram]` is enabled.
 pub fn start(
     service: Arc<SessionService>,
@@ -462,6 +733,7 @@ pub fn start(
                 .clone()
                 .unwrap_or_else(|| DEFAULT_API.into()),
             token: Some(token),
+            poll_timeout_secs: Some(cfg.polling_timeout_secs),
             limits: system.config.components.limits,
         })
         .map_err(|e| SetupError::Refused(e.to_string()))?;
@@ -470,7 +742,19 @@ pub fn start(
         &format!("telegram:{}", service.user()),
     )?);
     let counters = Arc::new(Counters::default());
+    let workspace = Workspace::open(service.workspace()).map_err(|e| {
+        SetupError::Refused(format!(
+            "telegram: could not open the workspace {}: {e}",
+            service.workspace().display()
+        ))
+    })?;
     let ctx = Arc::new(Ctx {
+        streaming: cfg.streaming,
+        interval: Duration::from_millis(cfg.edit_interval_ms),
+        require_mention: cfg.require_mention_in_groups,
+        max_file_bytes: cfg.max_file_bytes,
+        workspace,
+        drafts_work: AtomicBool::new(true),
         allowed: cfg
             .senders
             .iter()
@@ -508,6 +792,11 @@ fn poll_loop(ctx: &Arc<Ctx>, stop: &AtomicBool, status: &Mutex<String>) {
         match ctx.host().channel_poll(&ctx.channel, ctx.kv.clone()) {
             Ok(messages) => {
                 backoff = Duration::from_secs(1);
+                if let Ok(mut s) = status.lock()
+                    && *s != "running"
+                {
+                    *s = "running".into();
+                }
                 for m in messages {
                     // A crash between emitting and storing the offset replays: skip
                     // what this process already handled.
@@ -532,6 +821,17 @@ fn poll_loop(ctx: &Arc<Ctx>, stop: &AtomicBool, status: &Mutex<String>) {
                     *s = format!("stopped: the bot token was refused ({m})");
                 }
                 return;
+            }
+            Err(ChannelFailure::Conflict(m)) => {
+                tracing::error!(
+                    retry_in_s = backoff.as_secs(),
+                    "telegram: another process is polling this bot ({m}); only one poller per bot can work: stop the other one (another serve, or a webhook set with setWebhook)"
+                );
+                if let Ok(mut s) = status.lock() {
+                    *s = format!("conflict: another poller holds the bot ({m})");
+                }
+                std::thread::sleep(backoff);
+                backoff = (backoff * 2).min(Duration::from_secs(60));
             }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in_s = backoff.as_secs(), "telegram: poll failed");
@@ -568,6 +868,16 @@ mod tests {
             assert!(utf16_len(&p) <= 4096);
             assert!(p.chars().all(|c| c == '😀'));
         }
+    }
+
+    #[test]
+    fn inbound_file_names_are_one_safe_component() {
+        assert_eq!(safe_file_name("../../etc/passwd"), "passwd");
+        assert_eq!(safe_file_name("C:\\x\\report q1.pdf"), "report_q1.pdf");
+        assert_eq!(safe_file_name(".hidden"), "hidden");
+        assert_eq!(safe_file_name(".."), "file");
+        assert_eq!(safe_file_name("фото 😀.jpg"), "фото__.jpg");
+        assert_eq!(safe_file_name(&"a".repeat(300)).len(), 100);
     }
 
     #[test]

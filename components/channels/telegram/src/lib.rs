@@ -8,6 +8,8 @@
 //! substitutes it on the API origin. Durable state (written by the host or here):
 //!
 //! - `api_base_url` (host): the API origin, default `https://api.telegram.org`.
+//! - `poll_timeout_secs` (host, when the operator set `polling_timeout_secs`): the
+//!   `getUpdates` wait, default 30 s.
 //! - `offset`: the next `getUpdates` offset, set only after the batch is emitted (a crash
 //!   mid-poll replays the batch; the host de-duplicates by update id).
 //! - `bot_username`, `bot_id`: from `getMe`, once, to tell when a group message
@@ -57,7 +59,7 @@ impl Channel for Telegram {
             "getUpdates",
             &[
                 ("offset", &offset.to_string()),
-                ("timeout", &POLL_TIMEOUT_SECS.to_string()),
+                ("timeout", &poll_timeout().to_string()),
                 ("allowed_updates", ALLOWED_UPDATES),
             ],
         )?;
@@ -145,6 +147,14 @@ fn too_big(file_id: &str, max_bytes: u64) -> ChannelError {
     ChannelError::Failed(format!(
         "file {file_id} is larger than the limit of {max_bytes} bytes"
     ))
+}
+
+/// The long-polling wait the host configured, else the default.
+fn poll_timeout() -> u32 {
+    state_get("poll_timeout_secs")
+        .and_then(|s| s.trim().parse::<u32>().ok())
+        .filter(|s| (1..=300).contains(s))
+        .unwrap_or(POLL_TIMEOUT_SECS)
 }
 
 /// The API origin the host configured.

@@ -76,6 +76,8 @@ pub struct Call {
     pub files: Vec<FilePart>,
     /// The token in `/bot<token>/` or `/file/bot<token>/`, percent-decoded.
     pub token_in_path: Option<String>,
+    /// When the request arrived.
+    pub at: Instant,
 }
 
 impl Call {
@@ -666,6 +668,7 @@ fn handle(req: &Request, shared: &Shared) -> (u16, Answer) {
         params,
         files,
         token_in_path: routed.as_ref().map(|(_, t, _)| t.clone()),
+        at: Instant::now(),
     };
     let mut st = shared.state.lock().unwrap();
     st.calls.push(call.clone());

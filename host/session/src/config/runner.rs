@@ -157,13 +157,39 @@ pub struct Channels {
 pub struct Telegram {
     pub enabled: bool,
     pub bot_token_env: Option<String>,
-    pub polling_timeout_secs: u64,
+    /// `getUpdates` long-polling wait, 1–300 s (the host bounds the exchange by it).
+    pub polling_timeout_secs: u32,
     pub max_message_length: u32,
     /// The Bot API server (default the public one); tests and self-hosted Bot API
     /// servers point it elsewhere. The only origin the channel component may reach.
     pub api_base_url: Option<String>,
+    /// How an answer grows while the turn runs.
+    pub streaming: Streaming,
+    /// Fewest milliseconds between two updates of a growing answer in one chat
+    /// (a draft or an edit), 300–60000.
+    pub edit_interval_ms: u64,
+    /// In groups, answer only messages that mention the bot or reply to it.
+    pub require_mention_in_groups: bool,
+    /// Largest photo or document saved to `/shared/inbox/` (the Bot API serves files
+    /// of at most 20 MB).
+    pub max_file_bytes: u64,
     pub senders: Vec<Sender>,
 }
+
+/// `channels.telegram.streaming`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Streaming {
+    /// `sendMessageDraft` in private chats, throttled `editMessageText` elsewhere.
+    Auto,
+    /// Throttled `editMessageText` of one message everywhere.
+    Edit,
+    /// Only the final answer (with a typing indicator meanwhile).
+    Off,
+}
+
+/// The Bot API's download limit for bots.
+pub const TELEGRAM_MAX_FILE_BYTES: u64 = 20 * 1024 * 1024;
 
 impl Default for Telegram {
     fn default() -> Self {
@@ -173,6 +199,10 @@ impl Default for Telegram {
             polling_timeout_secs: 30,
             max_message_length: 4096,
             api_base_url: None,
+            streaming: Streaming::Auto,
+            edit_interval_ms: 1000,
+            require_mention_in_groups: true,
+            max_file_bytes: 10 * 1024 * 1024,
             senders: vec![],
         }
     }
@@ -194,6 +224,42 @@ impl UserConfig {
                 return Err((
                     "channels.telegram.bot_token_env".into(),
                     "name the variable that holds the bot token".into(),
+                ));
+            }
+            if !(1..=300).contains(&t.polling_timeout_secs) {
+                return Err((
+                    "channels.telegram.polling_timeout_secs".into(),
+                    format!(
+                        "{} is out of range: use 1 to 300 seconds",
+                        t.polling_timeout_secs
+                    ),
+                ));
+            }
+            if !(16..=4096).contains(&t.max_message_length) {
+                return Err((
+                    "channels.telegram.max_message_length".into(),
+                    format!(
+                        "{} is out of range: use 16 to 4096 (Telegram's limit, in UTF-16 code units)",
+                        t.max_message_length
+                    ),
+                ));
+            }
+            if !(300..=60_000).contains(&t.edit_interval_ms) {
+                return Err((
+                    "channels.telegram.edit_interval_ms".into(),
+                    format!(
+                        "{} is out of range: use 300 to 60000 ms (Telegram limits edits to about one per second per chat)",
+                        t.edit_interval_ms
+                    ),
+                ));
+            }
+            if t.max_file_bytes == 0 || t.max_file_bytes > TELEGRAM_MAX_FILE_BYTES {
+                return Err((
+                    "channels.telegram.max_file_bytes".into(),
+                    format!(
+                        "{} is out of range: use 1 to {TELEGRAM_MAX_FILE_BYTES} (bots download files of at most 20 MB)",
+                        t.max_file_bytes
+                    ),
                 ));
             }
             if t.senders.iter().all(|s| s.platform_ids.is_empty()) {
