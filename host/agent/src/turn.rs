@@ -17,7 +17,7 @@ use oxydra_runtime::llm::types::{
     TimeoutPhase, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
 use oxydra_runtime::llm::{CallOptions, CancelFlag, LoadedProvider};
-use oxydra_runtime::{ComponentHost, LoadedTool, Profile, Workspace};
+use oxydra_runtime::{CallContext, ComponentHost, LoadedTool, Profile, Workspace};
 use oxydra_store::{Store, StoreError, TurnStatus};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -229,6 +229,9 @@ struct TurnScope {
     /// What the turn spent so far, its delegated tasks' included: they add to it.
     spent: Mutex<Spend>,
     cancel: CancelToken,
+    /// The front end's per-call services for this turn (its user's jobs, …); each tool
+    /// call gets them, with its own delegator added.
+    services: CallContext,
 }
 
 impl TurnScope {
@@ -509,9 +512,34 @@ impl Runtime {
         progress: &mut dyn FnMut(Progress),
         cancel: &CancelToken,
     ) -> Result<TurnOutcome, TurnFailure> {
-        self.run_turn_at(session, agent, prompt, progress, cancel, 0)
+        self.run_turn_with(
+            session,
+            agent,
+            prompt,
+            progress,
+            cancel,
+            CallContext::default(),
+        )
     }
 
+    /// [`Runtime::run_turn_cancellable`], whose tool calls reach the per-call services
+    /// of `services` (the front end's: the turn's user's jobs scoped to its origin, …).
+    /// The delegator is the turn's own; one set in `services` is ignored.
+    pub fn run_turn_with(
+        self: &Arc<Self>,
+        session: &str,
+        agent: &AgentProfile,
+        prompt: &str,
+        progress: &mut dyn FnMut(Progress),
+        cancel: &CancelToken,
+        services: CallContext,
+    ) -> Result<TurnOutcome, TurnFailure> {
+        self.run_turn_at(session, agent, prompt, progress, cancel, 0, services)
+    }
+
+    // The depth and the services are the turn's own; a struct for them would only move
+    // the same eight values around.
+    #[allow(clippy::too_many_arguments)]
     fn run_turn_at(
         self: &Arc<Self>,
         session: &str,
@@ -520,6 +548,7 @@ impl Runtime {
         progress: &mut dyn FnMut(Progress),
         cancel: &CancelToken,
         depth: u32,
+        services: CallContext,
     ) -> Result<TurnOutcome, TurnFailure> {
         let nothing = Spend {
             cost: self.model_info.as_ref().map(|_| 0.0),
@@ -537,6 +566,10 @@ impl Runtime {
             started: Instant::now(),
             spent: Mutex::new(nothing),
             cancel: cancel.clone(),
+            services: CallContext {
+                delegator: None,
+                ..services
+            },
         });
         let result = self.turn_inner(&scope, prompt, progress);
         let spent = *scope.spent();
@@ -944,13 +977,16 @@ impl Runtime {
                 started.elapsed(),
             );
         }
-        let delegator: Option<Arc<dyn Delegator>> = delegates(&tool).then(|| {
-            Arc::new(ChildRunner {
-                runtime: self.clone(),
-                parent: scope.clone(),
-            }) as Arc<dyn Delegator>
-        });
-        let (text, ok) = match self.host.call_with(&tool, args, &self.workspace, delegator) {
+        let context = CallContext {
+            delegator: delegates(&tool).then(|| {
+                Arc::new(ChildRunner {
+                    runtime: self.clone(),
+                    parent: scope.clone(),
+                }) as Arc<dyn Delegator>
+            }),
+            ..scope.services.clone()
+        };
+        let (text, ok) = match self.host.call_with(&tool, args, &self.workspace, &context) {
             Ok(out) => (out, true),
             Err(CallError::Tool(f)) => (format!("error: {f}"), false),
             Err(e) => (format!("error: {e}"), false),
@@ -1108,6 +1144,8 @@ impl Delegator for ChildRunner {
             &mut |_| {},
             &self.parent.cancel,
             depth + 1,
+            // A delegated task acts for the same user and origin as its parent.
+            self.parent.services.clone(),
         );
         // What the child spent is the parent's too, finished or not.
         let spent = match &result {

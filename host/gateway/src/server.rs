@@ -1201,11 +1201,11 @@ impl Client {
             Some(r) => {
                 let slot = shared.request_slot(&id2);
                 let mut known = lock(&slot);
-                let sub = service.submit(&id2, &prompt)?;
+                let sub = service.submit_from(&id2, &prompt, gateway_origin(&id2))?;
                 *known = Some((sub.turn_id().unwrap_or_default().to_string(), r));
                 Ok(sub)
             }
-            None => service.submit(&id2, &prompt),
+            None => service.submit_from(&id2, &prompt, gateway_origin(&id2)),
         })
         .await;
         match r {
@@ -1334,6 +1334,14 @@ fn describe(e: &ServiceError) -> (&'static str, String) {
         ServiceError::Setup(SetupError::UnknownAgent { .. }) => ("unknown_agent", e.to_string()),
         ServiceError::Turn(t) => (turn_ended_code(t), e.to_string()),
         _ => ("internal", e.to_string()),
+    }
+}
+
+/// The origin of a turn sent through the gateway: its session, whose clients are told a
+/// job's results later.
+fn gateway_origin(session: &str) -> oxydra_session::Origin {
+    oxydra_session::Origin::Gateway {
+        session: session.to_string(),
     }
 }
 

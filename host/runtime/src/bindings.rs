@@ -30,6 +30,7 @@ macro_rules! oxydra_bindgen {
                 "../../wit/v0.1/vault",
                 "../../wit/v0.1/llm",
                 "../../wit/v0.1/agent",
+                "../../wit/v0.1/scheduler",
                 "../../wit/v0.1/channel",
                 "../../wit/v0.1/profiles",
             ],
@@ -50,6 +51,7 @@ pub mod imports {
                 import oxydra:fs/write@0.1.0;
                 import oxydra:vault/read@0.1.0;
                 import oxydra:agent/delegate@0.1.0;
+                import oxydra:scheduler/jobs@0.1.0;
                 import oxydra:tool/settings@0.1.0;
             }
         ",
@@ -134,6 +136,12 @@ pub mod channel {
 }
 
 pub use imports::oxydra::agent::delegate::{Delegation, Outcome};
+/// `oxydra:scheduler/jobs`: the host's [`crate::scheduling::Jobs`] speaks these types.
+pub mod jobs {
+    pub use super::imports::oxydra::scheduler::jobs::{
+        CadenceKind, Job, JobStatus, NewJob, Notify, OutputPage, Page, Patch, Query, Run, RunStatus,
+    };
+}
 pub use imports::oxydra::fs::types::{Entry, EntryKind, FsError, Metadata};
 pub use imports::oxydra::tool::types::{SafetyTier, ToolError, ToolInfo};
 pub use imports::oxydra::vault::read::VaultError;

@@ -4,12 +4,13 @@
 //!
 //! Each module follows wasmtime-wasi's ctx/view pattern: a per-call context type that
 //! implements the generated host traits (`paths::WorkspaceCtx` for `fs` and `vault`,
-//! `delegate::DelegateCtx`), a view trait the store data implements to hand it out, and
+//! `delegate::DelegateCtx`, `jobs::JobsCtx`), a view trait the store data implements to hand it out, and
 //! `add_to_linker` functions generic over that view.
 
 pub mod delegate;
 pub mod fs;
 pub mod http;
+pub mod jobs;
 pub mod paths;
 pub mod vault;
 pub mod web;
@@ -34,7 +35,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 7] = [
+pub const CAPABILITIES: [CapabilityRow; 8] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -79,6 +80,12 @@ pub const CAPABILITIES: [CapabilityRow; 7] = [
         imports: &["oxydra:channel/host"],
         // The channel kind links it itself (channels.rs).
         link: None,
+    },
+    CapabilityRow {
+        capability: Capability::Jobs,
+        interface: "oxydra:scheduler/jobs",
+        imports: &["oxydra:scheduler/jobs"],
+        link: Some(jobs::add_to_linker::<CallState>),
     },
 ];
 

@@ -7,6 +7,7 @@ use crate::capabilities::paths::Workspace;
 use crate::channels::{
     Action, ChannelFailure, ChannelKv, ChannelSpec, Channels, Inbound, LoadedChannel,
 };
+use crate::context::CallContext;
 use crate::engine;
 use crate::kernel::Core;
 use crate::llm::types::{LlmFailure, LlmRequest};
@@ -90,19 +91,21 @@ impl ComponentHost {
         arguments: &str,
         ws: &Arc<Workspace>,
     ) -> Result<String, CallError> {
-        self.tools.call(&self.core, tool, arguments, ws, None)
+        self.tools
+            .call(&self.core, tool, arguments, ws, &CallContext::default())
     }
 
-    /// [`ComponentHost::call`], with the delegator a `delegation`-profile tool reaches
-    /// through `oxydra:agent/delegate` (other profiles cannot import it).
+    /// [`ComponentHost::call`], with the per-call services of `context`: the delegator
+    /// a `delegation`-profile tool reaches through `oxydra:agent/delegate`, and so on
+    /// (a profile without a service's interface cannot import it).
     pub fn call_with(
         &self,
         tool: &LoadedTool,
         arguments: &str,
         ws: &Arc<Workspace>,
-        delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+        context: &CallContext,
     ) -> Result<String, CallError> {
-        self.tools.call(&self.core, tool, arguments, ws, delegator)
+        self.tools.call(&self.core, tool, arguments, ws, context)
     }
 
     /// Load a channel component under the `chat-channel` profile; it may reach only

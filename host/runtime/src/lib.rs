@@ -12,6 +12,7 @@ pub mod bundle;
 pub mod cache;
 pub mod capabilities;
 pub mod channels;
+pub mod context;
 pub mod delegation;
 pub mod engine;
 pub mod host;
@@ -20,11 +21,13 @@ pub mod limits;
 mod linker;
 pub mod llm;
 pub mod profiles;
+pub mod scheduling;
 mod state;
 mod tools;
 
 pub use capabilities::paths::Workspace;
 pub use capabilities::web::{Resolver, WebAccess};
+pub use context::CallContext;
 pub use host::{
     CallError, ComponentHost, ComponentSpec, HostConfig, LoadedTool, Tier, ToolDescriptor, ToolSpec,
 };

@@ -71,6 +71,8 @@ pub enum Capability {
     Settings,
     /// `oxydra:channel/host`: emit inbound messages, durable channel state, log.
     ChannelHost,
+    /// `oxydra:scheduler/jobs`: the calling user's scheduled jobs.
+    Jobs,
 }
 
 impl Capability {
@@ -115,6 +117,7 @@ pub enum Profile {
     LlmProvider,
     Web,
     ChatChannel,
+    Scheduler,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -135,7 +138,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 8] = [
+pub const PROFILES: [ProfileRow; 9] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -196,6 +199,16 @@ pub const PROFILES: [ProfileRow; 8] = [
         // host), and the channel host interface.
         capabilities: &[Capability::HttpOutgoing, Capability::ChannelHost],
         export: ExportKind::Channel,
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::Scheduler,
+        name: "scheduler",
+        // The calling user's jobs, scoped by the host to the turn's user and origin;
+        // no files, no network.
+        capabilities: &[Capability::Jobs],
+        export: ExportKind::Tool,
+        // A job runs the agent later, with its tools, writers included.
         tier_floor: Tier::SideEffecting,
     },
 ];
@@ -416,7 +429,17 @@ pub fn inspect(
     let ty = component.component_type();
     let imports: Vec<String> = ty.imports(engine).map(|(n, _)| n.to_string()).collect();
     let exports: Vec<String> = ty.exports(engine).map(|(n, _)| n.to_string()).collect();
+    classify(component_name, imports, exports)
+}
 
+/// Classify import and export names: what [`inspect`] does once it has read them from a
+/// compiled component. Also used on names a component only *declares* (an OCI
+/// artifact's config), to show the profile it asks for before its bytes are fetched.
+pub fn classify(
+    component_name: &str,
+    imports: Vec<String>,
+    exports: Vec<String>,
+) -> Result<Shape, LoadError> {
     // Exports first: they carry the WIT version the component was built against.
     let mut export = None;
     let mut wit_version = String::new();

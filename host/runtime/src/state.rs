@@ -5,8 +5,10 @@
 
 use crate::bindings::imports::oxydra::tool;
 use crate::capabilities::delegate::{DelegateCtx, DelegateView};
+use crate::capabilities::jobs::{JobsCtx, JobsView};
 use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
 use crate::capabilities::web::{WebAccess, WebCtx, WebView};
+use crate::context::CallContext;
 use crate::limits::Limits;
 use std::sync::Arc;
 use wasmtime::ResourceLimiter;
@@ -83,6 +85,8 @@ pub struct CallState {
     workspace: WorkspaceCtx,
     /// `oxydra:agent/delegate`, set for calls of tools in the delegation profile.
     delegate: DelegateCtx,
+    /// `oxydra:scheduler/jobs`, set for calls of tools in the scheduler profile.
+    jobs: JobsCtx,
     /// `wasi:http` through the web egress policy and `oxydra:tool/settings`, for calls
     /// of tools in the `web` profile (no access otherwise: every request refused).
     web: WebCtx,
@@ -93,7 +97,7 @@ pub struct CallState {
 impl CallState {
     pub fn new(
         workspace: Option<Arc<Workspace>>,
-        delegator: Option<Arc<dyn crate::delegation::Delegator>>,
+        context: &CallContext,
         web: &CallWeb,
         limits: &Limits,
     ) -> Self {
@@ -109,7 +113,8 @@ impl CallState {
             table: ResourceTable::new(),
             limiter: CallLimiter::new(limits),
             workspace: WorkspaceCtx::new(workspace),
-            delegate: DelegateCtx::new(delegator),
+            delegate: DelegateCtx::new(context.delegator.clone()),
+            jobs: JobsCtx::new(context.jobs.clone()),
             web: WebCtx::new(web.access.clone(), web.settings.clone()),
             stdout,
             stderr,
@@ -141,6 +146,12 @@ impl WorkspaceView for CallState {
 impl DelegateView for CallState {
     fn delegate(&mut self) -> &mut DelegateCtx {
         &mut self.delegate
+    }
+}
+
+impl JobsView for CallState {
+    fn jobs(&mut self) -> &mut JobsCtx {
+        &mut self.jobs
     }
 }
 

@@ -5,7 +5,7 @@ use crate::bindings::step::StepExportPre;
 use crate::bindings::tool::ToolExportPre;
 use crate::bindings::{self, ToolError};
 use crate::capabilities::paths::Workspace;
-use crate::delegation::Delegator;
+use crate::context::CallContext;
 use crate::kernel::{self, Checked, ComponentReport, ComponentSpec, Core, Stop};
 use crate::limits::Limits;
 use crate::linker::Linkers;
@@ -273,7 +273,13 @@ impl Tools {
         kind: &Kind,
         limits: &Limits,
     ) -> Result<bindings::ToolInfo, LoadError> {
-        let mut store = new_store(core, None, None, &CallWeb::default(), limits);
+        let mut store = new_store(
+            core,
+            None,
+            &CallContext::default(),
+            &CallWeb::default(),
+            limits,
+        );
         let other = |e: wasmtime::Error| LoadError::Other {
             component: name.to_string(),
             message: format!("describe failed: {e:#}"),
@@ -291,7 +297,13 @@ impl Tools {
                     .oxydra_tool_step()
                     .call_describe(&mut store)
                     .map_err(other)?;
-                let mut store2 = new_store(core, None, None, &CallWeb::default(), limits);
+                let mut store2 = new_store(
+                    core,
+                    None,
+                    &CallContext::default(),
+                    &CallWeb::default(),
+                    limits,
+                );
                 let b = second.instantiate(&mut store2).map_err(other)?;
                 let info2 = b
                     .oxydra_tool_step()
@@ -312,22 +324,21 @@ impl Tools {
     }
 
     /// Run one call in a fresh store (a trap poisons an instance, so none is reused),
-    /// with the delegator a `delegation`-profile tool reaches through
-    /// `oxydra:agent/delegate` (other profiles cannot import it).
+    /// with the per-call services of `context` (each reachable only by a profile whose
+    /// linker has its interface).
     pub fn call(
         &self,
         core: &Core,
         tool: &LoadedTool,
         arguments: &str,
         ws: &Arc<Workspace>,
-        delegator: Option<Arc<dyn Delegator>>,
+        context: &CallContext,
     ) -> Result<String, CallError> {
         let name = &tool.descriptor.name;
         let started = Instant::now();
         let out = match &tool.kind {
             Kind::Single(pre) => {
-                let mut store =
-                    new_store(core, Some(ws.clone()), delegator, &tool.web, &tool.limits);
+                let mut store = new_store(core, Some(ws.clone()), context, &tool.web, &tool.limits);
                 let result = pre
                     .instantiate(&mut store)
                     .and_then(|inst| inst.oxydra_tool_tool().call_invoke(&mut store, arguments));
@@ -339,7 +350,7 @@ impl Tools {
                 let mut s1 = new_store(
                     core,
                     Some(ws.clone()),
-                    None,
+                    &CallContext::default(),
                     &CallWeb::default(),
                     &tool.limits,
                 );
@@ -352,7 +363,7 @@ impl Tools {
                 let mut s2 = new_store(
                     core,
                     Some(ws.clone()),
-                    None,
+                    &CallContext::default(),
                     &CallWeb::default(),
                     &tool.limits,
                 );
@@ -378,12 +389,12 @@ impl Tools {
 fn new_store(
     core: &Core,
     ws: Option<Arc<Workspace>>,
-    delegator: Option<Arc<dyn Delegator>>,
+    context: &CallContext,
     web: &CallWeb,
     limits: &Limits,
 ) -> Store<CallState> {
     core.store(
-        CallState::new(ws, delegator, web, limits),
+        CallState::new(ws, context, web, limits),
         limits.deadline_ticks(),
     )
 }

@@ -310,7 +310,15 @@ fn a_delegation_tool_reaches_the_delegator_of_its_call_and_only_then() {
     let args = serde_json::json!({"agent_name": "scout", "goal": "look around"}).to_string();
     let out = e
         .host
-        .call_with(&tool, &args, &e.ws, Some(Arc::new(Echo)))
+        .call_with(
+            &tool,
+            &args,
+            &e.ws,
+            &oxydra_runtime::CallContext {
+                delegator: Some(Arc::new(Echo)),
+                ..Default::default()
+            },
+        )
         .unwrap();
     assert!(
         out.starts_with("scout did: look around\n\n[scout used 2 model call(s)"),

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod local;
+pub mod origin;
 pub mod providers;
 pub mod service;
 pub mod telegram;
@@ -23,6 +24,8 @@ pub mod tools;
 pub use compose::System;
 pub use error::{ServiceError, SetupError};
 pub use events::{Subscription, TryRecv, TurnEvent, TurnSnapshot, TurnSummary, Waker};
+pub use origin::{Notifier, Notifiers, Origin};
 pub use service::{
-    Attached, ServiceOptions, SessionInfo, SessionService, new_session_id, new_turn_id,
+    Attached, ServiceOptions, SessionInfo, SessionService, SubmitOptions, TurnLimits,
+    new_session_id, new_turn_id,
 };

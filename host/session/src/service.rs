@@ -7,7 +7,11 @@ use crate::compose::{System, store_path};
 use crate::config::AgentConfig;
 use crate::error::{ServiceError, SetupError};
 use crate::events::{SubQueue, Subscription, TurnEvent, TurnSnapshot, TurnSummary};
-use oxydra_agent::turn::{AgentProfile, CancelToken, Runtime, Spend, TurnError, TurnFailure};
+use crate::origin::Origin;
+use oxydra_agent::turn::{
+    AgentProfile, Budgets, CancelToken, Runtime, Spend, TurnError, TurnFailure,
+};
+use oxydra_runtime::CallContext;
 use oxydra_store::{Store, TurnStatus};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -80,11 +84,68 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// How a turn is submitted ([`SessionService::submit_with`]).
+#[derive(Debug, Clone)]
+pub struct SubmitOptions {
+    /// Where the turn came from: per-call services that act for the turn (the jobs it
+    /// creates report there) take it from here.
+    pub origin: Origin,
+    /// Budgets tighter than the agent's, for this turn only.
+    pub limits: TurnLimits,
+}
+
+impl SubmitOptions {
+    pub fn from(origin: Origin) -> SubmitOptions {
+        SubmitOptions {
+            origin,
+            limits: TurnLimits::default(),
+        }
+    }
+}
+
+/// Limits of one turn on top of its agent's budgets (the lower of the two applies),
+/// each with the name that is reported when it stops the turn.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TurnLimits {
+    /// Model calls.
+    pub max_steps: Option<(u32, String)>,
+    /// US dollars (checked when the model's prices are known).
+    pub max_cost: Option<(f64, String)>,
+    pub wall_time: Option<(Duration, String)>,
+}
+
+impl TurnLimits {
+    /// `budgets` with these limits where they are lower.
+    pub fn apply(&self, budgets: &Budgets) -> Budgets {
+        let mut b = budgets.clone();
+        if let Some((n, key)) = &self.max_steps
+            && *n < b.max_steps
+        {
+            b.max_steps = *n;
+            b.keys.max_steps = key.clone();
+        }
+        if let Some((c, key)) = &self.max_cost
+            && b.max_cost.is_none_or(|m| *c < m)
+        {
+            b.max_cost = Some(*c);
+            b.keys.max_cost = key.clone();
+        }
+        if let Some((w, key)) = &self.wall_time
+            && b.wall_time.is_none_or(|m| *w < m)
+        {
+            b.wall_time = Some(*w);
+            b.keys.wall_time = key.clone();
+        }
+        b
+    }
+}
+
 struct Job {
     turn_id: String,
     prompt: String,
     cancel: CancelToken,
     ticket: u64,
+    opts: SubmitOptions,
 }
 
 struct ActorState {
@@ -436,10 +497,38 @@ impl SessionService {
         })
     }
 
-    /// Start a turn of `session` (attached or stored). The subscription sees this turn's
-    /// events from its start to its [`TurnEvent::Finished`]. A session runs one turn at a
-    /// time: a second submit while one is queued or running is [`ServiceError::SessionBusy`].
+    /// Start a turn of `session` (attached or stored) typed in a terminal
+    /// ([`Origin::Cli`]): [`SessionService::submit_from`] for other front ends.
     pub fn submit(&self, session: &str, prompt: &str) -> Result<Subscription, ServiceError> {
+        self.submit_from(
+            session,
+            prompt,
+            Origin::Cli {
+                session: session.to_string(),
+            },
+        )
+    }
+
+    /// Start a turn of `session` that came from `origin`. The subscription sees this
+    /// turn's events from its start to its [`TurnEvent::Finished`]. A session runs one
+    /// turn at a time: a second submit while one is queued or running is
+    /// [`ServiceError::SessionBusy`].
+    pub fn submit_from(
+        &self,
+        session: &str,
+        prompt: &str,
+        origin: Origin,
+    ) -> Result<Subscription, ServiceError> {
+        self.submit_with(session, prompt, SubmitOptions::from(origin))
+    }
+
+    /// [`SessionService::submit_from`], with limits tighter than the agent's budgets.
+    pub fn submit_with(
+        &self,
+        session: &str,
+        prompt: &str,
+        opts: SubmitOptions,
+    ) -> Result<Subscription, ServiceError> {
         let live = lock(&self.inner.actors)
             .get(session)
             .filter(|a| !a.closed.load(std::sync::atomic::Ordering::SeqCst))
@@ -472,6 +561,7 @@ impl SessionService {
             prompt: prompt.to_string(),
             cancel: cancel.clone(),
             ticket,
+            opts,
         };
         // The previous turn's thread has ended (its turn is no longer pending).
         if let Some(old) = lock(&actor.thread).take() {
@@ -747,6 +837,12 @@ impl Inner {
         Ok((actor, interrupted))
     }
 
+    /// The per-call services of a turn from `origin`.
+    fn call_context(&self, origin: &Origin) -> CallContext {
+        let _ = origin;
+        CallContext::default()
+    }
+
     fn run_job(&self, actor: &Actor, job: Job) {
         let rt = lock(&actor.state).runtime.clone();
         let outcome = match self.slots.acquire(job.ticket, &job.cancel, |position| {
@@ -764,10 +860,14 @@ impl Inner {
                 actor.publish(TurnEvent::Started {
                     turn_id: job.turn_id.clone(),
                 });
+                let profile = AgentProfile {
+                    budgets: job.opts.limits.apply(&rt.profile.budgets),
+                    ..rt.profile.clone()
+                };
                 rt.runtime
-                    .run_turn_cancellable(
+                    .run_turn_with(
                         &actor.id,
-                        &rt.profile,
+                        &profile,
                         &job.prompt,
                         &mut |p| {
                             if let Some(e) = TurnEvent::of(p) {
@@ -775,6 +875,7 @@ impl Inner {
                             }
                         },
                         &job.cancel,
+                        self.call_context(&job.opts.origin),
                     )
                     .map_err(Arc::new)
             }
