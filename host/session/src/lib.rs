@@ -17,6 +17,7 @@ pub mod events;
 pub mod local;
 pub mod origin;
 pub mod providers;
+pub mod registry;
 pub mod service;
 pub mod telegram;
 pub mod tools;

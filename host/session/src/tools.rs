@@ -52,15 +52,51 @@ fn key(key: String, message: impl Into<String>) -> SetupError {
 pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>, SetupError> {
     let comps = &cfg.components;
     let dir = bundled_dir(comps);
+    // Installed components (`.oxydra/components.lock`), each checked against its pinned
+    // digest on every load.
+    let installed = crate::registry::installed_specs(cfg, base_dir, &crate::registry::store())
+        .map_err(|e| SetupError::Refused(e.to_string()))?;
     let mut specs = match bundle::read_manifest(&dir) {
         Ok(manifest) => bundle::tool_specs(&dir, &manifest, |name| comps.limits_for(name))?,
-        Err(e @ BundleError::Missing(_)) if !comps.tools.values().any(|t| t.path.is_some()) => {
+        Err(e @ BundleError::Missing(_))
+            if !comps.tools.values().any(|t| t.path.is_some()) && installed.is_empty() =>
+        {
             return Err(e.into());
         }
         Err(BundleError::Missing(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let mut installed_names = Vec::new();
+    for (locked, spec) in installed {
+        if specs.iter().any(|s| s.name == spec.name) {
+            return Err(SetupError::Refused(format!(
+                "components.lock: installed component `{}` has the name of a bundled tool; remove it",
+                spec.name
+            )));
+        }
+        installed_names.push(locked.name);
+        specs.push(spec);
+    }
     for (name, t) in &comps.tools {
+        if installed_names.contains(name) {
+            if t.path.is_some() {
+                return Err(key(
+                    format!("components.tools.{name}.path"),
+                    format!(
+                        "`{name}` is installed (components.lock); remove `path`, or remove the installed component"
+                    ),
+                ));
+            }
+            if t.grant.is_some() {
+                return Err(key(
+                    format!("components.tools.{name}.grant"),
+                    format!(
+                        "`{name}` is installed: its grant is pinned in components.lock, where an update changes it; remove the key"
+                    ),
+                ));
+            }
+            continue;
+        }
         let bundled = specs.iter_mut().find(|s| &s.name == name);
         match (bundled, &t.path) {
             (_, Some(path)) => {

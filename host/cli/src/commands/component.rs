@@ -1,4 +1,9 @@
-//! `oxydra-host component inspect`.
+//! `oxydra-host component`: inspect a component file; install, list, update and remove
+//! components from an OCI registry (or a file) under an explicit grant; push and sign
+//! them for authors.
+
+mod install;
+mod publish;
 
 use crate::{Failure, exit};
 use clap::Subcommand;
@@ -16,10 +21,99 @@ pub enum ComponentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Install a tool component from a registry (oci://HOST[:PORT]/NAMESPACE/NAME:VERSION)
+    /// or a .wasm file, under an explicit grant; pins it in .oxydra/components.lock.
+    Install {
+        /// oci://HOST[:PORT]/NAMESPACE/NAME:VERSION, or a path to a .wasm file.
+        source: String,
+        /// The profile to grant (file-read-only, web, ...). Without it, a terminal is
+        /// asked to confirm the profile the component declares; anywhere else it is an error.
+        #[arg(long, value_name = "PROFILE")]
+        grant: Option<String>,
+        /// Plain http to a registry that is not on loopback.
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Installed components: name, version, digest, source, profile, grant, signature.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove an installed component (its lock entry and stored bytes).
+    Remove { name: String },
+    /// Move installed components to the newest version their registry has (or
+    /// --version); a changed profile needs the new grant.
+    Update {
+        /// One component; default: every component installed from a registry.
+        name: Option<String>,
+        /// The tag to move to, instead of the newest semver tag.
+        #[arg(long, value_name = "TAG", requires = "name")]
+        version: Option<String>,
+        /// The grant for the new version (needed when its profile changed).
+        #[arg(long, value_name = "PROFILE", requires = "name")]
+        grant: Option<String>,
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Publish a component as a wasm OCI artifact (the layout wkg and oras use).
+    Push {
+        file: PathBuf,
+        /// oci://HOST[:PORT]/NAMESPACE/NAME:VERSION
+        reference: String,
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Sign a published component, cosign-compatibly (tag sha256-<digest>.sig).
+    Sign {
+        /// oci://HOST[:PORT]/NAMESPACE/NAME:VERSION
+        reference: String,
+        /// Private key (PKCS#8 PEM, from `component keygen`).
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Make a signing key pair: FILE (private, mode 0600) and FILE.pub (for [components.trust] keys).
+    Keygen { file: PathBuf },
 }
 
 pub fn run(cmd: ComponentCommand, sources: &Sources) -> Result<(), Failure> {
-    let ComponentCommand::Inspect { file, json } = cmd;
+    match cmd {
+        ComponentCommand::Inspect { file, json } => inspect(file, json, sources),
+        ComponentCommand::Install {
+            source,
+            grant,
+            insecure,
+        } => install::install(sources, &source, grant.as_deref(), insecure),
+        ComponentCommand::List { json } => install::list(json),
+        ComponentCommand::Remove { name } => install::remove(sources, &name),
+        ComponentCommand::Update {
+            name,
+            version,
+            grant,
+            insecure,
+        } => install::update(
+            sources,
+            name.as_deref(),
+            version.as_deref(),
+            grant.as_deref(),
+            insecure,
+        ),
+        ComponentCommand::Push {
+            file,
+            reference,
+            insecure,
+        } => publish::push(sources, &file, &reference, insecure),
+        ComponentCommand::Sign {
+            reference,
+            key,
+            insecure,
+        } => publish::sign(sources, &reference, &key, insecure),
+        ComponentCommand::Keygen { file } => publish::keygen(&file),
+    }
+}
+
+fn inspect(file: PathBuf, json: bool, sources: &Sources) -> Result<(), Failure> {
     let agent = config::load_agent(sources)?.value;
     let wasm = std::fs::read(&file)
         .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", file.display())))?;

@@ -287,6 +287,62 @@ pub struct ComponentsConfig {
     /// Defaults for every tool (built-in defaults: see `oxydra_runtime::limits`).
     pub limits: Limits,
     pub tools: BTreeMap<String, ComponentTool>,
+    /// Signatures required of components installed from a registry.
+    pub trust: Trust,
+    /// Per-registry settings, keyed by `HOST[:PORT]` as written in `oci://` references.
+    pub registries: BTreeMap<String, RegistryEntry>,
+}
+
+/// `[components.trust]`: which keys vouch for installed components, and what happens
+/// to one no key signed.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Trust {
+    /// `warn` by default: an unsigned component installs with a warning; `require`
+    /// refuses it (at install, and at load if it was installed unverified); `off` does
+    /// not look for signatures.
+    pub mode: TrustMode,
+    /// PEM public keys (cosign's `cosign.pub` format, ECDSA P-256); relative paths
+    /// resolve against the config file's directory.
+    pub keys: Vec<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrustMode {
+    Require,
+    #[default]
+    Warn,
+    Off,
+}
+
+impl TrustMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrustMode::Require => "require",
+            TrustMode::Warn => "warn",
+            TrustMode::Off => "off",
+        }
+    }
+}
+
+/// `[components.registries."HOST[:PORT]"]`. Credentials are never written in config:
+/// the `*_env` keys name the variables that hold them.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryEntry {
+    /// Plain http to this registry (default: only loopback registries are reached
+    /// without TLS).
+    pub insecure: bool,
+    /// PEM CA certificates trusted for this registry (a private or self-signed CA);
+    /// setting it makes a loopback registry https too.
+    pub ca_file: Option<PathBuf>,
+    /// Basic credentials (also used to obtain a bearer token from the registry's token
+    /// service).
+    pub username_env: Option<String>,
+    pub password_env: Option<String>,
+    /// A bearer token sent as is.
+    pub token_env: Option<String>,
 }
 
 /// One tool's entry: a third-party component (`path` + `grant`), or overrides for a
@@ -603,6 +659,54 @@ impl AgentConfig {
                 return Err((
                     format!("components.tools.{name}.grant"),
                     "a component from a file needs an explicit grant (file-read-only, file-read-write, ...)".into(),
+                ));
+            }
+        }
+        self.validate_components()
+    }
+
+    fn validate_components(&self) -> Result<(), KeyError> {
+        let c = &self.components;
+        if c.trust.mode == TrustMode::Require && c.trust.keys.is_empty() {
+            return Err((
+                "components.trust.keys".into(),
+                "mode = \"require\" needs at least one public key (PEM, as cosign.pub); add keys = [\"path/to/cosign.pub\"] or set mode = \"warn\"".into(),
+            ));
+        }
+        for (host, r) in &c.registries {
+            let key = |k: &str| format!("components.registries.\"{host}\".{k}");
+            let ok = !host.is_empty()
+                && !host.contains('/')
+                && host.bytes().all(|b| {
+                    b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']')
+                });
+            if !ok {
+                return Err((
+                    format!("components.registries.\"{host}\""),
+                    "the key is a registry HOST[:PORT], as written in oci://HOST[:PORT]/… references".into(),
+                ));
+            }
+            if r.username_env.is_some() != r.password_env.is_some() {
+                return Err((
+                    key(if r.username_env.is_some() {
+                        "password_env"
+                    } else {
+                        "username_env"
+                    }),
+                    "basic credentials need both username_env and password_env".into(),
+                ));
+            }
+            if r.token_env.is_some() && r.username_env.is_some() {
+                return Err((
+                    key("token_env"),
+                    "set token_env or username_env/password_env, not both".into(),
+                ));
+            }
+            if r.insecure && r.ca_file.is_some() {
+                return Err((
+                    key("insecure"),
+                    "insecure (plain http) and ca_file (TLS) contradict each other; keep one"
+                        .into(),
                 ));
             }
         }
