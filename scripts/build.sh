@@ -20,6 +20,7 @@ BUNDLE=(
   "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
   "web_fetch|oxydra-tool-web-fetch|web"
   "web_search|oxydra-tool-web-search|web"
+  "send_media|oxydra-tool-send-media|chat-media"
 )
 
 # provider_type | crate

@@ -77,7 +77,7 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
     let o = s.run(&["tool", "list"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = stdout(&o);
-    for (name, profile, tier) in [
+    let expected = [
         ("file_read", "file-read-only", "read-only"),
         ("file_list", "file-read-only", "read-only"),
         ("file_search", "file-read-only", "read-only"),
@@ -92,7 +92,9 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
         ("delegate_to_agent", "delegation", "side-effecting"),
         ("web_fetch", "web", "read-only"),
         ("web_search", "web", "read-only"),
-    ] {
+        ("send_media", "chat-media", "side-effecting"),
+    ];
+    for (name, profile, tier) in expected {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("{name} ")))
@@ -102,7 +104,8 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
     }
     let json: serde_json::Value =
         serde_json::from_slice(&s.run(&["tool", "list", "--json"]).stdout).unwrap();
-    assert_eq!(json.as_array().unwrap().len(), 10);
+    // Every bundled tool is in the table above, and no other.
+    assert_eq!(json.as_array().unwrap().len(), expected.len(), "{json:#}");
     assert_eq!(
         json.as_array()
             .unwrap()

@@ -362,3 +362,85 @@ fn a_409_conflict_backs_off_and_polling_resumes() {
     );
     stop(child);
 }
+
+#[test]
+fn send_media_sends_a_workspace_file_to_the_chat_of_the_turn_and_nowhere_else() {
+    let bot = FakeBot::start(TOKEN);
+    let env = setup(
+        &bot,
+        vec![
+            server::openai::tool_calls(
+                &[(
+                    "c1",
+                    "send_media",
+                    json!({"path": "/shared/chart.png", "caption": "the chart"}),
+                )],
+                Some((50, 10)),
+            ),
+            answer("sent you the chart"),
+        ],
+    );
+    let png = b"\x89PNG\r\n\x1a\nnot really a png";
+    std::fs::create_dir_all(env.ws().join("shared")).unwrap();
+    std::fs::create_dir_all(env.ws().join("vault")).unwrap();
+    std::fs::write(env.ws().join("shared/chart.png"), png).unwrap();
+    let (child, err) = serve(&env);
+    bot.push_update(message(1, 42, private(42), "send me the chart"));
+    let sent = sent_wait(&bot, 1, &err);
+    assert!(
+        sent.iter().any(|(_, t)| t.contains("sent you the chart")),
+        "{sent:?}"
+    );
+    let photos = bot.calls_to("sendPhoto");
+    assert_eq!(photos.len(), 1, "{:?}", bot.calls());
+    assert_eq!(
+        photos[0].param("chat_id").as_deref(),
+        Some("42"),
+        "the turn's chat"
+    );
+    assert_eq!(photos[0].param("caption").as_deref(), Some("the chart"));
+    let file = &photos[0].files[0];
+    assert_eq!(file.data, png.to_vec());
+    assert_eq!(file.file_name.as_deref(), Some("chart.png"));
+    // The model was told it went.
+    let second = env.server.requests()[1].json().to_string();
+    assert!(second.contains("sent /shared/chart.png"), "{second}");
+    stop(child);
+
+    // Outside a chat (the CLI), the tool says there is no chat to send to.
+    let o = env
+        .cmd()
+        .args([
+            "tool",
+            "call",
+            "send_media",
+            "{\"path\": \"/shared/chart.png\"}",
+            "--workspace",
+            env.ws().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("not in a chat channel"), "{out}");
+    // And the vault stays unreadable to it.
+    std::fs::write(env.ws().join("vault/key.txt"), "secret").unwrap();
+    let o = env
+        .cmd()
+        .args([
+            "tool",
+            "call",
+            "send_media",
+            "{\"path\": \"/vault/key.txt\"}",
+            "--workspace",
+            env.ws().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert!(out.contains("cannot read the vault"), "{out}");
+    assert_eq!(
+        bot.calls_to("sendPhoto").len() + bot.calls_to("sendDocument").len(),
+        1
+    );
+}

@@ -52,6 +52,7 @@ pub mod imports {
                 import oxydra:vault/read@0.1.0;
                 import oxydra:agent/delegate@0.1.0;
                 import oxydra:scheduler/jobs@0.1.0;
+                import oxydra:channel/outbox@0.1.0;
                 import oxydra:tool/settings@0.1.0;
             }
         ",

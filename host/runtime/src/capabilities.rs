@@ -11,6 +11,7 @@ pub mod delegate;
 pub mod fs;
 pub mod http;
 pub mod jobs;
+pub mod outbox;
 pub mod paths;
 pub mod vault;
 pub mod web;
@@ -35,7 +36,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 8] = [
+pub const CAPABILITIES: [CapabilityRow; 9] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -86,6 +87,12 @@ pub const CAPABILITIES: [CapabilityRow; 8] = [
         interface: "oxydra:scheduler/jobs",
         imports: &["oxydra:scheduler/jobs"],
         link: Some(jobs::add_to_linker::<CallState>),
+    },
+    CapabilityRow {
+        capability: Capability::Outbox,
+        interface: "oxydra:channel/outbox",
+        imports: &["oxydra:channel/outbox"],
+        link: Some(outbox::add_to_linker::<CallState>),
     },
 ];
 

@@ -108,6 +108,22 @@ pub enum Action {
     },
 }
 
+/// A file a tool sends to the chat of its turn (`oxydra:channel/outbox`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMedia {
+    pub kind: MediaKind,
+    pub file_name: String,
+    pub bytes: Vec<u8>,
+    pub caption: Option<String>,
+}
+
+/// The chat of one turn, for tools in the `chat-media` profile. The session layer
+/// binds one to each turn that came from a chat channel.
+pub trait Outbox: Send + Sync {
+    /// Deliver `media`; the platform's message id, or a message for the model.
+    fn send_media(&self, media: OutboundMedia) -> Result<String, String>;
+}
+
 /// Why a channel call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChannelFailure {

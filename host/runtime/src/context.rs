@@ -5,6 +5,7 @@
 //! interface can use a field. A field left `None` makes its interface answer "not
 //! available here".
 
+use crate::channels::Outbox;
 use crate::delegation::Delegator;
 use crate::scheduling::Jobs;
 use std::sync::Arc;
@@ -19,6 +20,8 @@ pub struct CallContext {
     /// `oxydra:scheduler/jobs` (profile `scheduler`): the turn's user's jobs, with the
     /// turn's origin for the jobs it creates.
     pub jobs: Option<Arc<dyn Jobs>>,
+    /// `oxydra:channel/outbox` (profile `chat-media`): the chat of the calling turn.
+    pub outbox: Option<Arc<dyn Outbox>>,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -26,6 +29,7 @@ impl std::fmt::Debug for CallContext {
         f.debug_struct("CallContext")
             .field("delegator", &self.delegator.is_some())
             .field("jobs", &self.jobs.is_some())
+            .field("outbox", &self.outbox.is_some())
             .finish()
     }
 }

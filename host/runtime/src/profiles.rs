@@ -73,6 +73,8 @@ pub enum Capability {
     ChannelHost,
     /// `oxydra:scheduler/jobs`: the calling user's scheduled jobs.
     Jobs,
+    /// `oxydra:channel/outbox`: send a file to the chat of the calling turn.
+    Outbox,
 }
 
 impl Capability {
@@ -118,6 +120,7 @@ pub enum Profile {
     Web,
     ChatChannel,
     Scheduler,
+    ChatMedia,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -138,7 +141,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 9] = [
+pub const PROFILES: [ProfileRow; 10] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -209,6 +212,16 @@ pub const PROFILES: [ProfileRow; 9] = [
         capabilities: &[Capability::Jobs],
         export: ExportKind::Tool,
         // A job runs the agent later, with its tools, writers included.
+        tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::ChatMedia,
+        name: "chat-media",
+        // Read workspace files (not the vault) and send one to the chat of the
+        // calling turn; the host picks the chat, the tool cannot name one.
+        capabilities: &[Capability::FsRead, Capability::Outbox],
+        export: ExportKind::Tool,
+        // It sends something out of the workspace.
         tier_floor: Tier::SideEffecting,
     },
 ];

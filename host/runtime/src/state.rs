@@ -6,6 +6,7 @@
 use crate::bindings::imports::oxydra::tool;
 use crate::capabilities::delegate::{DelegateCtx, DelegateView};
 use crate::capabilities::jobs::{JobsCtx, JobsView};
+use crate::capabilities::outbox::{OutboxCtx, OutboxView};
 use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
 use crate::capabilities::web::{WebAccess, WebCtx, WebView};
 use crate::context::CallContext;
@@ -87,6 +88,8 @@ pub struct CallState {
     delegate: DelegateCtx,
     /// `oxydra:scheduler/jobs`, set for calls of tools in the scheduler profile.
     jobs: JobsCtx,
+    /// `oxydra:channel/outbox`, set for calls of tools in the chat-media profile.
+    outbox: OutboxCtx,
     /// `wasi:http` through the web egress policy and `oxydra:tool/settings`, for calls
     /// of tools in the `web` profile (no access otherwise: every request refused).
     web: WebCtx,
@@ -115,6 +118,7 @@ impl CallState {
             workspace: WorkspaceCtx::new(workspace),
             delegate: DelegateCtx::new(context.delegator.clone()),
             jobs: JobsCtx::new(context.jobs.clone()),
+            outbox: OutboxCtx::new(context.outbox.clone()),
             web: WebCtx::new(web.access.clone(), web.settings.clone()),
             stdout,
             stderr,
@@ -146,6 +150,12 @@ impl WorkspaceView for CallState {
 impl DelegateView for CallState {
     fn delegate(&mut self) -> &mut DelegateCtx {
         &mut self.delegate
+    }
+}
+
+impl OutboxView for CallState {
+    fn outbox(&mut self) -> &mut OutboxCtx {
+        &mut self.outbox
     }
 }
 

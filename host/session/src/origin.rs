@@ -7,6 +7,7 @@
 //! scheduled run's result, a failure notice) reaches a chat through the [`Notifier`]
 //! registered for its channel; gateway sessions are told through their subscribers.
 
+use oxydra_runtime::channels::{OutboundMedia, Outbox};
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
@@ -82,6 +83,45 @@ pub trait Notifier: Send + Sync {
     /// Send `text` to `origin` (a [`Origin::Channel`] of this notifier's channel); `Err`
     /// says why it was not sent (the caller logs it and keeps the text in its history).
     fn notify(&self, origin: &Origin, text: &str) -> Result<(), String>;
+
+    /// Send a file to `origin`'s chat; the platform's message id, or why not (a message
+    /// for the model).
+    fn send_media(&self, origin: &Origin, media: OutboundMedia) -> Result<String, String> {
+        let _ = media;
+        Err(format!("{origin} cannot take files"))
+    }
+}
+
+/// The outbox of one turn that came from a chat: `send_media` goes to that chat, through
+/// the channel's notifier (looked up when the file is sent, so a channel that stopped
+/// says so).
+pub struct ChatOutbox {
+    origin: Origin,
+    notifiers: Notifiers,
+}
+
+impl ChatOutbox {
+    /// The outbox of a turn from `origin`: `None` unless it came from a chat channel.
+    pub fn for_turn(origin: &Origin, notifiers: &Notifiers) -> Option<Arc<dyn Outbox>> {
+        origin.channel()?;
+        Some(Arc::new(ChatOutbox {
+            origin: origin.clone(),
+            notifiers: notifiers.clone(),
+        }))
+    }
+}
+
+impl Outbox for ChatOutbox {
+    fn send_media(&self, media: OutboundMedia) -> Result<String, String> {
+        let channel = self.origin.channel().unwrap_or_default();
+        let notifier = self.notifiers.get(channel).ok_or_else(|| {
+            format!(
+                "the {channel} channel is not running, so the file cannot be sent to {}",
+                self.origin
+            )
+        })?;
+        notifier.send_media(&self.origin, media)
+    }
 }
 
 /// The notifiers of the running channels, by channel name.

@@ -311,6 +311,9 @@ struct Inner {
     runtimes: Mutex<BTreeMap<String, Arc<AgentRuntime>>>,
     actors: Mutex<BTreeMap<String, Arc<Actor>>>,
     slots: Slots,
+    /// The running chat channels of this user, by name: how a message or a file reaches
+    /// a chat outside (or on behalf of) a turn.
+    notifiers: crate::origin::Notifiers,
 }
 
 /// One user's sessions. Front ends (`run`, `chat`, the gateway, channels, the scheduler)
@@ -351,6 +354,7 @@ impl SessionService {
                 runtimes: Mutex::new(BTreeMap::new()),
                 actors: Mutex::new(BTreeMap::new()),
                 slots,
+                notifiers: crate::origin::Notifiers::new(),
             }),
         })
     }
@@ -361,6 +365,11 @@ impl SessionService {
 
     pub fn workspace(&self) -> &Path {
         &self.inner.ws_dir
+    }
+
+    /// The user's running chat channels; a channel registers itself here when it starts.
+    pub fn notifiers(&self) -> &crate::origin::Notifiers {
+        &self.inner.notifiers
     }
 
     pub fn system(&self) -> &Arc<System> {
@@ -839,8 +848,12 @@ impl Inner {
 
     /// The per-call services of a turn from `origin`.
     fn call_context(&self, origin: &Origin) -> CallContext {
-        let _ = origin;
-        CallContext::default()
+        CallContext {
+            // Files go to the turn's chat only (`send_media`); a turn from the CLI or the
+            // gateway has none, and the outbox says so.
+            outbox: crate::origin::ChatOutbox::for_turn(origin, &self.notifiers),
+            ..CallContext::default()
+        }
     }
 
     fn run_job(&self, actor: &Actor, job: Job) {

@@ -12,11 +12,13 @@
 use crate::TurnEvent;
 use crate::config::runner::{Streaming, Telegram};
 use crate::error::SetupError;
+use crate::origin::{Notifier, Origin};
 use crate::service::SessionService;
 use oxydra_runtime::Workspace;
 use oxydra_runtime::capabilities::paths::Root;
 use oxydra_runtime::channels::{
-    Action, ChannelFailure, ChannelKv, ChannelSpec, Inbound, InboundFile, LoadedChannel, Target,
+    Action, ChannelFailure, ChannelKv, ChannelSpec, Inbound, InboundFile, LoadedChannel,
+    OutboundMedia, Target,
 };
 use oxydra_store::Store;
 use std::collections::BTreeSet;
@@ -27,6 +29,8 @@ use std::time::{Duration, Instant};
 
 /// The public Bot API.
 pub const DEFAULT_API: &str = "https://api.telegram.org";
+/// The channel's name in config, origins and the notifier registry.
+pub const CHANNEL: &str = "telegram";
 
 /// Channel state in the workspace's store, under `telegram:<user>`.
 pub struct StoreKv {
@@ -177,6 +181,8 @@ pub struct Counters {
 /// A running Telegram poller; stopped when dropped (after its current long poll).
 pub struct TelegramRunner {
     stop: Arc<AtomicBool>,
+    /// Whose notifier registry this channel is in (unregistered when stopped).
+    service: std::sync::Weak<SessionService>,
     pub counters: Arc<Counters>,
     /// `running`, or why it stopped (a refused token).
     pub status: Arc<Mutex<String>>,
@@ -185,6 +191,49 @@ pub struct TelegramRunner {
 impl Drop for TelegramRunner {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(service) = self.service.upgrade() {
+            service.notifiers().unregister(CHANNEL);
+        }
+    }
+}
+
+/// Messages and files to a Telegram chat outside the answer of a turn: a scheduled
+/// run's result, a file a tool sends (`send_media`).
+struct ChatSender(Arc<Ctx>);
+
+impl ChatSender {
+    fn target(origin: &Origin) -> Result<Target, String> {
+        match origin {
+            Origin::Channel {
+                channel,
+                chat_id,
+                thread_id,
+            } if channel == CHANNEL => Ok(Target {
+                chat_id: chat_id.clone(),
+                thread_id: thread_id.clone(),
+            }),
+            other => Err(format!("{other} is not a Telegram chat")),
+        }
+    }
+}
+
+impl Notifier for ChatSender {
+    fn notify(&self, origin: &Origin, text: &str) -> Result<(), String> {
+        let to = ChatSender::target(origin)?;
+        self.0.send_text(&to, text).map_err(|e| e.to_string())
+    }
+
+    fn send_media(&self, origin: &Origin, media: OutboundMedia) -> Result<String, String> {
+        let to = ChatSender::target(origin)?;
+        self.0
+            .deliver(Action::Media {
+                to,
+                kind: media.kind,
+                file_name: media.file_name,
+                bytes: media.bytes,
+                caption: media.caption,
+            })
+            .map_err(|e| format!("Telegram did not take the file: {e}"))
     }
 }
 
@@ -364,7 +413,12 @@ impl Ctx {
             .name("telegram-turn".into())
             .spawn(move || {
                 let prompt = ctx.with_files(&m, &text);
-                match ctx.service.submit(&session, &prompt) {
+                let origin = Origin::Channel {
+                    channel: CHANNEL.into(),
+                    chat_id: m.chat_id.clone(),
+                    thread_id: m.thread_id.clone(),
+                };
+                match ctx.service.submit_from(&session, &prompt, origin) {
                     Ok(sub) => ctx.follow(&to, !m.is_group, &sub),
                     Err(e) => ctx.say(&to, &e.to_string()),
                 }
@@ -771,6 +825,10 @@ pub fn start(
         channel,
         kv,
     });
+    ctx.service
+        .notifiers()
+        .register(CHANNEL, Arc::new(ChatSender(ctx.clone())));
+    let weak = Arc::downgrade(&ctx.service);
     let stop = Arc::new(AtomicBool::new(false));
     let status = Arc::new(Mutex::new("running".to_string()));
     let (stop2, status2) = (stop.clone(), status.clone());
@@ -780,6 +838,7 @@ pub fn start(
         .map_err(|e| key("enabled", format!("could not start the poller: {e}")))?;
     Ok(Some(TelegramRunner {
         stop,
+        service: weak,
         counters,
         status,
     }))

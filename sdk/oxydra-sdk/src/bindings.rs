@@ -36,3 +36,17 @@ pub mod channel {
         additional_derives: [PartialEq, Eq],
     });
 }
+
+/// `oxydra:channel/outbox` (and the `oxydra:channel/types` it uses). Inline like
+/// [`channel`]: a tool that calls `send-media` imports the outbox and nothing of the
+/// channel host.
+#[cfg(feature = "outbox")]
+pub mod outbox {
+    wit_bindgen::generate!({
+        path: ["wit/v0.1/channel"],
+        inline: "package oxydra:sdk-outbox@0.1.0;\n\
+                 world outbox-imports { import oxydra:channel/outbox@0.1.0; }\n",
+        world: "oxydra:sdk-outbox/outbox-imports",
+        generate_all,
+    });
+}

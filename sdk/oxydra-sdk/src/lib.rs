@@ -45,6 +45,8 @@ pub mod fs;
 mod http_target;
 #[cfg(feature = "llm")]
 pub mod llm;
+#[cfg(feature = "outbox")]
+pub mod outbox;
 mod schema;
 pub mod settings;
 pub mod url;
