@@ -735,3 +735,117 @@ fn tls_registry_with_a_configured_ca() {
         support::err(&o)
     );
 }
+
+#[test]
+fn basic_auth_from_environment_variables_and_never_shown() {
+    let auth_dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let password = "pw-9f3a7c1e5b";
+    std::fs::write(
+        auth_dir.path().join("htpasswd"),
+        format!("{}\n", support::htpasswd("alice", password)),
+    )
+    .unwrap();
+    let reg = Registry::start_full(
+        None,
+        &format!(
+            "auth:\n  htpasswd:\n    realm: oxydra-test\n    path: {}\n",
+            auth_dir.path().join("htpasswd").display()
+        ),
+    );
+    let s = Sandbox::new();
+    let r = reg.oci("acme/word-count:0.1.0");
+    let wc = fixture("word_count");
+    let push = ["component", "push", path(&wc), &r];
+    // No credentials configured: what to set.
+    let e = s.fails(1, &push);
+    assert!(
+        e.contains(&format!("{r}: the registry refused access (401): it needs credentials: set username_env and password_env (or token_env) under [components.registries.\"{}\"]", reg.host)),
+        "{e}"
+    );
+    s.config(&format!(
+        "[components.registries.\"{}\"]\nusername_env = \"REG_USER\"\npassword_env = \"REG_PASS\"\n",
+        reg.host
+    ));
+    let e = support::err(&s.run(&push));
+    assert!(
+        e.contains("the environment variable REG_USER is not set"),
+        "{e}"
+    );
+    let wrong = s.run_env(&push, &[("REG_USER", "alice"), ("REG_PASS", "not-it-4b2d")]);
+    assert_eq!(wrong.status.code(), Some(1));
+    let e = support::err(&wrong);
+    assert!(
+        e.contains("the configured username and password were refused"),
+        "{e}"
+    );
+    assert!(!e.contains("not-it-4b2d"), "a password in a message: {e}");
+    let creds = [("REG_USER", "alice"), ("REG_PASS", password)];
+    let o = s.run_env(&push, &creds);
+    assert!(o.status.success(), "{}", support::err(&o));
+    let o = s.run_env(
+        &[
+            "-v",
+            "component",
+            "install",
+            &r,
+            "--grant",
+            "file-read-only",
+        ],
+        &creds,
+    );
+    assert!(o.status.success(), "{}", support::err(&o));
+    let all = format!(
+        "{}{}{}",
+        support::out(&o),
+        support::err(&o),
+        s.lock().unwrap()
+    );
+    assert!(!all.contains(password), "the password was shown: {all}");
+}
+
+/// The binary on a pseudo-terminal (util-linux `script`), `answer` typed at the prompt.
+fn on_a_terminal(s: &Sandbox, args: &[&str], answer: &str) -> String {
+    use std::io::Write;
+    let line = std::iter::once(env!("CARGO_BIN_EXE_oxydra-host"))
+        .chain(args.iter().copied())
+        .map(|a| format!("'{a}'"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", s.path().join("home"))
+        .env("XDG_CACHE_HOME", s.path().join("home/.cache"))
+        .env("SHELL", "/bin/sh")
+        .current_dir(s.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{answer}\n").as_bytes())
+        .unwrap();
+    support::out(&child.wait_with_output().unwrap())
+}
+
+#[test]
+fn a_terminal_is_asked_to_confirm_the_declared_profile() {
+    let reg = Registry::start();
+    let s = Sandbox::new();
+    let r = reg.oci("acme/word-count:0.1.0");
+    s.ok(&["component", "push", path(&fixture("word_count")), &r]);
+    let o = on_a_terminal(&s, &["component", "install", &r], "n");
+    assert!(
+        o.contains("grant `file-read-only` to word_count? [y/N]"),
+        "{o}"
+    );
+    assert!(o.contains("not granted; nothing was changed"), "{o}");
+    assert!(s.lock().is_none());
+    let o = on_a_terminal(&s, &["component", "install", &r], "y");
+    assert!(o.contains("installed word_count 0.1.0"), "{o}");
+    assert!(s.lock().unwrap().contains("grant = \"file-read-only\""));
+}

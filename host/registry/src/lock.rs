@@ -153,6 +153,23 @@ impl Store {
         Self::write_atomic(&self.lock_path(), format!("{HEADER}\n{body}").as_bytes())
     }
 
+    /// Hold this while reading, changing and writing the lock, so two installs at once
+    /// cannot lose each other's entry (an advisory lock on `.oxydra/components/.guard`,
+    /// released when the guard drops, a crashed holder included).
+    pub fn exclusive(&self) -> Result<std::fs::File, RegistryError> {
+        let dir = self.dir.join("components");
+        std::fs::create_dir_all(&dir).map_err(|e| io(&dir, e))?;
+        let path = dir.join(".guard");
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(&path, e))?;
+        f.lock().map_err(|e| io(&path, e))?;
+        Ok(f)
+    }
+
     /// Remove stored components the lock no longer names.
     pub fn collect_garbage(&self, lock: &LockFile) {
         let dir = self.dir.join("components").join("sha256");

@@ -228,8 +228,13 @@ impl Installer<'_> {
                 )?;
                 Ok(Resolved {
                     source: source.clone(),
+                    // The tag is what `update` follows; a digest-only reference keeps its digest.
                     source_text: Reference {
-                        digest: None,
+                        digest: if r.tag.is_some() {
+                            None
+                        } else {
+                            r.digest.clone()
+                        },
                         ..r.clone()
                     }
                     .to_string(),
@@ -341,6 +346,7 @@ impl Installer<'_> {
         resolved: &Resolved,
         checked: &Checked,
     ) -> Result<Locked, InstallError> {
+        let _guard = store.exclusive()?;
         let mut lock = store.read()?;
         let layer_digest = artifact::sha256_digest(&checked.wasm);
         let entry = Locked {

@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 use crate::reap::Reaped;
 
 pub const ORAS_VERSION: &str = "0.2.43";
+/// For htpasswd files (docker-registry takes bcrypt only).
+pub const BCRYPT_VERSION: &str = "4.2.1";
 
 pub fn fixture(name: &str) -> PathBuf {
     let p = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -40,6 +42,11 @@ impl Registry {
 
     /// With `tls = Some((cert, key))`, an https registry.
     pub fn start_with(tls: Option<(&Path, &Path)>) -> Registry {
+        Registry::start_full(tls, "")
+    }
+
+    /// With `auth`: YAML lines of an `auth:` section (htpasswd).
+    pub fn start_full(tls: Option<(&Path, &Path)>, auth: &str) -> Registry {
         assert!(
             Command::new("docker-registry")
                 .arg("--version")
@@ -66,6 +73,7 @@ impl Registry {
                     key.display()
                 ));
             }
+            cfg.push_str(auth);
             std::fs::write(dir.path().join("config.yml"), cfg).unwrap();
             let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
             let child = Command::new("docker-registry")
@@ -150,19 +158,25 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
     }
 }
 
-/// The python of a venv holding oras-py (PyPI `oras`, pinned), created once in
-/// `$CI_CACHE_DIR` (or `~/.cache/oxydra-ci`).
+/// The python of a venv holding oras-py (PyPI `oras`) and `bcrypt`, both pinned,
+/// created once in `$CI_CACHE_DIR` (or `~/.cache/oxydra-ci`).
 pub fn oras_python() -> PathBuf {
+    // Tests of one binary run in threads: one of them creates the venv.
+    static PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PYTHON.get_or_init(make_venv).clone()
+}
+
+fn make_venv() -> PathBuf {
     let base = std::env::var_os("CI_CACHE_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
             PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/oxydra-ci")
         });
-    let venv = base.join(format!("oras-{ORAS_VERSION}"));
+    let venv = base.join(format!("oras-{ORAS_VERSION}-bcrypt-{BCRYPT_VERSION}"));
     let python = venv.join("bin/python");
     let ok = |p: &Path| {
         Command::new(p)
-            .args(["-c", "import oras.client"])
+            .args(["-c", "import oras.client, bcrypt"])
             .output()
             .is_ok_and(|o| o.status.success())
     };
@@ -170,7 +184,7 @@ pub fn oras_python() -> PathBuf {
         return python;
     }
     std::fs::create_dir_all(&base).unwrap();
-    let tmp = base.join(format!(".oras-{ORAS_VERSION}.{}", std::process::id()));
+    let tmp = base.join(format!(".oras-venv.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     let run = |c: &mut Command| {
         let o = c.output().unwrap();
@@ -185,6 +199,7 @@ pub fn oras_python() -> PathBuf {
         "install",
         "-q",
         &format!("oras=={ORAS_VERSION}"),
+        &format!("bcrypt=={BCRYPT_VERSION}"),
     ]));
     // Another test process may have won the race; either venv works.
     if std::fs::rename(&tmp, &venv).is_err() {
@@ -216,6 +231,17 @@ if cmd == "push":
 elif cmd == "pull":
     print("\n".join(c.pull(target=target, outdir=sys.argv[3])))
 "#;
+
+/// An htpasswd line for `user` (bcrypt, as docker-registry requires).
+pub fn htpasswd(user: &str, password: &str) -> String {
+    let script = "import sys, bcrypt; print(sys.argv[1] + ':' + bcrypt.hashpw(sys.argv[2].encode(), bcrypt.gensalt(rounds=4)).decode())";
+    let o = Command::new(oras_python())
+        .args(["-c", script, user, password])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
 
 pub fn oras(args: &[&str]) -> String {
     let o = Command::new(oras_python())
@@ -252,6 +278,10 @@ impl Sandbox {
         std::fs::write(self.path().join(".oxydra/agent.toml"), text).unwrap();
     }
     pub fn run(&self, args: &[&str]) -> Output {
+        self.run_env(args, &[])
+    }
+    /// [`Sandbox::run`] with extra environment variables.
+    pub fn run_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_oxydra-host"))
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -259,6 +289,7 @@ impl Sandbox {
             .env("XDG_CONFIG_HOME", self.path().join("home/.config"))
             .env("XDG_CACHE_HOME", self.path().join("home/.cache"))
             .current_dir(self.path())
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .args(args)
             .output()

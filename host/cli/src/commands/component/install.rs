@@ -350,6 +350,7 @@ pub fn list(json: bool) -> Result<(), Failure> {
 
 pub fn remove(sources: &Sources, name: &str) -> Result<(), Failure> {
     let store = registry::store();
+    let _guard = store.exclusive().map_err(registry_failure)?;
     let mut lock = store.read().map_err(registry_failure)?;
     let Some(i) = lock.components.iter().position(|c| c.name == name) else {
         let known: Vec<&str> = lock.components.iter().map(|c| c.name.as_str()).collect();
@@ -460,9 +461,18 @@ fn update_one(
         ));
     }
     let r = Reference::parse(&old.source).map_err(registry_failure)?;
-    let tag = match version {
-        Some(v) => v.to_string(),
-        None => {
+    let tag = match (version, &old.version) {
+        (Some(v), _) => v.to_string(),
+        (None, None) => {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "`{}` was installed by digest ({}), so it follows no tag: pass --version TAG",
+                    old.name, old.source
+                ),
+            ));
+        }
+        (None, Some(_)) => {
             let client = registry::client(
                 &inst.cfg.components,
                 inst.base_dir.as_deref(),
