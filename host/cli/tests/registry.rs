@@ -849,3 +849,129 @@ fn a_terminal_is_asked_to_confirm_the_declared_profile() {
     assert!(o.contains("installed word_count 0.1.0"), "{o}");
     assert!(s.lock().unwrap().contains("grant = \"file-read-only\""));
 }
+
+/// A token service in the shape docker-registry's `auth.token` expects (the flow GHCR and
+/// Docker Hub use): `GET /token?service=…&scope=…` with basic credentials answers a JWT
+/// (ES256, signed with openssl, its certificate in `x5c`) granting the scopes asked for.
+const TOKEN_SERVER: &str = r#"
+import base64, json, subprocess, sys, time, http.server, urllib.parse, os
+port, key, cert, user, password, log = sys.argv[1:7]
+der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"], capture_output=True, check=True).stdout
+b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+def raw(sig):  # DER ECDSA signature -> r || s, as JWS wants
+    i = 2 if sig[1] < 0x80 else 3
+    out = b""
+    for _ in range(2):
+        n = sig[i + 1]; v = sig[i + 2:i + 2 + n]; i += 2 + n
+        out += v.lstrip(b"\0").rjust(32, b"\0")
+    return out
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        q = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+        want = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+        with open(log, "a") as f:
+            f.write(json.dumps({"scope": q.get("scope"), "service": q.get("service"), "auth": self.headers.get("Authorization") == want}) + "\n")
+        if self.headers.get("Authorization") != want:
+            self.send_response(401); self.end_headers(); return
+        access = []
+        for s in q.get("scope", []):
+            t, name, actions = s.split(":")
+            access.append({"type": t, "name": name, "actions": actions.split(",")})
+        now = int(time.time())
+        head = b64(json.dumps({"typ": "JWT", "alg": "ES256", "x5c": [base64.b64encode(der).decode()]}).encode())
+        claims = b64(json.dumps({"iss": "oxydra-test-issuer", "sub": user, "aud": q["service"][0], "exp": now + 300, "nbf": now - 10, "iat": now, "jti": os.urandom(8).hex(), "access": access}).encode())
+        sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key], input=f"{head}.{claims}".encode(), capture_output=True, check=True).stdout
+        body = json.dumps({"token": f"{head}.{claims}.{b64(raw(sig))}"}).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json"); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", int(port)), H).serve_forever()
+"#;
+
+#[test]
+fn the_registry_token_flow_with_basic_credentials() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let d = dir.path();
+    openssl(
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=oxydra token signer",
+            "-keyout",
+            "signer.key",
+            "-out",
+            "signer.pem",
+        ],
+        d,
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let password = "tok-pw-61c0d2";
+    let log = d.join("token.log");
+    let server = Command::new("python3")
+        .args(["-c", TOKEN_SERVER, &port.to_string()])
+        .arg(d.join("signer.key"))
+        .arg(d.join("signer.pem"))
+        .args(["alice", password])
+        .arg(&log)
+        .spawn()
+        .unwrap();
+    let _server = reap::Reaped(server);
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < until,
+            "the token server did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let reg = Registry::start_full(
+        None,
+        &format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{port}/token\n    service: oxydra-test-registry\n    issuer: oxydra-test-issuer\n    rootcertbundle: {}\n",
+            d.join("signer.pem").display()
+        ),
+    );
+    let s = Sandbox::new();
+    let r = reg.oci("acme/word-count:0.1.0");
+    let wc = fixture("word_count");
+    let push = ["component", "push", path(&wc), &r];
+    let e = s.fails(1, &push);
+    assert!(
+        e.contains("the registry refused access (401): it needs credentials"),
+        "{e}"
+    );
+    s.config(&format!(
+        "[components.registries.\"{}\"]\nusername_env = \"REG_USER\"\npassword_env = \"REG_PASS\"\n",
+        reg.host
+    ));
+    let creds = [("REG_USER", "alice"), ("REG_PASS", password)];
+    let o = s.run_env(&push, &creds);
+    assert!(o.status.success(), "{}", support::err(&o));
+    let o = s.run_env(
+        &["component", "install", &r, "--grant", "file-read-only"],
+        &creds,
+    );
+    assert!(o.status.success(), "{}", support::err(&o));
+    assert!(!support::err(&o).contains(password) && !support::out(&o).contains(password));
+    // The token service saw the registry's service name and the repository scopes.
+    let log = std::fs::read_to_string(&log).unwrap();
+    // (The registry's challenge names push and pull in either order.)
+    assert!(
+        ["pull,push", "push,pull"].iter().any(|a| log.contains(&format!(
+            r#""scope": ["repository:acme/word-count:{a}"], "service": ["oxydra-test-registry"], "auth": true"#
+        ))),
+        "{log}"
+    );
+    assert!(log.contains(r#""scope": ["repository:acme/word-count:pull"], "service": ["oxydra-test-registry"], "auth": true"#), "{log}");
+}
