@@ -20,6 +20,12 @@ BUNDLE=(
   "vault_copyto|oxydra-tool-vault-copyto-write|vault-write-step"
   "web_fetch|oxydra-tool-web-fetch|web"
   "web_search|oxydra-tool-web-search|web"
+  "schedule_create|oxydra-tool-schedule-create|scheduler"
+  "schedule_search|oxydra-tool-schedule-search|scheduler"
+  "schedule_edit|oxydra-tool-schedule-edit|scheduler"
+  "schedule_delete|oxydra-tool-schedule-delete|scheduler"
+  "schedule_runs|oxydra-tool-schedule-runs|scheduler"
+  "schedule_run_output|oxydra-tool-schedule-run-output|scheduler"
   "send_media|oxydra-tool-send-media|chat-media"
 )
 

@@ -59,6 +59,9 @@ enum Command {
     /// The managed local model (llama-server + SmolLM2-135M): status, prepare, stop.
     #[command(subcommand)]
     Model(commands::model::ModelCommand),
+    /// Scheduled jobs: list them, their runs; pause, resume, delete one.
+    #[command(subcommand)]
+    Schedule(commands::schedule::ScheduleCommand),
 }
 
 /// Exit codes: what a script can branch on.
@@ -107,6 +110,7 @@ fn main() -> ExitCode {
         Command::Llm(c) => commands::llm::run(c, &sources),
         Command::Catalog(c) => commands::catalog::run(c),
         Command::Model(c) => commands::model::run(c),
+        Command::Schedule(c) => commands::schedule::run(c, &sources),
     };
     // A local model server this process started never outlives it.
     oxydra_session::local::stop_started();

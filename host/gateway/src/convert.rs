@@ -1,8 +1,8 @@
 //! Turn events → frames. Every frame of a turn carries its session and turn ids.
 
 use crate::protocol::{
-    ActiveTurn, AssistantDelta, LastTurn, Progress, Response, ServerFrame, TurnCompleted,
-    TurnEnded, TurnProgress, TurnRef, Usage,
+    ActiveTurn, AssistantDelta, LastTurn, Progress, Response, ScheduledNotification, ServerFrame,
+    TurnCompleted, TurnEnded, TurnProgress, TurnRef, Usage,
 };
 use oxydra_agent::budget::Spend;
 use oxydra_agent::turn::TurnError;
@@ -216,6 +216,13 @@ impl Converter {
                 self.turn = None;
                 finished(&s)
             }
+            TurnEvent::Notice(n) => ServerFrame::ScheduledNotification(ScheduledNotification {
+                schedule_id: n.job_id,
+                schedule_name: Some(n.job_name),
+                session_id: Some(self.session.clone()),
+                run_id: Some(n.run_id),
+                message: n.message,
+            }),
             TurnEvent::Lagged { missed, state } => {
                 self.turn = state
                     .turn_id

@@ -376,6 +376,9 @@ pub struct ScheduledNotification {
     pub schedule_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session_id: Option<String>,
+    /// The run whose result this is (`schedule_run_output` pages its full output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_id: Option<String>,
     pub message: String,
 }
 

@@ -137,6 +137,14 @@ impl System {
                 Err(e) => warnings.push(format!("tool not loaded: {e}")),
             }
         }
+        // Scheduler tools only with the scheduler: without it nothing would run their jobs.
+        if !config.scheduler.enabled {
+            loaded.retain(|t: &Arc<LoadedTool>| {
+                !t.descriptor
+                    .profiles
+                    .contains(&oxydra_runtime::Profile::Scheduler)
+            });
+        }
         Ok(System {
             config,
             base_dir,

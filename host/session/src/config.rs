@@ -8,9 +8,11 @@
 pub mod agent;
 mod layers;
 pub mod runner;
+pub mod scheduler;
 pub mod web;
 
 pub use agent::{AgentConfig, ComponentsConfig};
 pub use layers::{ConfigError, Sources, load_agent, load_runner, load_user};
 pub use runner::{RunnerConfig, UserConfig};
+pub use scheduler::SchedulerConfig;
 pub use web::ToolsConfig;

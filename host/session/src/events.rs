@@ -38,6 +38,16 @@ pub struct TurnSnapshot {
     pub last: Option<TurnSummary>,
 }
 
+/// A message for a session's followers that belongs to no turn of it: a scheduled job's
+/// result or failure, for the session the job was created in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub job_id: String,
+    pub job_name: String,
+    pub run_id: String,
+    pub message: String,
+}
+
 #[derive(Debug, Clone)]
 pub enum TurnEvent {
     /// First event of a subscription made with [`crate::SessionService::subscribe`].
@@ -81,6 +91,8 @@ pub enum TurnEvent {
     },
     /// The terminal event of a turn.
     Finished(TurnSummary),
+    /// Not part of any turn (it may come between turns or during one): see [`Notice`].
+    Notice(Notice),
     /// This subscriber fell behind by `missed` events; `state` is where the turn is now.
     Lagged {
         missed: u64,
@@ -158,6 +170,7 @@ impl TurnSnapshot {
             | TurnEvent::Reasoning(_)
             | TurnEvent::Compaction { .. }
             | TurnEvent::ContextTrimmed { .. }
+            | TurnEvent::Notice(_)
             | TurnEvent::Usage { .. } => {}
         }
     }
@@ -226,7 +239,8 @@ impl SubQueue {
             for old in q.events.drain(..) {
                 match old {
                     TurnEvent::Lagged { missed: m, .. } => missed += m,
-                    TurnEvent::Finished(_) => kept.push(old),
+                    // Nor is a notice: it is no turn's, and no snapshot carries it.
+                    TurnEvent::Finished(_) | TurnEvent::Notice(_) => kept.push(old),
                     _ => missed += 1,
                 }
             }
@@ -234,7 +248,7 @@ impl SubQueue {
             let skip = kept.len().saturating_sub(KEPT_TERMINALS);
             missed += skip as u64;
             q.events.extend(kept.into_iter().skip(skip));
-            let terminal = e.is_terminal();
+            let terminal = e.is_terminal() || matches!(e, TurnEvent::Notice(_));
             if !terminal {
                 missed += 1;
             }

@@ -18,13 +18,14 @@ pub mod local;
 pub mod origin;
 pub mod providers;
 pub mod registry;
+pub mod scheduler;
 pub mod service;
 pub mod telegram;
 pub mod tools;
 
 pub use compose::System;
 pub use error::{ServiceError, SetupError};
-pub use events::{Subscription, TryRecv, TurnEvent, TurnSnapshot, TurnSummary, Waker};
+pub use events::{Notice, Subscription, TryRecv, TurnEvent, TurnSnapshot, TurnSummary, Waker};
 pub use origin::{Notifier, Notifiers, Origin};
 pub use service::{
     Attached, ServiceOptions, SessionInfo, SessionService, SubmitOptions, TurnLimits,

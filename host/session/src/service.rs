@@ -314,6 +314,9 @@ struct Inner {
     /// The running chat channels of this user, by name: how a message or a file reaches
     /// a chat outside (or on behalf of) a turn.
     notifiers: crate::origin::Notifiers,
+    /// The user's jobs (`[scheduler] enabled`): each turn's tools get them, scoped to the
+    /// turn's origin; `serve` runs them.
+    scheduler: Option<Arc<crate::scheduler::Scheduler>>,
 }
 
 /// One user's sessions. Front ends (`run`, `chat`, the gateway, channels, the scheduler)
@@ -336,6 +339,13 @@ impl SessionService {
         })?;
         let store = Store::open(&store_path(ws_dir))?;
         let leases = store.lease_set(LEASE_TTL)?;
+        let scheduler = match system.config.scheduler.enabled {
+            true => Some(Arc::new(crate::scheduler::Scheduler::open(
+                ws_dir,
+                system.config.scheduler.clone(),
+            )?)),
+            false => None,
+        };
         let slots = Slots {
             max: opts.max_concurrent_turns,
             state: Mutex::new(SlotState::default()),
@@ -355,6 +365,7 @@ impl SessionService {
                 actors: Mutex::new(BTreeMap::new()),
                 slots,
                 notifiers: crate::origin::Notifiers::new(),
+                scheduler,
             }),
         })
     }
@@ -374,6 +385,29 @@ impl SessionService {
 
     pub fn system(&self) -> &Arc<System> {
         &self.inner.system
+    }
+
+    /// The user's jobs; `None` when `[scheduler] enabled = false`.
+    pub fn scheduler(&self) -> Option<Arc<crate::scheduler::Scheduler>> {
+        self.inner.scheduler.clone()
+    }
+
+    /// Tell the followers of `session` something that is no turn's (a scheduled job's
+    /// result): a [`TurnEvent::Notice`] to each. Returns how many were told (0 when the
+    /// session is not live or nobody follows it).
+    pub fn notify(&self, session: &str, notice: crate::events::Notice) -> usize {
+        let Some(actor) = lock(&self.inner.actors).get(session).cloned() else {
+            return 0;
+        };
+        let mut st = lock(&actor.state);
+        let ActorState {
+            snapshot,
+            subscribers,
+            ..
+        } = &mut *st;
+        let e = TurnEvent::Notice(notice);
+        subscribers.retain(|q| q.push(&e, snapshot));
+        subscribers.len()
     }
 
     /// The model an agent runs on (for status lines).
@@ -426,13 +460,14 @@ impl SessionService {
         self.list_with(false)
     }
 
-    /// [`SessionService::list`], with delegated sub-agent sessions (`sub-…`) when asked.
+    /// [`SessionService::list`], with delegated sub-agent sessions (`sub-…`) and the
+    /// sessions scheduled jobs run in (`sched-…`) when asked.
     pub fn list_with(&self, subagents: bool) -> Result<Vec<SessionInfo>, ServiceError> {
         let stored = self.inner.store.sessions()?;
         let actors = lock(&self.inner.actors);
         Ok(stored
             .into_iter()
-            .filter(|(id, _, _)| subagents || !id.starts_with("sub-"))
+            .filter(|(id, _, _)| subagents || !(id.starts_with("sub-") || id.starts_with("sched-")))
             .map(|(id, agent, turns)| {
                 let live = actors.get(&id);
                 SessionInfo {
@@ -846,9 +881,14 @@ impl Inner {
         Ok((actor, interrupted))
     }
 
-    /// The per-call services of a turn from `origin`.
-    fn call_context(&self, origin: &Origin) -> CallContext {
+    /// The per-call services of a turn from `origin`, run by `agent`.
+    fn call_context(&self, origin: &Origin, agent: &str) -> CallContext {
         CallContext {
+            // The user's jobs; the ones this turn creates report to `origin`.
+            jobs: self
+                .scheduler
+                .as_ref()
+                .map(|s| s.jobs_for(origin.clone(), agent)),
             // Files go to the turn's chat only (`send_media`); a turn from the CLI or the
             // gateway has none, and the outbox says so.
             outbox: crate::origin::ChatOutbox::for_turn(origin, &self.notifiers),
@@ -888,7 +928,7 @@ impl Inner {
                             }
                         },
                         &job.cancel,
-                        self.call_context(&job.opts.origin),
+                        self.call_context(&job.opts.origin, &rt.profile.name),
                     )
                     .map_err(Arc::new)
             }

@@ -23,6 +23,9 @@
 //! one process at a time. [`Store::acquire_lease`] gives one; see [`Lease`] for how a
 //! holder that died stops holding it.
 
+mod jobs;
+
+pub use jobs::{JobRow, NextTick, RunRow};
 use libsql::{Builder, Connection, params};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
@@ -157,7 +160,7 @@ pub struct Store {
 }
 
 /// The tables `SCHEMA` creates.
-const SCHEMA_TABLES: i64 = 6;
+const SCHEMA_TABLES: i64 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -468,7 +471,7 @@ impl Store {
             let mut rows = c
                 .query(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                     ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state')",
+                     ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state', 'jobs', 'job_runs')",
                     (),
                 )
                 .await?;
@@ -482,6 +485,7 @@ impl Store {
             }
             immediate(c, async |c| {
                 c.execute_batch(SCHEMA).await?;
+                c.execute_batch(jobs::JOB_TABLES).await?;
                 Ok(())
             })
             .await

@@ -50,3 +50,16 @@ pub mod outbox {
         generate_all,
     });
 }
+
+/// `oxydra:scheduler/jobs`. Inline like [`channel`]: a tool that calls it imports the
+/// jobs interface and nothing else.
+#[cfg(feature = "scheduler")]
+pub mod scheduler {
+    wit_bindgen::generate!({
+        path: ["wit/v0.1/scheduler"],
+        inline: "package oxydra:sdk-scheduler@0.1.0;\n\
+                 world scheduler-imports { import oxydra:scheduler/jobs@0.1.0; }\n",
+        world: "oxydra:sdk-scheduler/scheduler-imports",
+        generate_all,
+    });
+}

@@ -28,6 +28,8 @@
 //!   (never secrets).
 //! - [`web`] (feature `web`): HTTP GET through the host's egress policy, for tools in
 //!   the `web` profile (`web_fetch`, `web_search`).
+//! - [`scheduler`] (feature `scheduler`): the calling user's scheduled jobs, for the
+//!   tools of the `scheduler` profile (`schedule_create`, …).
 //! - [`url`]: form-urlencoding of query values and resolving relative links; plain
 //!   functions, no host calls.
 //! - [`llm`] (feature `llm`): writing an LLM provider adapter.
@@ -47,6 +49,8 @@ mod http_target;
 pub mod llm;
 #[cfg(feature = "outbox")]
 pub mod outbox;
+#[cfg(feature = "scheduler")]
+pub mod scheduler;
 mod schema;
 pub mod settings;
 pub mod url;

@@ -12,7 +12,16 @@ use std::path::{Path, PathBuf};
 const COPIES: &[(&str, &[&str])] = &[
     (
         "sdk/oxydra-sdk",
-        &["agent", "channel", "fs", "llm", "sdk", "tool", "vault"],
+        &[
+            "agent",
+            "channel",
+            "fs",
+            "llm",
+            "scheduler",
+            "sdk",
+            "tool",
+            "vault",
+        ],
     ),
     ("sdk/oxydra-sdk-macros", &["channel", "llm", "tool"]),
 ];

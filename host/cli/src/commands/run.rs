@@ -98,6 +98,9 @@ impl Printer {
             TurnEvent::Lagged { missed, .. } => {
                 eprintln!("[lagged] {missed} event(s) were not shown")
             }
+            TurnEvent::Notice(n) => {
+                eprintln!("[scheduled] {} ({}): {}", n.job_name, n.job_id, n.message)
+            }
             TurnEvent::Snapshot(_)
             | TurnEvent::Started { .. }
             | TurnEvent::Reasoning(_)

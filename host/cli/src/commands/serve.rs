@@ -49,6 +49,10 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     if telegram.is_some() {
         eprintln!("telegram: polling for user {user}");
     }
+    // The scheduler's executor: due jobs run as turns of this service; results go to
+    // their origin (gateway clients of the session, or a channel's notifier).
+    let scheduler = oxydra_session::scheduler::executor::start(service.clone())
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
     let env_token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
     let token = token::load_or_create(&ws, env_token)
         .map_err(|e| Failure::new(exit::USAGE, format!("gateway token: {e}")))?;
@@ -119,6 +123,7 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
         tracing::info!("gateway stopped");
         Ok(())
     });
+    drop(scheduler);
     drop(telegram);
     drop(rt);
     drop(held);

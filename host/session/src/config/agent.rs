@@ -20,8 +20,7 @@ pub struct AgentConfig {
     pub catalog: Catalog,
     /// Not built yet: any key here is refused (see `validate`).
     pub memory: Option<toml::Table>,
-    /// Not built yet: any key here is refused (see `validate`).
-    pub scheduler: Option<toml::Table>,
+    pub scheduler: super::scheduler::SchedulerConfig,
     pub gateway: Gateway,
     pub agents: BTreeMap<String, AgentDef>,
     pub components: ComponentsConfig,
@@ -528,15 +527,12 @@ impl AgentConfig {
         )?;
         money("runtime.max_cost", self.runtime.max_cost)?;
         self.tools.validate()?;
-        for (section, table) in [("memory", &self.memory), ("scheduler", &self.scheduler)] {
-            if let Some(key) = table.as_ref().and_then(|t| t.keys().next()) {
-                return Err((
-                    format!("{section}.{key}"),
-                    format!(
-                        "not supported yet: [{section}] arrives with that feature; remove the key"
-                    ),
-                ));
-            }
+        self.scheduler.validate()?;
+        if let Some(key) = self.memory.as_ref().and_then(|t| t.keys().next()) {
+            return Err((
+                format!("memory.{key}"),
+                "not supported yet: [memory] arrives with that feature; remove the key".into(),
+            ));
         }
         for (name, p) in &self.providers.registry {
             let unread = [

@@ -1,0 +1,601 @@
+//! The scheduler end to end: `oxydra-host serve` runs due jobs as turns and sends their
+//! results to where they came from, over the gateway (`scheduled_notification`).
+//!
+//! A scripted OpenAI-compatible server plays the model, routing by what it is asked: a
+//! gateway turn makes it call `schedule_create`; a scheduled run (its prompt starts with
+//! `[Scheduled run`) is answered by the goal's keyword (`hello`, `slow`, `loop`, `fail`).
+//! Jobs are created through the agent, or with `Scheduler::create` on the same store
+//! (what the tool does), with the origin of a gateway session this test follows.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+#[path = "common/reap.rs"]
+mod reap;
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use oxydra_runtime::scheduling::{CadenceKind, NewJob, Notify};
+use oxydra_session::Origin;
+use oxydra_session::config::SchedulerConfig;
+use oxydra_session::scheduler::Scheduler;
+use reap::Reaped;
+use serde_json::{Value, json};
+use server::{Piece, Recorded, Reply, Server, openai};
+use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tungstenite::Message;
+
+/// The last user message of a chat-completions request.
+fn last_user(r: &Recorded) -> String {
+    let body = r.json();
+    body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn has_tool_result(r: &Recorded) -> bool {
+    r.json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["role"] == "tool")
+}
+
+/// The model: see the module docs. `create` is the `schedule_create` arguments a
+/// gateway turn calls with (then it answers "job made").
+fn model(
+    create: impl Fn() -> Value + Send + Sync + 'static,
+) -> impl Fn(&Recorded) -> Reply + Send + Sync + 'static {
+    move |r| {
+        let user = last_user(r);
+        if user.starts_with("[Scheduled run") {
+            if user.contains("slow") {
+                return openai::stream(
+                    vec![
+                        Piece::Pause(Duration::from_secs(4)),
+                        openai::delta("slow done"),
+                    ],
+                    Some((10, 5)),
+                );
+            }
+            if user.contains("loop") {
+                return openai::tool_calls(&[("c1", "schedule_search", json!({}))], Some((10, 5)));
+            }
+            if user.contains("fail") {
+                return Reply::status(400, "{\"error\":{\"message\":\"scripted failure\"}}");
+            }
+            return openai::answer("scheduled hello ✓", Some((10, 5)));
+        }
+        if has_tool_result(r) {
+            openai::answer("job made", Some((10, 5)))
+        } else {
+            openai::tool_calls(&[("c1", "schedule_create", create())], Some((10, 5)))
+        }
+    }
+}
+
+struct Env {
+    dir: tempfile::TempDir,
+    server: Server,
+}
+
+impl Env {
+    fn new(create: impl Fn() -> Value + Send + Sync + 'static, scheduler_cfg: &str) -> Env {
+        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+        let server = Server::routes("127.0.0.1", model(create));
+        let cfg = format!(
+            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
+             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n\
+             [scheduler]\npoll_interval_secs = 1\nmin_interval_secs = 1\nmissed_grace_secs = 5\n{scheduler_cfg}",
+            server.url
+        );
+        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
+        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
+        Env { dir, server }
+    }
+
+    fn ws(&self) -> PathBuf {
+        self.dir.path().join("ws")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
+        c.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", self.dir.path().join("home"))
+            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
+            .env("LOCAL_KEY", common::MODEL_KEY)
+            .current_dir(self.dir.path());
+        c
+    }
+
+    fn serve(&self, sets: &[&str]) -> Serve {
+        let mut c = self.cmd();
+        for s in sets {
+            c.args(["--set", s]);
+        }
+        c.args(["serve", "--workspace", self.ws().to_str().unwrap()]);
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let err = common::collect(child.stderr.take().unwrap());
+        let url = Arc::new(Mutex::new(None));
+        let u = url.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Some(rest) = line.strip_prefix("gateway ") {
+                    *u.lock().unwrap() = Some(rest.to_string());
+                }
+            }
+        });
+        let mut s = Serve {
+            child: Reaped(child),
+            err,
+            url: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(l) = url.lock().unwrap().clone() {
+                s.url = l;
+                return s;
+            }
+            if let Some(status) = s.child.try_wait().unwrap() {
+                panic!("serve exited with {status}: {}", s.err.lock().unwrap());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no gateway line: {}",
+                s.err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The scheduler over the same store, as the tools see it.
+    fn scheduler(&self) -> Scheduler {
+        let cfg = SchedulerConfig {
+            poll_interval_secs: 1,
+            min_interval_secs: 1,
+            missed_grace_secs: 5,
+            ..Default::default()
+        };
+        Scheduler::open(&self.ws(), cfg).unwrap()
+    }
+
+    /// `oxydra-host schedule …`: stdout, after checking it succeeded.
+    fn schedule(&self, args: &[&str]) -> String {
+        let out = self
+            .cmd()
+            .arg("schedule")
+            .args(args)
+            .args(["--workspace", self.ws().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+}
+
+struct Serve {
+    child: Reaped,
+    err: Arc<Mutex<String>>,
+    url: String,
+}
+
+impl Serve {
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.0.kill();
+        let _ = self.child.0.wait();
+    }
+}
+
+type Ws = tungstenite::WebSocket<TcpStream>;
+
+/// A gateway client, said hello: (the connection, its session).
+fn client(serve: &Serve, ws_dir: &Path) -> (Ws, String) {
+    let url = &serve.url;
+    let hostport = url.strip_prefix("ws://").unwrap().trim_end_matches("/ws");
+    let stream = TcpStream::connect(hostport).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let (mut ws, _) = tungstenite::client(url.as_str(), stream).unwrap();
+    let token = std::fs::read_to_string(ws_dir.join("ipc/gateway-token")).unwrap();
+    send(
+        &mut ws,
+        "hello",
+        json!({"protocol_version": 3, "token": token.trim()}),
+    );
+    let ack = next_of(&mut ws, "hello_ack", Duration::from_secs(30));
+    let session = ack["session"]["session_id"].as_str().unwrap().to_string();
+    (ws, session)
+}
+
+fn send(ws: &mut Ws, ty: &str, payload: Value) {
+    ws.send(Message::text(
+        json!({"type": ty, "payload": payload}).to_string(),
+    ))
+    .unwrap();
+}
+
+/// The payload of the next frame of type `ty`, within `within`.
+fn next_of(ws: &mut Ws, ty: &str, within: Duration) -> Value {
+    let deadline = Instant::now() + within;
+    loop {
+        assert!(Instant::now() < deadline, "no {ty} frame within {within:?}");
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                if f["type"] == ty {
+                    return f["payload"].clone();
+                }
+                assert_ne!(f["type"], "error", "waiting for {ty}: {f}");
+            }
+            Ok(_) => {}
+            Err(e) => panic!("waiting for {ty}: {e}"),
+        }
+    }
+}
+
+fn rfc3339_in(secs: i64) -> String {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + secs;
+    oxydra_session::scheduler::cadence::format_ms(t * 1000)
+}
+
+fn job(goal: &str, kind: CadenceKind, value: &str) -> NewJob {
+    NewJob {
+        goal: goal.into(),
+        name: None,
+        cadence_kind: kind,
+        cadence_value: value.into(),
+        timezone: None,
+        notify: Some(Notify::Always),
+        max_turns: None,
+        max_cost: None,
+        max_wall_secs: None,
+    }
+}
+
+/// Wait until `f` holds (checked every 100 ms), or fail saying `what`.
+fn wait_for(what: &str, within: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_job_made_through_the_agent_fires_in_serve_and_its_result_reaches_the_gateway_session() {
+    // The time is taken when the model asks for the job: 2 s later.
+    let env = Env::new(
+        || json!({"goal": "say hello", "cadence_type": "once", "cadence_value": rfc3339_in(2), "name": "greeting ✓"}),
+        "",
+    );
+    let serve = env.serve(&[]);
+    let (mut ws, session) = client(&serve, &env.ws());
+    send(
+        &mut ws,
+        "send_turn",
+        json!({"prompt": "remind me in 3 seconds to say hello"}),
+    );
+    let done = next_of(&mut ws, "turn_completed", Duration::from_secs(30));
+    assert_eq!(done["response"]["message"], "job made");
+    let asked = Instant::now();
+    let n = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert!(
+        asked.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        asked.elapsed()
+    );
+    assert_eq!(n["message"], "scheduled hello ✓");
+    assert_eq!(n["schedule_name"], "greeting ✓");
+    assert_eq!(n["session_id"], session.as_str());
+    let id = n["schedule_id"].as_str().unwrap().to_string();
+    let run = n["run_id"].as_str().unwrap().to_string();
+    // The origin came from the turn: this gateway session.
+    let list = env.schedule(&["list"]);
+    assert!(
+        list.contains(&id)
+            && list.contains("finished")
+            && list.contains(&format!("gateway session {session}")),
+        "{list}"
+    );
+    let runs = env.schedule(&["runs", &id]);
+    assert!(runs.contains(&run) && runs.contains("succeeded"), "{runs}");
+    assert!(
+        runs.contains("1 turn(s)") && runs.contains("$0."),
+        "turns and cost recorded: {runs}"
+    );
+    assert!(
+        runs.contains(&format!("session {session}: 1 client(s)")),
+        "{runs}"
+    );
+    // A one-off runs once: nothing more after a few polls.
+    std::thread::sleep(Duration::from_secs(3));
+    let s = env.scheduler();
+    assert_eq!(s.runs(&id, 20).unwrap().len(), 1);
+    drop(serve);
+}
+
+#[test]
+fn bad_input_through_the_agent_is_refused_naming_the_field() {
+    let env = Env::new(
+        || json!({"goal": "x", "cadence_type": "cron", "cadence_value": "61 * * * *"}),
+        "",
+    );
+    let serve = env.serve(&[]);
+    let (mut ws, _) = client(&serve, &env.ws());
+    send(&mut ws, "send_turn", json!({"prompt": "schedule it"}));
+    next_of(&mut ws, "turn_completed", Duration::from_secs(30));
+    let tool_result = env
+        .server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.json()["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["role"] == "tool")
+                .map(|m| m["content"].to_string())
+        })
+        .next()
+        .expect("the model saw the tool's result");
+    assert!(
+        tool_result.contains("cadence_value")
+            && tool_result.contains("not a valid cron expression"),
+        "{tool_result}"
+    );
+    assert!(env.scheduler().store().jobs().unwrap().is_empty());
+    drop(serve);
+}
+
+#[test]
+fn a_run_that_outlasts_its_interval_is_never_overlapped_and_skipped_ticks_are_recorded() {
+    let env = Env::new(|| json!({}), "");
+    let serve = env.serve(&[]);
+    let (_ws, session) = client(&serve, &env.ws());
+    let s = env.scheduler();
+    let j = s
+        .create(
+            job("be slow", CadenceKind::Interval, "1"),
+            &Origin::Gateway { session },
+            "default",
+        )
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(9));
+    s.set_status(&j.id, false).unwrap();
+    let runs = s.store().runs(&j.id, 20).unwrap();
+    let ran: Vec<_> = runs.iter().filter(|r| r.status != "skipped").collect();
+    let skipped: Vec<_> = runs.iter().filter(|r| r.status == "skipped").collect();
+    assert!(!ran.is_empty() && ran.len() <= 3, "{runs:#?}");
+    assert!(
+        skipped.len() >= 2,
+        "ticks during a run are skipped: {runs:#?}"
+    );
+    assert!(
+        skipped.iter().all(|r| r.detail.contains("still in flight")),
+        "{skipped:#?}"
+    );
+    // No two runs overlap in time.
+    for a in &ran {
+        for b in &ran {
+            if a.id < b.id {
+                let (a0, a1) = (a.started_ms, a.ended_ms.unwrap_or(i64::MAX));
+                let (b0, b1) = (b.started_ms, b.ended_ms.unwrap_or(i64::MAX));
+                assert!(a1 <= b0 || b1 <= a0, "overlap: {a:#?} {b:#?}");
+            }
+        }
+    }
+    let model_calls = env
+        .server
+        .requests()
+        .iter()
+        .filter(|r| last_user(r).starts_with("[Scheduled run"))
+        .count();
+    assert_eq!(
+        model_calls,
+        ran.len(),
+        "one model call per run, none queued"
+    );
+    drop(serve);
+}
+
+#[test]
+fn missed_ticks_are_caught_up_once_or_skipped_and_a_killed_run_is_interrupted() {
+    let env = Env::new(|| json!({}), "");
+    let s = env.scheduler();
+    let origin = Origin::Cli {
+        session: "none".into(),
+    };
+    // Two interval jobs whose ticks passed while no serve ran: 10 ticks each.
+    let mut ids = Vec::new();
+    for goal in ["say hello", "say hello again"] {
+        let j = s
+            .create(job(goal, CadenceKind::Interval, "6"), &origin, "default")
+            .unwrap();
+        let mut row = s.store().job(&j.id).unwrap().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        row.created_ms = now - 61_000;
+        row.next_run_ms = Some(now - 55_000);
+        s.store().update_job(&row).unwrap();
+        // (update_job keeps created_ms; the anchor only matters for the next tick.)
+        ids.push(j.id);
+    }
+    s.set_status(&ids[1], false).unwrap();
+    {
+        let serve = env.serve(&[]);
+        wait_for("the catch-up run", Duration::from_secs(15), || {
+            s.store()
+                .runs(&ids[0], 20)
+                .unwrap()
+                .iter()
+                .any(|r| r.status == "succeeded")
+        });
+        drop(serve);
+    }
+    let runs = s.store().runs(&ids[0], 20).unwrap();
+    assert_eq!(runs.len(), 1, "one run for all missed ticks: {runs:#?}");
+    assert!(
+        runs[0].detail.contains("catching up") && runs[0].detail.contains("tick(s) missed"),
+        "{runs:#?}"
+    );
+    assert!(
+        runs[0].delivered.contains("kept here"),
+        "a CLI origin keeps it: {runs:#?}"
+    );
+
+    // With missed_ticks = "skip": one skipped record, no run.
+    let mut row = s.store().job(&ids[0]).unwrap().unwrap();
+    row.next_run_ms = Some(row.next_run_ms.unwrap() - 60_000);
+    s.store().update_job(&row).unwrap();
+    {
+        let serve = env.serve(&["scheduler.missed_ticks=skip"]);
+        wait_for("the skipped record", Duration::from_secs(15), || {
+            s.store().runs(&ids[0], 20).unwrap().len() == 2
+        });
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(serve);
+    }
+    let runs = s.store().runs(&ids[0], 20).unwrap();
+    assert_eq!(runs[0].status, "skipped", "{runs:#?}");
+    assert!(
+        runs[0].detail.contains("missed_ticks = \"skip\""),
+        "{runs:#?}"
+    );
+    assert_eq!(runs.iter().filter(|r| r.status == "succeeded").count(), 1);
+
+    // kill -9 during a run: the next serve marks it interrupted.
+    s.set_status(&ids[0], false).unwrap();
+    let slow = s
+        .create(
+            job("be slow", CadenceKind::Once, &rfc3339_in(1)),
+            &origin,
+            "default",
+        )
+        .unwrap();
+    let serve = env.serve(&[]);
+    wait_for("the slow run to start", Duration::from_secs(15), || {
+        s.store()
+            .runs(&slow.id, 5)
+            .unwrap()
+            .iter()
+            .any(|r| r.status == "running")
+    });
+    serve.kill9();
+    let serve = env.serve(&[]);
+    wait_for(
+        "the run marked interrupted",
+        Duration::from_secs(15),
+        || s.store().runs(&slow.id, 5).unwrap()[0].status == "interrupted",
+    );
+    let r = &s.store().runs(&slow.id, 5).unwrap()[0];
+    assert!(
+        r.detail.contains("interrupted") && r.ended_ms.is_some(),
+        "{r:#?}"
+    );
+    drop(serve);
+}
+
+#[test]
+fn a_budget_stops_a_run_and_failures_pause_the_job_and_are_announced() {
+    let env = Env::new(|| json!({}), "pause_after_failures = 2\n");
+    let serve = env.serve(&[]);
+    let (mut ws, session) = client(&serve, &env.ws());
+    let s = env.scheduler();
+    let origin = Origin::Gateway {
+        session: session.clone(),
+    };
+    // The run wants a second model call after its tool call; max_turns 1 stops it.
+    let looping = s
+        .create(
+            NewJob {
+                max_turns: Some(1),
+                ..job("loop", CadenceKind::Once, &rfc3339_in(1))
+            },
+            &origin,
+            "default",
+        )
+        .unwrap();
+    let n = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(n["schedule_id"], looping.id.as_str());
+    let msg = n["message"].as_str().unwrap();
+    assert!(
+        msg.contains("failed (budget)") && msg.contains("the job's max_turns (1)"),
+        "{msg}"
+    );
+    let r = &s.store().runs(&looping.id, 5).unwrap()[0];
+    assert_eq!((r.status.as_str(), r.turns), ("budget", 1), "{r:#?}");
+    assert!(r.cost.is_some_and(|c| c > 0.0), "{r:#?}");
+
+    // A job whose runs fail: each failure announced, paused after the second.
+    let failing = s
+        .create(job("fail", CadenceKind::Interval, "2"), &origin, "default")
+        .unwrap();
+    let first = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(first["schedule_id"], failing.id.as_str());
+    assert!(
+        first["message"]
+            .as_str()
+            .unwrap()
+            .contains("failed (failed)"),
+        "{first}"
+    );
+    let second = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    let msg = second["message"].as_str().unwrap();
+    assert!(
+        msg.contains("paused after 2 consecutive failed runs")
+            && msg.contains("oxydra-host schedule resume"),
+        "{msg}"
+    );
+    let list = env.schedule(&["list"]);
+    assert!(
+        list.contains("paused") && list.contains("pause_after_failures"),
+        "{list}"
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        s.store().runs(&failing.id, 20).unwrap().len(),
+        2,
+        "no run after the pause"
+    );
+    // Resumed from the CLI, it runs again.
+    let out = env.schedule(&["resume", &failing.id]);
+    assert!(out.contains("active"), "{out}");
+    let again = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(again["schedule_id"], failing.id.as_str());
+    env.schedule(&["delete", &failing.id]);
+    assert!(s.store().job(&failing.id).unwrap().is_none());
+    let _ = serve.stderr();
+    drop(serve);
+}
