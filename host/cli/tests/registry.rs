@@ -256,6 +256,20 @@ fn refusals_name_the_reference_and_write_nothing() {
         "{e}"
     );
 
+    // A provider component: not a tool, refused from its declaration, before download.
+    let provider = reg.oci("acme/openai-chat:1.0.0");
+    s.ok(&[
+        "component",
+        "push",
+        path(&fixture("oxydra_provider_openai_chat")),
+        &provider,
+    ]);
+    let e = s.fails(3, &["component", "install", &provider]);
+    assert!(
+        e.contains(&format!("{provider}: it is a `llm-provider` component; only tools install from a registry so far")),
+        "{e}"
+    );
+
     // A missing tag, an unreachable registry, a warg source.
     let e = s.fails(
         1,

@@ -180,6 +180,17 @@ pub struct Installer<'a> {
 impl Installer<'_> {
     /// Read the manifest and config (not the layer) and check the signature.
     pub fn resolve(&self, source: &Source) -> Result<Resolved, InstallError> {
+        let resolved = self.resolve_any(source)?;
+        // A provider or channel says so in its exports: refused before any download.
+        if let Some(shape) = &resolved.declared.shape
+            && shape.export != profiles::ExportKind::Tool
+        {
+            return Err(not_a_tool(&resolved.source_text, shape.derived_profile()));
+        }
+        Ok(resolved)
+    }
+
+    fn resolve_any(&self, source: &Source) -> Result<Resolved, InstallError> {
         match source {
             Source::File(path) => {
                 let wasm = std::fs::read(path)
@@ -287,19 +298,8 @@ impl Installer<'_> {
             ))
         })?;
         shape.check_grant(&guess, grant).map_err(refused)?;
-        if profile.export() != profiles::ExportKind::Tool
-            && profile.export() != profiles::ExportKind::Step
-        {
-            return Err(InstallError::Refused(format!(
-                "{}: it is a `{profile}` component; only tools install from a registry so far (providers and channels are bundled)",
-                resolved.source_text
-            )));
-        }
-        if profile.export() == profiles::ExportKind::Step {
-            return Err(InstallError::Refused(format!(
-                "{}: it is one step of a two-step tool (`{profile}`); only single-component tools install from a registry",
-                resolved.source_text
-            )));
+        if profile.export() != profiles::ExportKind::Tool {
+            return Err(not_a_tool(&resolved.source_text, Some(profile)));
         }
         let wasm = Arc::new(wasm);
         let spec = |n: &str| ToolSpec {
@@ -374,6 +374,21 @@ impl Installer<'_> {
     pub fn client_of<'r>(&self, resolved: &'r Resolved) -> Option<&'r Client> {
         resolved.client.as_ref()
     }
+}
+
+fn not_a_tool(source: &str, profile: Option<Profile>) -> InstallError {
+    let what = match profile {
+        Some(p) if p.export() == profiles::ExportKind::Step => format!(
+            "it is one step of a two-step tool (`{p}`); only single-component tools install from a registry"
+        ),
+        Some(p) => format!(
+            "it is a `{p}` component; only tools install from a registry so far (providers and channels are bundled)"
+        ),
+        None => {
+            "it exports no oxydra tool interface; only tools install from a registry so far".into()
+        }
+    };
+    InstallError::Refused(format!("{source}: {what}"))
 }
 
 fn file_name(p: &Path) -> String {
