@@ -41,7 +41,12 @@ fn setup(bot: &FakeBot, replies: Vec<server::Reply>) -> Env {
 
 /// `extra`: more keys of `[channels.telegram]`, one per line.
 fn setup_with(bot: &FakeBot, replies: Vec<server::Reply>, extra: &str) -> Env {
-    let env = Env::new(replies);
+    setup_full(bot, replies, extra, "")
+}
+
+/// `agent`: more agent.toml (after the provider tables).
+fn setup_full(bot: &FakeBot, replies: Vec<server::Reply>, extra: &str, agent: &str) -> Env {
+    let env = Env::with_config(replies, agent);
     let d = env.dir.path().join(".oxydra");
     std::fs::write(d.join("runner.toml"), "[users.alice]\n").unwrap();
     std::fs::create_dir_all(d.join("users")).unwrap();
@@ -443,4 +448,99 @@ fn send_media_sends_a_workspace_file_to_the_chat_of_the_turn_and_nowhere_else() 
         bot.calls_to("sendPhoto").len() + bot.calls_to("sendDocument").len(),
         1
     );
+}
+
+#[test]
+fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
+    let bot = FakeBot::start(TOKEN);
+    // The job runs once, 4 s after the test starts (the turn that makes it takes ~1 s).
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 4000;
+    let when = oxydra_session::scheduler::cadence::format_ms(at);
+    let env = setup_full(
+        &bot,
+        vec![
+            server::openai::tool_calls(
+                &[(
+                    "c1",
+                    "schedule_create",
+                    json!({"goal": "remind me to stretch", "cadence_type": "once",
+                           "cadence_value": when, "notification": "always"}),
+                )],
+                Some((50, 10)),
+            ),
+            answer("I will remind you"),
+            answer("Time to **stretch** ✓"),
+        ],
+        "",
+        "[scheduler]\npoll_interval_secs = 1\n",
+    );
+    let (child, err) = serve(&env);
+    // In a forum topic, so the origin carries the thread too.
+    let group = json!({"id": -100, "type": "supergroup", "title": "team", "is_forum": true});
+    let mut m = message(
+        1,
+        42,
+        group,
+        "@oxydra_test_bot remind me to stretch in a moment",
+    );
+    m["message"]["entities"] = json!([{"type": "mention", "offset": 0, "length": 16}]);
+    m["message"]["message_thread_id"] = json!(9);
+    m["message"]["is_topic_message"] = json!(true);
+    bot.push_update(m);
+    let sent = sent_wait(&bot, 2, &err);
+    assert!(sent[0].1.contains("I will remind you"), "{sent:?}");
+    assert_eq!(sent[1].0, "-100", "the chat that made the job: {sent:?}");
+    assert!(sent[1].1.contains("stretch"), "{sent:?}");
+    let last = bot.calls_to("sendMessage").pop().unwrap();
+    assert_eq!(
+        last.param("message_thread_id").as_deref(),
+        Some("9"),
+        "its topic"
+    );
+    assert_eq!(
+        env.server.requests().len(),
+        3,
+        "the scheduled run called the model"
+    );
+    stop(child);
+}
+
+#[test]
+fn html_telegram_cannot_parse_is_resent_plain_and_group_gating_can_be_switched_off() {
+    let bot = FakeBot::start(TOKEN);
+    let env = setup_with(
+        &bot,
+        vec![answer("Hi **there**"), answer("group answer")],
+        "streaming = \"off\"\nrequire_mention_in_groups = false",
+    );
+    let (child, err) = serve(&env);
+    bot.fail_next(
+        "sendMessage",
+        400,
+        json!({"ok": false, "error_code": 400, "description": "Bad Request: can't parse entities: Can't find end tag corresponding to start tag \"b\""}),
+    );
+    bot.push_update(message(1, 42, private(42), "hello"));
+    let sent = sent_wait(&bot, 1, &err);
+    assert_eq!(
+        sent[0].1, "Hi **there**",
+        "resent as the plain text: {sent:?}"
+    );
+    let tries = bot.calls_to("sendMessage");
+    assert_eq!(tries.len(), 2, "HTML first, then plain");
+    assert_eq!(tries[0].param("parse_mode").as_deref(), Some("HTML"));
+    assert_eq!(tries[1].param("parse_mode"), None);
+    assert!(
+        bot.calls_to("sendMessageDraft").is_empty(),
+        "streaming = off"
+    );
+    // Gating off: a listed sender's group message without a mention is answered.
+    let group = json!({"id": -100, "type": "supergroup", "title": "team"});
+    bot.push_update(message(2, 42, group, "no mention here"));
+    let sent = sent_wait(&bot, 2, &err);
+    assert_eq!(sent[1], ("-100".to_string(), "group answer".to_string()));
+    stop(child);
 }
