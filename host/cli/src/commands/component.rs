@@ -3,6 +3,7 @@
 //! them for authors.
 
 mod install;
+mod manage;
 mod publish;
 
 use crate::{Failure, exit};
@@ -85,14 +86,14 @@ pub fn run(cmd: ComponentCommand, sources: &Sources) -> Result<(), Failure> {
             grant,
             insecure,
         } => install::install(sources, &source, grant.as_deref(), insecure),
-        ComponentCommand::List { json } => install::list(json),
-        ComponentCommand::Remove { name } => install::remove(sources, &name),
+        ComponentCommand::List { json } => manage::list(json),
+        ComponentCommand::Remove { name } => manage::remove(sources, &name),
         ComponentCommand::Update {
             name,
             version,
             grant,
             insecure,
-        } => install::update(
+        } => manage::update(
             sources,
             name.as_deref(),
             version.as_deref(),

@@ -342,3 +342,16 @@ pub fn pushed_layer(stdout: &str) -> String {
     let line = stdout.lines().find(|l| l.starts_with("layer:")).unwrap();
     line.split_whitespace().nth(1).unwrap().to_string()
 }
+
+pub fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+pub fn openssl(args: &[&str], dir: &Path) {
+    let o = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", err(&o));
+}
