@@ -93,6 +93,14 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
         ("web_fetch", "web", "read-only"),
         ("web_search", "web", "read-only"),
         ("send_media", "chat-media", "side-effecting"),
+        // The scheduler profile's floor: a tool that may change jobs is never run in
+        // parallel, whatever it declares.
+        ("schedule_create", "scheduler", "side-effecting"),
+        ("schedule_search", "scheduler", "side-effecting"),
+        ("schedule_edit", "scheduler", "side-effecting"),
+        ("schedule_delete", "scheduler", "side-effecting"),
+        ("schedule_runs", "scheduler", "side-effecting"),
+        ("schedule_run_output", "scheduler", "side-effecting"),
     ];
     for (name, profile, tier) in expected {
         let line = out
