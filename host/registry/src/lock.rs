@@ -170,9 +170,21 @@ impl Store {
         Ok(f)
     }
 
-    /// Remove stored components the lock no longer names.
+    /// Remove stored components the lock no longer names, and temporary files an
+    /// interrupted write left behind. Called with [`Store::exclusive`] held, so no write
+    /// of another process is in flight.
     pub fn collect_garbage(&self, lock: &LockFile) {
+        let stale = |dir: &Path| {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with('.') && n.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        };
+        stale(&self.dir);
         let dir = self.dir.join("components").join("sha256");
+        stale(&dir);
         let Ok(entries) = std::fs::read_dir(&dir) else {
             return;
         };
@@ -218,6 +230,13 @@ mod tests {
         };
         store.write(&lock).unwrap();
         assert_eq!(store.read().unwrap().components, vec![entry]);
+        let stale = store.dir.join(".components.lock.999.tmp");
+        std::fs::write(&stale, "half").unwrap();
+        store.collect_garbage(&lock);
+        assert!(
+            !stale.exists(),
+            "an interrupted write's temporary file is removed"
+        );
         std::fs::write(store.lock_path(), "version = 1\nsurprise = 2\n").unwrap();
         let e = store.read().unwrap_err().to_string();
         assert!(e.contains("surprise"), "{e}");
