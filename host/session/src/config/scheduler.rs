@@ -120,3 +120,46 @@ impl SchedulerConfig {
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::config::AgentConfig;
+
+    fn key_of(toml_text: &str) -> String {
+        let cfg: AgentConfig = toml::from_str(toml_text).unwrap();
+        cfg.validate().unwrap_err().0
+    }
+
+    #[test]
+    fn keys_are_checked_and_unknown_ones_refused() {
+        let cfg: AgentConfig = toml::from_str("[scheduler]\nmissed_ticks = \"skip\"\n").unwrap();
+        assert_eq!(cfg.scheduler.missed_ticks, MissedTicks::Skip);
+        assert!(SchedulerConfig::default().validate().is_ok());
+        assert_eq!(
+            key_of("[scheduler]\npoll_interval_secs = 0\n"),
+            "scheduler.poll_interval_secs"
+        );
+        assert_eq!(
+            key_of("[scheduler]\ndefault_timezone = \"Nowhere/Else\"\n"),
+            "scheduler.default_timezone"
+        );
+        assert_eq!(
+            key_of("[scheduler]\nmax_cost = -1.0\n"),
+            "scheduler.max_cost"
+        );
+        assert_eq!(
+            key_of("[scheduler]\npoll_interval_secs = 30\nmissed_grace_secs = 10\n"),
+            "scheduler.missed_grace_secs"
+        );
+        let e = toml::from_str::<AgentConfig>("[scheduler]\nbogus = 1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = toml::from_str::<AgentConfig>("[scheduler]\nmissed_ticks = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("run_once") && e.contains("skip"), "{e}");
+    }
+}
