@@ -290,6 +290,8 @@ impl Installer<'_> {
         let refused =
             |e: LoadError| InstallError::Refused(format!("{}: {e}", resolved.source_text));
         let (shape, _) = self.host.inspect(&guess, &wasm).map_err(refused)?;
+        // The grant first: its refusal names the interfaces beyond it.
+        shape.check_grant(&guess, grant).map_err(refused)?;
         let profile = shape.derived_profile().ok_or_else(|| {
             InstallError::Refused(format!(
                 "{}: no single profile grants all of its imports ({})",
@@ -297,7 +299,6 @@ impl Installer<'_> {
                 shape.imports.join(", ")
             ))
         })?;
-        shape.check_grant(&guess, grant).map_err(refused)?;
         if profile.export() != profiles::ExportKind::Tool {
             return Err(not_a_tool(&resolved.source_text, Some(profile)));
         }
