@@ -172,8 +172,34 @@ impl Gateway {
         opts: GatewayOptions,
     ) -> std::io::Result<Gateway> {
         let listener = TcpListener::bind(addr).await?;
+        Ok(Gateway::on(listener, service, token, opts))
+    }
+
+    /// A gateway on a listener bound earlier (by a runtime that confines itself after
+    /// binding and can open no socket afterwards). Call inside a tokio runtime.
+    pub fn from_std(
+        listener: std::net::TcpListener,
+        service: Arc<SessionService>,
+        token: Token,
+        opts: GatewayOptions,
+    ) -> std::io::Result<Gateway> {
+        listener.set_nonblocking(true)?;
+        Ok(Gateway::on(
+            TcpListener::from_std(listener)?,
+            service,
+            token,
+            opts,
+        ))
+    }
+
+    fn on(
+        listener: TcpListener,
+        service: Arc<SessionService>,
+        token: Token,
+        opts: GatewayOptions,
+    ) -> Gateway {
         let (stop, stopping) = watch::channel(false);
-        Ok(Gateway {
+        Gateway {
             listener,
             shared: Arc::new(Shared {
                 service: ServiceHandle(service),
@@ -187,7 +213,7 @@ impl Gateway {
                 shutting_down: AtomicBool::new(false),
             }),
             stop,
-        })
+        }
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {

@@ -8,6 +8,7 @@
 //! `add_to_linker` functions generic over that view.
 
 pub mod delegate;
+pub mod egress;
 pub mod fs;
 pub mod http;
 pub mod jobs;

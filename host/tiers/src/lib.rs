@@ -2,3 +2,4 @@
 //! runtime applies to itself before it reads any input.
 
 pub mod confine;
+pub mod egress;

@@ -438,6 +438,8 @@ impl Egress {
     }
 }
 
+type IoFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), HttpError>> + Send>>;
+
 type SendFuture = Box<
     dyn Future<
             Output = wasmtime_wasi_http::Result<(
@@ -496,7 +498,16 @@ impl WasiHttpHooks for Egress {
             let sent = Instant::now();
             let w = watch.clone();
             let (res, io) = watched(
-                wasmtime_wasi_http::default_send_request(request, Some(options)),
+                async move {
+                    // Inside a tier, through the runner's egress proxy.
+                    if super::egress::proxy().is_some() {
+                        let (res, io) = super::egress::send_request(request, Some(options)).await?;
+                        return Ok((res, Box::pin(io) as IoFuture));
+                    }
+                    let (res, io) =
+                        wasmtime_wasi_http::default_send_request(request, Some(options)).await?;
+                    Ok((res.map(|b| b.boxed_unsync()), Box::pin(io) as IoFuture))
+                },
                 || w.check_phase(TimeoutPhase::FirstByte, sent, first_byte),
                 || {
                     Err(w

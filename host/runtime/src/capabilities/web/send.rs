@@ -146,7 +146,7 @@ async fn resolve_checked(
 trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
-fn tls_config() -> Arc<rustls::ClientConfig> {
+pub(crate) fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
     CONFIG
         .get_or_init(|| {
@@ -180,6 +180,27 @@ async fn connect(
     for (ip, by_rule) in addrs {
         let addr = SocketAddr::new(*ip, target.port);
         let until = deadline.min(Instant::now() + access.connect_timeout);
+        // Inside a tier: to the checked address through the runner's egress proxy,
+        // which checks it again.
+        if let Some(socket) = crate::capabilities::egress::proxy() {
+            let authority = addr.to_string();
+            let via = crate::capabilities::egress::tunnel(socket, &authority);
+            let stream: Box<dyn Stream> = match tokio::time::timeout_at(until, via).await {
+                Ok(Ok(s)) => Box::new(s),
+                Ok(Err(e)) => {
+                    last = e;
+                    continue;
+                }
+                Err(_) => {
+                    last = format!(
+                        "{addr}: no tunnel within {} s (tools.web.connect_timeout_secs)",
+                        access.connect_timeout.as_secs()
+                    );
+                    continue;
+                }
+            };
+            return tls_over(stream, target, addr, until).await;
+        }
         let tcp = match tokio::time::timeout_at(until, TcpStream::connect(addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -206,30 +227,44 @@ async fn connect(
                 rule: "it is an address of this machine (reached over loopback); web tools reach other hosts only, unless a [tools.web] allow rule names it".into(),
             }));
         }
-        if !target.https {
-            return Ok(Box::new(tcp));
-        }
-        let server_name = match &target.host {
-            Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
-            Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
-                .map_err(|e| failed(format!("`{n}` is not a TLS server name: {e}")))?,
-        };
-        let tls = tokio_rustls::TlsConnector::from(tls_config());
-        match tokio::time::timeout_at(until, tls.connect(server_name, tcp)).await {
-            Ok(Ok(s)) => return Ok(Box::new(s)),
-            Ok(Err(e)) => {
-                return Err(failed(format!(
-                    "TLS with {} ({addr}) failed: {e}",
-                    target.host
-                )));
-            }
-            Err(_) => last = format!("{addr}: TLS handshake did not finish in time"),
+        match tls_over(Box::new(tcp), target, addr, until).await {
+            Err(e) if e.to_string().contains("did not finish in time") => last = e.to_string(),
+            other => return other,
         }
     }
     Err(failed(format!(
         "could not connect to {}: {last}",
         target.authority()
     )))
+}
+
+/// TLS over `stream` for https (the URL's host as the server name); the stream as it is
+/// for http.
+async fn tls_over(
+    stream: Box<dyn Stream>,
+    target: &Target,
+    addr: SocketAddr,
+    until: Instant,
+) -> Result<Box<dyn Stream>, HttpError> {
+    if !target.https {
+        return Ok(stream);
+    }
+    let server_name = match &target.host {
+        Host::Ip(ip) => rustls::pki_types::ServerName::IpAddress((*ip).into()),
+        Host::Name(n) => rustls::pki_types::ServerName::try_from(n.clone())
+            .map_err(|e| failed(format!("`{n}` is not a TLS server name: {e}")))?,
+    };
+    let tls = tokio_rustls::TlsConnector::from(tls_config());
+    match tokio::time::timeout_at(until, tls.connect(server_name, stream)).await {
+        Ok(Ok(s)) => Ok(Box::new(s)),
+        Ok(Err(e)) => Err(failed(format!(
+            "TLS with {} ({addr}) failed: {e}",
+            target.host
+        ))),
+        Err(_) => Err(failed(format!(
+            "{addr}: TLS handshake did not finish in time"
+        ))),
+    }
 }
 
 type Conn = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
