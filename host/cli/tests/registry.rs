@@ -59,12 +59,42 @@ fn install_list_call_update_and_remove_from_a_registry() {
     assert_eq!(support::out(&o), "3 words\n", "{}", support::err(&o));
 
     // 0.2.0 also writes: the update shows the changed profile and needs the new grant.
-    s.ok(&[
+    let v2 = s.ok(&[
         "component",
         "push",
         path(&fixture("fx_word_count_v2")),
         &reg.oci("acme/word-count:0.2.0"),
     ]);
+    // A write that fails midway (the new blob's place is taken by a directory) leaves
+    // the lock and the previous version as they were, and working.
+    let blocked = s.path().join(".oxydra/components/sha256").join(format!(
+        "{}.wasm",
+        pushed_layer(&v2).trim_start_matches("sha256:")
+    ));
+    std::fs::create_dir_all(blocked.join("x")).unwrap();
+    let e = s.fails(
+        1,
+        &[
+            "component",
+            "update",
+            "word_count",
+            "--grant",
+            "file-read-write",
+        ],
+    );
+    assert!(
+        e.contains(&format!(
+            "components/sha256/{}.wasm: Is a directory",
+            pushed_layer(&v2).trim_start_matches("sha256:")
+        )) && e.contains("nothing was changed (what was installed before still is)"),
+        "{e}"
+    );
+    assert_eq!(s.lock().unwrap(), lock, "a failed update changes nothing");
+    assert_eq!(
+        support::out(&call(r#"{"path": "/shared/notes.md"}"#)),
+        "3 words\n"
+    );
+    std::fs::remove_dir_all(&blocked).unwrap();
     let e = s.fails(2, &["component", "update", "word_count"]);
     assert!(
         e.contains("declares profile `file-read-write` (it had profile `file-read-only`, granted `file-read-only`), and no grant was given: pass --grant file-read-write"),

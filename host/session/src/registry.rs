@@ -363,10 +363,17 @@ impl Installer<'_> {
             signed_by: resolved.signature.fingerprint().map(str::to_string),
             installed_at: now(),
         };
-        store.put_blob(&layer_digest, &checked.wasm)?;
+        let unchanged = |e: RegistryError| {
+            RegistryError::Other(format!(
+                "{e}; nothing was changed (what was installed before still is)"
+            ))
+        };
+        store
+            .put_blob(&layer_digest, &checked.wasm)
+            .map_err(unchanged)?;
         lock.components.retain(|c| c.name != entry.name);
         lock.components.push(entry.clone());
-        store.write(&lock)?;
+        store.write(&lock).map_err(unchanged)?;
         store.collect_garbage(&lock);
         Ok(entry)
     }
