@@ -126,6 +126,11 @@ fn install_list_call_update_and_remove_from_a_registry() {
         s.ok(&["component", "update", "word_count"])
             .contains("is up to date")
     );
+    // Without a name: every component installed from a registry.
+    assert!(
+        s.ok(&["component", "update"])
+            .contains("word_count 0.2.0 is up to date")
+    );
 
     // Loading checks the pinned digest every time.
     let stored = s.stored().pop().unwrap();

@@ -72,7 +72,7 @@ pub fn check(
     let keys = trusted_keys(cfg, base_dir)?;
     let tag = cosign::signature_tag(manifest_digest);
     let verdict = if keys.is_empty() {
-        Err("no keys are configured in [components.trust] keys".to_string())
+        Err("no keys are configured in [components.trust] keys (add the publisher's public key there to verify signatures)".to_string())
     } else {
         match client.manifest_if_any(&r.with_tag(&tag))? {
             None => Err(format!("it has no signature (no tag {tag})")),
