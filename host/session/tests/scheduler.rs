@@ -209,3 +209,86 @@ fn a_job_from_a_chat_reports_to_that_chat_through_its_notifier() {
     assert_eq!(r.delivered, "kept here: channel telegram is not running");
     assert_eq!(chat.0.lock().unwrap().len(), 2);
 }
+
+#[test]
+fn a_run_in_flight_in_another_process_is_not_overlapped() {
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let server = Server::routes("127.0.0.1", model);
+    let mut cfg = loopback::loopback_config(&server.url, dir.path().join("cache"));
+    cfg.scheduler.poll_interval_secs = 1;
+    cfg.scheduler.min_interval_secs = 1;
+    cfg.scheduler.missed_grace_secs = 5;
+    let system = Arc::new(System::new(cfg.clone(), None).unwrap());
+    let service = Arc::new(
+        SessionService::open(
+            system,
+            "alice",
+            &dir.path().join("ws"),
+            ServiceOptions::from_config(&cfg),
+        )
+        .unwrap(),
+    );
+    let sched = service.scheduler().unwrap();
+    let origin = Origin::Cli {
+        session: "s".into(),
+    };
+    let j = sched
+        .create(
+            NewJob {
+                goal: "say hello".into(),
+                name: None,
+                cadence_kind: CadenceKind::Interval,
+                cadence_value: "1".into(),
+                timezone: None,
+                notify: Some(Notify::Never),
+                max_turns: None,
+                max_cost: None,
+                max_wall_secs: None,
+            },
+            &origin,
+            "default",
+        )
+        .unwrap();
+    // A run another live process holds (recorded with this process's id, which is alive).
+    sched
+        .store()
+        .record_run(&oxydra_store::RunRow {
+            id: "run-elsewhere".into(),
+            job_id: j.id.clone(),
+            scheduled_ms: 0,
+            started_ms: 1,
+            ended_ms: None,
+            status: "running".into(),
+            turns: 0,
+            cost: None,
+            output: String::new(),
+            detail: String::new(),
+            delivered: String::new(),
+        })
+        .unwrap();
+    let _executor = executor::start(service.clone()).unwrap().unwrap();
+    wait_for("a skipped tick", || {
+        sched
+            .store()
+            .runs(&j.id, 5)
+            .unwrap()
+            .iter()
+            .any(|r| r.status == "skipped")
+    });
+    let runs = sched.store().runs(&j.id, 20).unwrap();
+    assert!(
+        runs.iter()
+            .filter(|r| r.status == "skipped")
+            .all(|r| r.detail.contains("in another process")),
+        "{runs:#?}"
+    );
+    assert_eq!(
+        runs.iter().filter(|r| r.status != "skipped").count(),
+        1,
+        "only the other process's run: {runs:#?}"
+    );
+    assert!(
+        server.requests().is_empty(),
+        "no model call while it is in flight"
+    );
+}

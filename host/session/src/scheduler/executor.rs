@@ -133,7 +133,8 @@ impl Loop {
         }
     }
 
-    /// Runs left marked running by a process that ended: interrupted, and said so.
+    /// Runs left marked running by a process that ended: interrupted, and said so (at
+    /// start, and at every poll for another serve of this workspace that died).
     fn recover(&self) {
         let gone = match self.sched.store().mark_runs_interrupted() {
             Ok(g) => g,
@@ -190,6 +191,9 @@ impl Loop {
 
     /// Start (or skip) every due job.
     fn poll(&mut self) -> Result<(), String> {
+        // Another serve on this workspace may have died since the last poll: its runs
+        // are interrupted, not in flight.
+        self.recover();
         let now = now_ms();
         let cfg = self.sched.config().clone();
         let due = self
@@ -238,6 +242,27 @@ impl Loop {
                     "skipped: the previous run ({}, started {}) was still in flight",
                     f.run.id,
                     format_ms(f.run.started_ms)
+                );
+                run.delivered = "none: nothing ran".into();
+                self.claim(due_ms, &run, next);
+                continue;
+            }
+            // A run of this job still in flight in another live process (a second serve
+            // on the same workspace): this tick is skipped too, never a second run.
+            if let Some(other) = self
+                .sched
+                .store()
+                .runs(&job.id, 1)
+                .ok()
+                .and_then(|r| r.into_iter().next())
+                .filter(|r| r.status == "running")
+            {
+                run.status = "skipped".into();
+                run.ended_ms = Some(now);
+                run.detail = format!(
+                    "skipped: the previous run ({}, started {}) was still in flight in another process",
+                    other.id,
+                    format_ms(other.started_ms)
                 );
                 run.delivered = "none: nothing ran".into();
                 self.claim(due_ms, &run, next);
