@@ -453,12 +453,12 @@ fn send_media_sends_a_workspace_file_to_the_chat_of_the_turn_and_nowhere_else() 
 #[test]
 fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
     let bot = FakeBot::start(TOKEN);
-    // The job runs once, 4 s after the test starts (the turn that makes it takes ~1 s).
+    // The job runs once, 8 s after the test starts (serve starts and the turn that makes it runs first).
     let at = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_millis() as i64
-        + 4000;
+        + 8000;
     let when = oxydra_session::scheduler::cadence::format_ms(at);
     let env = setup_full(
         &bot,
