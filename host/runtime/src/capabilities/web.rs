@@ -19,8 +19,8 @@ use wasmtime_wasi_http::{
 };
 
 pub use policy::{DENIED_PREFIX, Denial, Policy, Rule};
-pub use send::{FINAL_URL_HEADER, Resolver, WebAccess, join};
 pub(crate) use send::tls_config;
+pub use send::{FINAL_URL_HEADER, Resolver, WebAccess, join};
 
 /// What one call of a tool may reach on the web, and its settings.
 pub struct WebCtx {
