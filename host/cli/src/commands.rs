@@ -7,6 +7,7 @@ pub mod config;
 pub mod llm;
 pub mod model;
 pub mod run;
+pub mod runner;
 pub mod schedule;
 pub mod serve;
 pub mod tool;

@@ -27,8 +27,15 @@ struct Cli {
     /// Log more (info); OXYDRA_LOG takes a full filter, e.g. OXYDRA_LOG=debug.
     #[arg(short, long, global = true)]
     verbose: bool,
+    /// The user a command acts for, when the command names none (e.g.
+    /// `oxydra-host --user alice start`).
+    #[arg(long)]
+    user: Option<String>,
+    /// Connect the terminal UI to the user's runtime (as `oxydra-host tui`).
+    #[arg(long)]
+    tui: bool,
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +46,17 @@ enum Command {
     Chat(commands::chat::ChatArgs),
     /// The runtime role: the session service and the WebSocket gateway, until SIGINT/SIGTERM.
     Serve(commands::serve::ServeArgs),
+    /// The runner: launch the user's runtime in its tier and supervise it, in the
+    /// foreground until SIGINT/SIGTERM or `stop` (`--insecure`: the process tier).
+    Start(commands::runner::StartArgs),
+    /// The runner's status: tier, runtime pid, health, protections and degraded reasons.
+    Status(commands::runner::StatusArgs),
+    /// Stop the runner and its runtime.
+    Stop(commands::runner::TargetArgs),
+    /// Stop the runtime and start it again; returns when it is ready.
+    Restart(commands::runner::TargetArgs),
+    /// The runtime's log (its output and the runner's events), through the runner.
+    Logs(commands::runner::LogsArgs),
     /// The terminal UI: a client of `serve`'s gateway.
     Tui(commands::tui::TuiArgs),
     /// Tools: list them, call one.
@@ -98,19 +116,70 @@ fn init_tracing(verbose: bool) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.verbose);
+    let global = commands::runner::GlobalArgs {
+        config: cli.config.clone(),
+        sets: cli.sets.clone(),
+        verbose: cli.verbose,
+    };
     let sources = config::Sources::standard(cli.sets, cli.config);
-    let result = match cli.command {
-        Command::Run(a) => commands::run::run(a, &sources),
-        Command::Chat(a) => commands::chat::run(a, &sources),
-        Command::Serve(a) => commands::serve::run(a, &sources),
-        Command::Tui(a) => commands::tui::run(a, &sources),
+    let user = cli.user;
+    let command = match (cli.command, cli.tui) {
+        (None, true) => Command::Tui(commands::tui::TuiArgs::for_user(None)),
+        (Some(c), false) => c,
+        (Some(_), true) => {
+            eprintln!("error: --tui connects the terminal UI; give it no command");
+            return ExitCode::from(exit::USAGE);
+        }
+        (None, false) => {
+            use clap::CommandFactory;
+            let _ = Cli::command().print_help();
+            return ExitCode::from(exit::USAGE);
+        }
+    };
+    let result = match command {
+        Command::Run(mut a) => {
+            a.user = a.user.or(user);
+            commands::run::run(a, &sources)
+        }
+        Command::Chat(mut a) => {
+            a.user = a.user.or(user);
+            commands::chat::run(a, &sources)
+        }
+        Command::Serve(mut a) => {
+            a.user = a.user.or(user);
+            commands::serve::run(a, &sources)
+        }
+        Command::Tui(mut a) => {
+            a.user = a.user.or(user);
+            commands::tui::run(a, &sources)
+        }
+        Command::Start(mut a) => {
+            a.user = a.user.or(user);
+            commands::runner::start(a, &sources, &global)
+        }
+        Command::Status(mut a) => {
+            a.target.user = a.target.user.or(user);
+            commands::runner::status(a, &sources)
+        }
+        Command::Stop(mut a) => {
+            a.user = a.user.or(user);
+            commands::runner::stop(a, &sources)
+        }
+        Command::Restart(mut a) => {
+            a.user = a.user.or(user);
+            commands::runner::restart(a, &sources)
+        }
+        Command::Logs(mut a) => {
+            a.target.user = a.target.user.or(user);
+            commands::runner::logs(a, &sources)
+        }
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),
         Command::Catalog(c) => commands::catalog::run(c),
         Command::Model(c) => commands::model::run(c),
-        Command::Schedule(c) => commands::schedule::run(c, &sources),
+        Command::Schedule(c) => commands::schedule::run(c, &sources, user),
     };
     // A local model server this process started never outlives it.
     oxydra_session::local::stop_started();

@@ -9,17 +9,15 @@ mod common;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
-use serde_json::{Value, json};
+use serde_json::json;
 use server::Piece;
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tungstenite::Message;
 
 use common::Env;
+use common::gateway::{connect, hello, next, next_of, next_of_error, send, token};
 
 impl Env {
     fn serve(&self, extra_env: &[(&str, &str)]) -> Serve {
@@ -104,70 +102,6 @@ impl Drop for Serve {
     }
 }
 
-type Ws = tungstenite::WebSocket<TcpStream>;
-
-fn connect(url: &str) -> Ws {
-    let hostport = url.strip_prefix("ws://").unwrap().trim_end_matches("/ws");
-    let stream = TcpStream::connect(hostport).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .unwrap();
-    let (ws, _) = tungstenite::client(url, stream).unwrap();
-    ws
-}
-
-fn send(ws: &mut Ws, ty: &str, payload: Value) {
-    ws.send(Message::text(
-        json!({"type": ty, "payload": payload}).to_string(),
-    ))
-    .unwrap();
-}
-
-/// The next frame, as JSON; `None` once the gateway closed the connection.
-fn next(ws: &mut Ws) -> Option<Value> {
-    loop {
-        match ws.read() {
-            Ok(Message::Text(t)) => return Some(serde_json::from_str(t.as_str()).unwrap()),
-            Ok(Message::Close(_)) => return None,
-            Ok(_) => {}
-            Err(tungstenite::Error::ConnectionClosed | tungstenite::Error::AlreadyClosed) => {
-                return None;
-            }
-            Err(tungstenite::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::ConnectionReset
-                    || e.kind() == std::io::ErrorKind::UnexpectedEof =>
-            {
-                return None;
-            }
-            Err(e) => panic!("reading a frame: {e}"),
-        }
-    }
-}
-
-fn next_of(ws: &mut Ws, ty: &str) -> Value {
-    loop {
-        let f = next(ws).unwrap_or_else(|| panic!("closed before a {ty} frame"));
-        if f["type"] == ty {
-            return f["payload"].clone();
-        }
-        assert_ne!(f["type"], "error", "waiting for {ty}: {f}");
-    }
-}
-
-/// Send `hello` with the token (and the `extra` payload fields).
-fn hello(ws: &mut Ws, token: &str, mut extra: Value) {
-    extra["protocol_version"] = json!(3);
-    extra["token"] = json!(token);
-    send(ws, "hello", extra);
-}
-
-fn token(ws_dir: &Path) -> String {
-    std::fs::read_to_string(ws_dir.join("ipc/gateway-token"))
-        .unwrap()
-        .trim()
-        .to_string()
-}
-
 #[test]
 fn serve_prints_one_line_writes_the_endpoint_and_a_private_token_and_stops_on_sigterm() {
     let env = Env::new(vec![server::openai::answer("hi there", None)]);
@@ -240,15 +174,6 @@ fn the_token_can_come_from_the_environment_and_a_wrong_one_is_refused() {
     let mut ws = connect(&url);
     hello(&mut ws, secret, json!({}));
     next_of(&mut ws, "hello_ack");
-}
-
-fn next_of_error(ws: &mut Ws) -> Value {
-    loop {
-        let f = next(ws).expect("closed before the error frame");
-        if f["type"] == "error" {
-            return f["payload"].clone();
-        }
-    }
 }
 
 #[test]

@@ -19,8 +19,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Notify, RwLock, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_tungstenite::WebSocketStream;
@@ -156,9 +156,39 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A connection's byte stream: TCP, or a unix socket (a runtime inside a tier listens
+/// on one; the runner forwards its 127.0.0.1 listener to it).
+trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+type Conn = Box<dyn Io>;
+
+/// Where a gateway listens.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener, std::path::PathBuf),
+}
+
+impl Listener {
+    /// The next connection and a name for its peer (for logs).
+    async fn accept(&self) -> std::io::Result<(Conn, String)> {
+        match self {
+            Listener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                // Without it every small frame waits for the peer's delayed ACK (~40 ms a turn).
+                let _ = s.set_nodelay(true);
+                Ok((Box::new(s), peer.to_string()))
+            }
+            Listener::Unix(l, path) => {
+                let (s, _) = l.accept().await?;
+                Ok((Box::new(s), path.display().to_string()))
+            }
+        }
+    }
+}
+
 /// A bound gateway, ready to [`Gateway::run`].
 pub struct Gateway {
-    listener: TcpListener,
+    listener: Listener,
     shared: Arc<Shared>,
     stop: watch::Sender<bool>,
 }
@@ -172,7 +202,26 @@ impl Gateway {
         opts: GatewayOptions,
     ) -> std::io::Result<Gateway> {
         let listener = TcpListener::bind(addr).await?;
-        Ok(Gateway::on(listener, service, token, opts))
+        Ok(Gateway::on(Listener::Tcp(listener), service, token, opts))
+    }
+
+    /// A gateway on a unix socket bound earlier (a runtime in a tier binds it before it
+    /// confines itself; the runner forwards its TCP listener to it). Call inside a tokio
+    /// runtime.
+    pub fn from_std_unix(
+        listener: std::os::unix::net::UnixListener,
+        path: std::path::PathBuf,
+        service: Arc<SessionService>,
+        token: Token,
+        opts: GatewayOptions,
+    ) -> std::io::Result<Gateway> {
+        listener.set_nonblocking(true)?;
+        Ok(Gateway::on(
+            Listener::Unix(UnixListener::from_std(listener)?, path),
+            service,
+            token,
+            opts,
+        ))
     }
 
     /// A gateway on a listener bound earlier (by a runtime that confines itself after
@@ -185,7 +234,7 @@ impl Gateway {
     ) -> std::io::Result<Gateway> {
         listener.set_nonblocking(true)?;
         Ok(Gateway::on(
-            TcpListener::from_std(listener)?,
+            Listener::Tcp(TcpListener::from_std(listener)?),
             service,
             token,
             opts,
@@ -193,7 +242,7 @@ impl Gateway {
     }
 
     fn on(
-        listener: TcpListener,
+        listener: Listener,
         service: Arc<SessionService>,
         token: Token,
         opts: GatewayOptions,
@@ -216,8 +265,14 @@ impl Gateway {
         }
     }
 
+    /// The TCP address it listens on (`Err` for a unix socket).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        match &self.listener {
+            Listener::Tcp(l) => l.local_addr(),
+            Listener::Unix(..) => Err(std::io::Error::other(
+                "the gateway listens on a unix socket",
+            )),
+        }
     }
 
     /// Serve until `shutdown` resolves; then cancel every turn (its partial output is
@@ -441,7 +496,7 @@ impl Drop for Guard {
     }
 }
 
-type Sink = SplitSink<WebSocketStream<TcpStream>, Message>;
+type Sink = SplitSink<WebSocketStream<Conn>, Message>;
 
 /// Write queued frames, flushing once per batch; stop after a close frame. Returns the
 /// sink, to close the TCP connection gracefully.
@@ -480,12 +535,10 @@ enum End {
     Stopping,
 }
 
-async fn connection(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
+async fn connection(stream: Conn, peer: String, shared: Arc<Shared>) {
     let open = shared.connections.fetch_add(1, Ordering::SeqCst) + 1;
     let _guard = Guard(shared.clone());
     let over = (open > shared.opts.max_connections).then_some(shared.opts.max_connections);
-    // Without it every small frame waits for the peer's delayed ACK (~40 ms a turn).
-    let _ = stream.set_nodelay(true);
     let upgrade = Arc::new(Mutex::new(Upgrade::default()));
     let seen = upgrade.clone();
     // The handshake's callback type is tungstenite's: its error is an HTTP response.

@@ -51,6 +51,13 @@ pub struct LoadedTool {
     kind: Kind,
 }
 
+impl LoadedTool {
+    /// The web policy this tool's calls are held to (`None`: no web access).
+    pub fn web_policy(&self) -> Option<&crate::capabilities::web::policy::Policy> {
+        self.web.access.as_deref().map(|a| &a.policy)
+    }
+}
+
 /// Why a call did not return a result.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CallError {

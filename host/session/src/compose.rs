@@ -107,6 +107,21 @@ fn pick_user(
 
 /// The running system for one configuration: the component engine and the loaded tools
 /// are shared by every user and session; providers are loaded once per provider name.
+/// What a runtime reaches over the network ([`System::egress`]).
+#[derive(Debug, Default, Clone)]
+pub struct Egress {
+    /// The providers the agents select.
+    pub providers: Vec<String>,
+    /// `(host, port)` of each provider origin.
+    pub origins: Vec<(String, u16)>,
+    /// The environment variables that hold the providers' keys.
+    pub key_envs: Vec<String>,
+    /// The managed local model this system started (`http://127.0.0.1:PORT`).
+    pub local_model_url: Option<String>,
+    /// The web tools' policy, when web tools are loaded.
+    pub web: Option<oxydra_runtime::capabilities::web::policy::Policy>,
+}
+
 pub struct System {
     pub config: AgentConfig,
     /// Where relative paths in the config resolve (the directory of the last agent.toml).
@@ -237,6 +252,43 @@ impl System {
             .and_then(|d| d.selection.model.clone())
             .unwrap_or_else(|| self.config.selection.model.clone());
         (provider, model)
+    }
+
+    /// What a runtime of this system reaches over the network, for the egress proxy a
+    /// runner puts in front of a confined runtime: the origin of every provider an agent
+    /// selects (its base URL, else the adapter's default; a managed local model is
+    /// started here, by the runner), and the web tools' policy when web tools are loaded.
+    pub fn egress(&self) -> Result<Egress, SetupError> {
+        let mut out = Egress::default();
+        for agent in self.agent_names() {
+            let (provider, _) = self.selection(&agent);
+            if out.providers.contains(&provider) {
+                continue;
+            }
+            let loaded = self.provider(&provider)?;
+            let o = oxydra_runtime::capabilities::http::Origin::parse(loaded.base_url()).map_err(
+                |message| SetupError::Key {
+                    key: format!("providers.registry.{provider}.base_url"),
+                    message,
+                },
+            )?;
+            if !out.origins.contains(&(o.host.clone(), o.port)) {
+                out.origins.push((o.host, o.port));
+            }
+            if let Some(env) = loaded.spec.api_key_env.clone()
+                && !out.key_envs.contains(&env)
+            {
+                out.key_envs.push(env);
+            }
+            out.providers.push(provider);
+        }
+        out.local_model_url = self
+            .local
+            .lock()
+            .ok()
+            .and_then(|l| l.as_ref().map(|s| s.url.clone()));
+        out.web = self.tools.iter().find_map(|t| t.web_policy().cloned());
+        Ok(out)
     }
 
     /// Load a provider component (a cached compile: well under a millisecond warm).

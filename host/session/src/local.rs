@@ -333,7 +333,20 @@ pub struct LocalServer {
     record: PathBuf,
 }
 
+/// The environment variable a runner sets to the managed model server it runs
+/// (`http://127.0.0.1:PORT`), for the runtime it confines.
+pub const URL_ENV: &str = "OXYDRA_LOCAL_MODEL_URL";
+
 impl LocalServer {
+    /// A server another process runs (the runner): this handle never stops it.
+    pub fn external(url: String) -> LocalServer {
+        LocalServer {
+            child: Mutex::new(None),
+            url,
+            record: PathBuf::new(),
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.lock().ok()?.as_ref().map(Child::id)
     }

@@ -69,6 +69,11 @@ pub fn managed_server(
     if !entry(cfg, name)?.managed {
         return Ok(None);
     }
+    // Inside a tier the runner runs the model server (a confined runtime can neither
+    // start one that listens nor reach it but through the egress proxy).
+    if let Some(url) = std::env::var(local::URL_ENV).ok().filter(|u| !u.is_empty()) {
+        return Ok(Some(Arc::new(LocalServer::external(url))));
+    }
     local::shared(progress).map(Some)
 }
 

@@ -22,11 +22,16 @@ use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
     SeccompRule, TargetArch,
 };
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+/// The environment variable the runner passes a [`Plan`] in (JSON) to `serve --confine`.
+pub const PLAN_ENV: &str = "OXYDRA_CONFINE_PLAN";
+
 /// What one runtime may touch.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Plan {
     /// Readable (files and directories beneath).
     pub read_only: Vec<PathBuf>,
@@ -39,15 +44,69 @@ pub struct Plan {
     pub max_processes: Option<u64>,
     /// `RLIMIT_NOFILE`.
     pub max_open_files: u64,
+    /// Files the confined process checks it can no longer read (see [`verify`]).
+    pub must_not_read: Vec<PathBuf>,
+    /// Files the confined process checks it can no longer write.
+    pub must_not_write: Vec<PathBuf>,
 }
 
 /// What [`confine`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Report {
     /// Each protection in force, in words.
     pub applied: Vec<String>,
     /// Each protection asked for that the kernel (or the user) did not give.
     pub degraded: Vec<String>,
+    /// What the process tried after confining itself and was refused ([`verify`]).
+    pub verified: Vec<String>,
+}
+
+/// After [`confine`]: try what a compromised runtime would — open a TCP socket, read
+/// and write the plan's forbidden files — and record each refusal as verified, each
+/// success as degraded. Nothing is claimed that was not tried.
+pub fn verify(plan: &Plan, r: &mut Report) {
+    match std::net::TcpListener::bind(("127.0.0.1", 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            r.verified.push(format!("no TCP socket ({e})"));
+        }
+        Err(e) => r.degraded.push(format!(
+            "opening a TCP socket failed, but not as refused: {e}"
+        )),
+        Ok(_) => r
+            .degraded
+            .push("the process can still open a TCP socket".into()),
+    }
+    for p in &plan.must_not_read {
+        match std::fs::File::open(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                r.verified
+                    .push(format!("cannot read {} ({e})", p.display()));
+            }
+            Err(e) => r.degraded.push(format!(
+                "reading {} failed, but not as refused: {e}",
+                p.display()
+            )),
+            Ok(_) => r
+                .degraded
+                .push(format!("the process can still read {}", p.display())),
+        }
+    }
+    for p in &plan.must_not_write {
+        match std::fs::OpenOptions::new().append(true).open(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                r.verified
+                    .push(format!("cannot write {} ({e})", p.display()));
+            }
+            Err(e) => r.degraded.push(format!(
+                "writing {} failed, but not as refused: {e}",
+                p.display()
+            )),
+            Ok(_) => r
+                .degraded
+                .push(format!("the process can still write {}", p.display())),
+        }
+    }
 }
 
 /// Confine the calling process as `plan` says. Call it before any thread starts: Landlock

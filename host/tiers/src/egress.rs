@@ -4,6 +4,9 @@
 //! grants again — outside the tier, so a compromised runtime cannot skip it — connects,
 //! answers `200`, and copies bytes both ways. TLS stays end to end.
 //!
+//! `RESOLVE name` answers a name's addresses, for web tools only: a confined runtime has
+//! no DNS of its own, and web tools check every address before they tunnel to it.
+//!
 //! Granted: the origins the operator configured (provider base URLs, channel API
 //! origins), by exact host and port; and, when web tools are enabled, an IP address the
 //! web policy allows (the runtime resolves names, checks each address, and tunnels to
@@ -140,18 +143,51 @@ async fn answer(stream: &mut UnixStream, status: &str, why: &str) {
         .await;
 }
 
-/// `host:port` of a `CONNECT` request line.
-fn target(line: &str) -> Result<(String, u16), String> {
+/// What the runtime asks for.
+#[derive(Debug, PartialEq, Eq)]
+enum Ask {
+    /// `CONNECT host:port HTTP/1.1`: a tunnel.
+    Connect(String, u16),
+    /// `RESOLVE name HTTP/1.1`: the name's addresses (web tools only: a confined runtime
+    /// has no DNS of its own, and checks each address before it tunnels to it).
+    Resolve(String),
+}
+
+/// The request line's verb and target.
+fn target(line: &str) -> Result<Ask, String> {
     let mut parts = line.split_whitespace();
-    let (Some("CONNECT"), Some(authority), Some(version)) =
-        (parts.next(), parts.next(), parts.next())
+    let (Some(verb), Some(authority), Some(version), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(format!(
-            "expected `CONNECT host:port HTTP/1.1`, got {line:?}"
+            "expected `CONNECT host:port HTTP/1.1` or `RESOLVE name HTTP/1.1`, got {line:?}"
         ));
     };
     if !version.starts_with("HTTP/1.") {
         return Err(format!("unsupported version {version}"));
+    }
+    match verb {
+        "CONNECT" => {}
+        "RESOLVE" => {
+            let name = authority.trim_end_matches('.');
+            let ok = !name.is_empty()
+                && name.len() <= 253
+                && name.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.len() <= 63
+                        && l.chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                });
+            if !ok {
+                return Err(format!("{authority}: not a DNS name"));
+            }
+            return Ok(Ask::Resolve(name.to_ascii_lowercase()));
+        }
+        other => {
+            return Err(format!(
+                "{other}: the egress proxy speaks CONNECT and RESOLVE only"
+            ));
+        }
     }
     let (host, port) = authority
         .rsplit_once(':')
@@ -162,7 +198,51 @@ fn target(line: &str) -> Result<(String, u16), String> {
     if host.is_empty() || port == 0 {
         return Err(format!("{authority}: no host or port"));
     }
-    Ok((host.to_string(), port))
+    Ok(Ask::Connect(host.to_string(), port))
+}
+
+/// Answer `RESOLVE name`: its addresses, one per line, when web tools are granted.
+async fn resolve(stream: &mut UnixStream, name: &str, grants: &Grants, counters: &Counters) {
+    if grants.web.is_none() {
+        counters.refused.fetch_add(1, Ordering::Relaxed);
+        answer(
+            stream,
+            "403 Forbidden",
+            "names are resolved for web tools only, and no web tool is loaded",
+        )
+        .await;
+        return;
+    }
+    let lookup = tokio::net::lookup_host((name, 0));
+    match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
+        Ok(Ok(addrs)) => {
+            let mut seen = Vec::new();
+            for a in addrs {
+                if !seen.contains(&a.ip()) {
+                    seen.push(a.ip());
+                }
+            }
+            let body: String = seen.iter().map(|ip| format!("{ip}\n")).collect();
+            let _ = stream
+                .write_all(
+                    format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+        }
+        Ok(Err(e)) => answer(stream, "502 Bad Gateway", &format!("{name}: {e}")).await,
+        Err(_) => {
+            answer(
+                stream,
+                "504 Gateway Timeout",
+                &format!("{name}: no answer within 10 s"),
+            )
+            .await;
+        }
+    }
 }
 
 async fn serve(mut stream: UnixStream, grants: &Grants, counters: &Counters) {
@@ -200,7 +280,11 @@ async fn serve(mut stream: UnixStream, grants: &Grants, counters: &Counters) {
         Err(_) => Err("no request head within 10 s".into()),
     };
     let (host, port) = match parsed {
-        Ok(t) => t,
+        Ok(Ask::Connect(h, p)) => (h, p),
+        Ok(Ask::Resolve(name)) => {
+            resolve(&mut stream, &name, grants, counters).await;
+            return;
+        }
         Err(e) => {
             counters.refused.fetch_add(1, Ordering::Relaxed);
             answer(&mut stream, "400 Bad Request", &e).await;
@@ -286,12 +370,19 @@ mod tests {
     fn only_a_well_formed_connect_line_names_a_target() {
         assert_eq!(
             target("CONNECT a.b:443 HTTP/1.1").unwrap(),
-            ("a.b".into(), 443)
+            Ask::Connect("a.b".into(), 443)
         );
         assert_eq!(
             target("CONNECT [::1]:80 HTTP/1.1").unwrap(),
-            ("[::1]".into(), 80)
+            Ask::Connect("[::1]".into(), 80)
         );
+        assert_eq!(
+            target("RESOLVE Example.COM. HTTP/1.1").unwrap(),
+            Ask::Resolve("example.com".into())
+        );
+        assert!(target("RESOLVE a..b HTTP/1.1").is_err());
+        assert!(target("RESOLVE a/b HTTP/1.1").is_err());
+        assert!(target("DELETE a.b:80 HTTP/1.1").is_err());
         assert!(target("GET / HTTP/1.1").is_err());
         assert!(target("CONNECT a.b HTTP/1.1").is_err());
         assert!(target("CONNECT a.b:0 HTTP/1.1").is_err());

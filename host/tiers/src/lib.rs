@@ -1,5 +1,10 @@
-//! Isolation tiers. Today: the `process` tier's self-confinement ([`confine`]), which a
-//! runtime applies to itself before it reads any input.
+//! Isolation tiers: the runner ([`runner`]) that launches the runtime in a tier,
+//! supervises it and owns what crosses the tier's boundary (the egress proxy
+//! [`egress`], the gateway's listener, the log, the control socket [`control`]); and the
+//! `process` tier's self-confinement ([`confine`]), which a runtime applies to itself
+//! before it reads any input.
 
 pub mod confine;
+pub mod control;
 pub mod egress;
+pub mod runner;

@@ -32,6 +32,7 @@ fn child_entry() {
         memory_bytes: Some(4 << 30),
         max_processes: Some(10_000),
         max_open_files: 256,
+        ..Plan::default()
     })
     .unwrap();
     for a in &report.applied {

@@ -67,3 +67,37 @@ fn granted_origins_tunnel_and_everything_else_is_refused_with_the_reason() {
     drop(proxy);
     assert!(!sock.exists(), "the socket goes with the proxy");
 }
+
+#[test]
+fn names_are_resolved_for_web_tools_only() {
+    use oxydra_runtime::capabilities::egress::resolve;
+    use oxydra_runtime::capabilities::web::policy::Policy;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (no_web, web) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
+    let _a = start(&no_web, Grants::default(), rt.handle()).unwrap();
+    let _b = start(
+        &web,
+        Grants {
+            origins: vec![],
+            web: Some(Policy::default()),
+        },
+        rt.handle(),
+    )
+    .unwrap();
+    rt.block_on(async {
+        let e = resolve(&no_web, "localhost").await.unwrap_err();
+        assert!(e.contains("403") && e.contains("web tools only"), "{e}");
+        let ips = resolve(&web, "localhost").await.unwrap();
+        assert!(
+            ips.iter().all(|ip| ip.is_loopback()) && !ips.is_empty(),
+            "{ips:?}"
+        );
+        let e = resolve(&web, "bad..name").await.unwrap_err();
+        assert!(e.contains("400") && e.contains("not a DNS name"), "{e}");
+    });
+}

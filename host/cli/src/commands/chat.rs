@@ -21,7 +21,7 @@ pub struct ChatArgs {
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
     #[arg(long)]
-    user: Option<String>,
+    pub user: Option<String>,
 }
 
 const HELP: &str = "commands: /new [name]  /sessions  /switch <id-prefix>  /cancel  /cancelall  /status  /help  /quit\n\

@@ -25,7 +25,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
     #[arg(long)]
-    user: Option<String>,
+    pub user: Option<String>,
     prompt: String,
 }
 

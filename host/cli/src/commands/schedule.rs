@@ -12,7 +12,7 @@ use std::path::PathBuf;
 pub struct Target {
     /// The user whose jobs (default: the only user in runner.toml, else `local`).
     #[arg(long)]
-    user: Option<String>,
+    pub user: Option<String>,
     /// The user's workspace directory; default <workspace_root>/<user>.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
@@ -54,8 +54,9 @@ pub enum ScheduleCommand {
     },
 }
 
-fn open(target: Target, sources: &Sources) -> Result<Scheduler, Failure> {
-    let (_, default_ws) = oxydra_session::compose::user_and_workspace(sources, target.user)?;
+fn open(target: Target, sources: &Sources, user: &Option<String>) -> Result<Scheduler, Failure> {
+    let user = target.user.or_else(|| user.clone());
+    let (_, default_ws) = oxydra_session::compose::user_and_workspace(sources, user)?;
     let ws = target.workspace.unwrap_or(default_ws);
     let cfg = config::load_agent(sources)?.value.scheduler;
     Ok(Scheduler::open(&ws, cfg)?)
@@ -65,10 +66,11 @@ fn refused(e: String) -> Failure {
     Failure::new(exit::USAGE, e)
 }
 
-pub fn run(cmd: ScheduleCommand, sources: &Sources) -> Result<(), Failure> {
+/// `user`: the top-level `--user`, when the subcommand names none.
+pub fn run(cmd: ScheduleCommand, sources: &Sources, user: Option<String>) -> Result<(), Failure> {
     match cmd {
         ScheduleCommand::List { target } => {
-            let s = open(target, sources)?;
+            let s = open(target, sources, &user)?;
             let jobs = s
                 .store()
                 .jobs()
@@ -102,7 +104,7 @@ pub fn run(cmd: ScheduleCommand, sources: &Sources) -> Result<(), Failure> {
             Ok(())
         }
         ScheduleCommand::Runs { id, limit, target } => {
-            let s = open(target, sources)?;
+            let s = open(target, sources, &user)?;
             let runs = s.runs(&id, limit).map_err(refused)?;
             if runs.is_empty() {
                 println!("no runs yet");
@@ -137,13 +139,13 @@ pub fn run(cmd: ScheduleCommand, sources: &Sources) -> Result<(), Failure> {
             Ok(())
         }
         ScheduleCommand::Pause { id, target } => {
-            let s = open(target, sources)?;
+            let s = open(target, sources, &user)?;
             let j = s.set_status(&id, false).map_err(refused)?;
             println!("{} paused", j.id);
             Ok(())
         }
         ScheduleCommand::Resume { id, target } => {
-            let s = open(target, sources)?;
+            let s = open(target, sources, &user)?;
             let j = s.set_status(&id, true).map_err(refused)?;
             println!(
                 "{} active; next run {}",
@@ -153,7 +155,7 @@ pub fn run(cmd: ScheduleCommand, sources: &Sources) -> Result<(), Failure> {
             Ok(())
         }
         ScheduleCommand::Delete { id, target } => {
-            let s = open(target, sources)?;
+            let s = open(target, sources, &user)?;
             s.delete(&id).map_err(refused)?;
             println!("{} deleted with its runs", id.trim());
             Ok(())

@@ -7,6 +7,7 @@ use oxydra_gateway::token::{self, TOKEN_ENV};
 use oxydra_gateway::{Gateway, GatewayOptions};
 use oxydra_session::config::Sources;
 use oxydra_session::{ServiceOptions, SessionService, System};
+use oxydra_tiers::confine::Report;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -15,21 +16,100 @@ use std::time::Instant;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// Where the gateway listens; port 0 picks a free one.
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
-    listen: SocketAddr,
+    /// Where the gateway listens: HOST:PORT (port 0 picks a free one), or unix:PATH.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = parse_listen)]
+    listen: Listen,
     /// The user to serve (default: the only user in runner.toml, else `local`).
     #[arg(long)]
-    user: Option<String>,
+    pub user: Option<String>,
     /// The user's workspace directory; default <workspace_root>/<user>.
     #[arg(long, value_name = "DIR")]
     workspace: Option<PathBuf>,
+    /// Confine this process before it reads any input (the process tier): the runner
+    /// (`oxydra-host start --insecure`) starts `serve` so, with the plan in
+    /// OXYDRA_CONFINE_PLAN and its egress proxy in OXYDRA_EGRESS_SOCKET.
+    #[arg(long)]
+    confine: bool,
+}
+
+#[derive(Clone, Debug)]
+enum Listen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
+}
+
+fn parse_listen(s: &str) -> Result<Listen, String> {
+    if let Some(p) = s.strip_prefix("unix:") {
+        if p.is_empty() {
+            return Err("unix: needs a socket path, e.g. unix:/run/oxydra/gateway.sock".into());
+        }
+        return Ok(Listen::Unix(PathBuf::from(p)));
+    }
+    s.parse()
+        .map(Listen::Tcp)
+        .map_err(|e| format!("{s}: {e}; use HOST:PORT (e.g. 127.0.0.1:0) or unix:PATH"))
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The process tier: confine this process as the runner planned, check that it took,
+/// and send every outgoing connection through the runner's egress proxy.
+fn confine_self() -> Result<Report, Failure> {
+    use oxydra_runtime::capabilities::egress::{EGRESS_SOCKET_ENV, use_proxy};
+    use oxydra_tiers::confine::{self, PLAN_ENV, Plan};
+    let started_by_runner =
+        "serve --confine is started by the runner (`oxydra-host start --insecure`)";
+    let plan = std::env::var(PLAN_ENV).map_err(|_| {
+        Failure::new(
+            exit::USAGE,
+            format!("{started_by_runner}, which passes the confinement plan in {PLAN_ENV}"),
+        )
+    })?;
+    let plan: Plan = serde_json::from_str(&plan)
+        .map_err(|e| Failure::new(exit::USAGE, format!("{PLAN_ENV}: {e}")))?;
+    let socket = std::env::var_os(EGRESS_SOCKET_ENV).ok_or_else(|| {
+        Failure::new(
+            exit::USAGE,
+            format!("{started_by_runner}, which passes its egress proxy in {EGRESS_SOCKET_ENV}"),
+        )
+    })?;
+    let mut report = confine::confine(&plan).map_err(|e| {
+        Failure::new(
+            exit::TOOL_ERROR,
+            format!("could not confine the runtime: {e}"),
+        )
+    })?;
+    confine::verify(&plan, &mut report);
+    use_proxy(std::path::Path::new(&socket)).map_err(|e| Failure::new(exit::USAGE, e))?;
+    Ok(report)
 }
 
 pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let started = Instant::now();
+    // Before anything is read (config included) and before any thread starts.
+    let confinement = if args.confine {
+        Some(confine_self()?)
+    } else {
+        None
+    };
     let (user, default_ws) = oxydra_session::compose::user_and_workspace(sources, args.user)?;
     let ws = args.workspace.unwrap_or(default_ws);
+    if let Some(report) = &confinement {
+        let path = oxydra_tiers::runner::confinement_path(&ws);
+        let text = serde_json::to_string_pretty(report).unwrap_or_default();
+        std::fs::write(&path, text)
+            .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("{}: {e}", path.display())))?;
+        for d in &report.degraded {
+            tracing::warn!("confinement degraded: {d}");
+        }
+    }
     let system = System::load(sources)?;
     for n in &system.config.notices {
         eprintln!("{n}");
@@ -77,28 +157,45 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let held = service.clone();
     let result = rt.block_on(async move {
         let warm = service.clone();
-        let gateway = Gateway::bind(args.listen, service, token, gw_opts)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    exit::USAGE,
-                    format!(
-                        "could not listen on {}: {e}; pass another --listen address",
-                        args.listen
-                    ),
-                )
-            })?;
-        let addr = gateway
-            .local_addr()
-            .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
-        let url = format!("ws://{addr}/ws");
-        let endpoint = token::endpoint_path(&ws);
-        if let Some(dir) = endpoint.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("{}: {e}", dir.display())))?;
-        }
-        token::write_private(&endpoint, &format!("{url}\n"))
-            .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("gateway endpoint: {e}")))?;
+        let listen = args.listen.clone();
+        let cannot = |e: std::io::Error| {
+            Failure::new(
+                exit::USAGE,
+                format!("could not listen on {listen}: {e}; pass another --listen address"),
+            )
+        };
+        let (gateway, url, endpoint) = match &args.listen {
+            Listen::Tcp(addr) => {
+                let gateway = Gateway::bind(*addr, service, token, gw_opts)
+                    .await
+                    .map_err(cannot)?;
+                let addr = gateway
+                    .local_addr()
+                    .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+                let url = format!("ws://{addr}/ws");
+                // Clients find a TCP gateway through this file; behind a runner, the
+                // runner writes it with its own listener.
+                let endpoint = token::endpoint_path(&ws);
+                if let Some(dir) = endpoint.parent() {
+                    std::fs::create_dir_all(dir).map_err(|e| {
+                        Failure::new(exit::TOOL_ERROR, format!("{}: {e}", dir.display()))
+                    })?;
+                }
+                token::write_private(&endpoint, &format!("{url}\n")).map_err(|e| {
+                    Failure::new(exit::TOOL_ERROR, format!("gateway endpoint: {e}"))
+                })?;
+                (gateway, url, Some(endpoint))
+            }
+            Listen::Unix(path) => {
+                if path.exists() {
+                    std::fs::remove_file(path).map_err(cannot)?;
+                }
+                let l = std::os::unix::net::UnixListener::bind(path).map_err(cannot)?;
+                let gateway = Gateway::from_std_unix(l, path.clone(), service, token, gw_opts)
+                    .map_err(cannot)?;
+                (gateway, format!("unix:{}", path.display()), None)
+            }
+        };
         tracing::info!(
             "gateway ready for user {user} in {:.1} ms (workspace {})",
             started.elapsed().as_secs_f64() * 1000.0,
@@ -117,8 +214,13 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
         });
         gateway.run(shutdown_signal()).await;
         // Only our own URL is removed: another serve may have taken the file over.
-        if std::fs::read_to_string(&endpoint).is_ok_and(|t| t.trim() == url) {
-            let _ = std::fs::remove_file(&endpoint);
+        if let Some(endpoint) = &endpoint
+            && std::fs::read_to_string(endpoint).is_ok_and(|t| t.trim() == url)
+        {
+            let _ = std::fs::remove_file(endpoint);
+        }
+        if let Listen::Unix(path) = &args.listen {
+            let _ = std::fs::remove_file(path);
         }
         tracing::info!("gateway stopped");
         Ok(())

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 pub struct TuiArgs {
     /// The user whose gateway to use (default: the only user in runner.toml, else `local`).
     #[arg(long)]
-    user: Option<String>,
+    pub user: Option<String>,
     /// The user's workspace directory, where serve writes the endpoint and token files;
     /// default <workspace_root>/<user>.
     #[arg(long, value_name = "DIR")]
@@ -30,6 +30,20 @@ pub struct TuiArgs {
     /// Start on a new session.
     #[arg(long)]
     new: bool,
+}
+
+impl TuiArgs {
+    /// `oxydra-host --tui`: the user's gateway, found through the workspace.
+    pub fn for_user(user: Option<String>) -> TuiArgs {
+        TuiArgs {
+            user,
+            workspace: None,
+            url: None,
+            token: None,
+            session: None,
+            new: false,
+        }
+    }
 }
 
 pub fn run(args: TuiArgs, sources: &Sources) -> Result<(), Failure> {

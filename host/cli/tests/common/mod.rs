@@ -3,6 +3,8 @@
 //! binary with a clean environment (this test's home, cache and model key only).
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use crate::server::{Reply, Server};
 use std::io::Read;
 use std::path::PathBuf;

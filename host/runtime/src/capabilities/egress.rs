@@ -57,6 +57,45 @@ pub(crate) async fn connect(authority: &str) -> Result<Box<dyn Stream>, String> 
         .map(|s| Box::new(s) as Box<dyn Stream>)
 }
 
+/// The addresses of `name`, asked of the proxy at `socket` (`RESOLVE name`): a confined
+/// runtime has no DNS of its own. The caller checks each address before it uses one.
+pub async fn resolve(socket: &Path, name: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use tokio::io::AsyncReadExt;
+    let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| {
+        format!(
+            "the egress proxy at {} is not reachable: {e}",
+            socket.display()
+        )
+    })?;
+    s.write_all(format!("RESOLVE {name} HTTP/1.1\r\n\r\n").as_bytes())
+        .await
+        .map_err(|e| format!("egress proxy: {e}"))?;
+    let mut text = String::new();
+    (&mut s)
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .await
+        .map_err(|e| format!("egress proxy: {e}"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or("the egress proxy sent a malformed answer")?;
+    let status = head.lines().next().unwrap_or_default();
+    if status.split_whitespace().nth(1) != Some("200") {
+        return Err(format!(
+            "the egress proxy did not resolve it ({status}): {}",
+            body.trim()
+        ));
+    }
+    body.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            l.trim()
+                .parse()
+                .map_err(|_| format!("the egress proxy sent {l:?} as an address"))
+        })
+        .collect()
+}
+
 /// `CONNECT authority` through the proxy at `socket`.
 pub async fn tunnel(socket: &Path, authority: &str) -> Result<tokio::net::UnixStream, String> {
     let mut s = tokio::net::UnixStream::connect(socket).await.map_err(|e| {

@@ -90,6 +90,33 @@ impl RunnerConfig {
                 ));
             }
         }
+        // Keys of parts not built yet are refused when set, never silently accepted.
+        let g = &self.guest_images;
+        for (key, set) in [
+            ("guest_images.oxydra_vm", g.oxydra_vm.is_some()),
+            ("guest_images.shell_vm", g.shell_vm.is_some()),
+            (
+                "guest_images.firecracker_oxydra_vm_config",
+                g.firecracker_oxydra_vm_config.is_some(),
+            ),
+            (
+                "guest_images.firecracker_shell_vm_config",
+                g.firecracker_shell_vm_config.is_some(),
+            ),
+        ] {
+            if set {
+                return Err((
+                    key.into(),
+                    "guest images are for the container and micro_vm tiers, which are not built yet; remove the key (the process tier, `start --insecure`, needs none)".into(),
+                ));
+            }
+        }
+        if self.web.enabled {
+            return Err((
+                "web.enabled".into(),
+                "the web configurator is not built yet; remove [web] or set enabled = false".into(),
+            ));
+        }
         if !matches!(self.web.auth_mode.as_str(), "token" | "disabled") {
             return Err((
                 "web.auth_mode".into(),
@@ -217,6 +244,46 @@ pub struct Sender {
 
 impl UserConfig {
     pub fn validate(&self) -> Result<(), KeyError> {
+        // Keys of parts not built yet are refused when set, never silently accepted.
+        let m = &self.mounts;
+        for (key, set) in [
+            ("mounts.shared", m.shared.is_some()),
+            ("mounts.tmp", m.tmp.is_some()),
+            ("mounts.vault", m.vault.is_some()),
+        ] {
+            if set {
+                return Err((
+                    key.into(),
+                    "mounts are not supported yet: a user's workspace is <workspace_root>/<user>/{shared,tmp,vault}; remove the key".into(),
+                ));
+            }
+        }
+        if self.resources.max_vcpus.is_some() {
+            return Err((
+                "resources.max_vcpus".into(),
+                "a CPU limit applies to the container and micro_vm tiers, which are not built yet; remove the key (max_memory_mib and max_processes apply to the process tier)".into(),
+            ));
+        }
+        if self.resources.max_memory_mib == Some(0) || self.resources.max_processes == Some(0) {
+            return Err((
+                "resources".into(),
+                "max_memory_mib and max_processes must be at least 1 (omit a key for no limit)"
+                    .into(),
+            ));
+        }
+        if self.behavior.shell_enabled == Some(true) || self.behavior.browser_enabled == Some(true)
+        {
+            return Err((
+                "behavior".into(),
+                "shell and browser tools are not built yet: shell_enabled and browser_enabled can only be false".into(),
+            ));
+        }
+        if self.behavior.timezone != "UTC" {
+            return Err((
+                "behavior.timezone".into(),
+                "nothing reads a user's time zone yet; set a job's time zone with schedule_create, or [scheduler] default_timezone in agent.toml; remove the key".into(),
+            ));
+        }
         if let Some(t) = &self.channels.telegram
             && t.enabled
         {

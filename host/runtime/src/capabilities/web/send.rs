@@ -108,9 +108,15 @@ async fn resolve_checked(
     };
     let lookup = async {
         match &access.resolver {
-            Resolver::System => tokio::net::lookup_host((name.as_str(), target.port))
-                .await
-                .map(|it| it.map(|sa| sa.ip()).collect::<Vec<_>>()),
+            Resolver::System => match super::super::egress::proxy() {
+                // Inside a tier the runtime has no DNS: the runner's proxy resolves.
+                Some(socket) => super::super::egress::resolve(socket, name)
+                    .await
+                    .map_err(std::io::Error::other),
+                None => tokio::net::lookup_host((name.as_str(), target.port))
+                    .await
+                    .map(|it| it.map(|sa| sa.ip()).collect::<Vec<_>>()),
+            },
             Resolver::Dns(server) => {
                 dns::resolve(
                     *server,

@@ -1,0 +1,379 @@
+//! The runner role: `start` launches the user's runtime (`serve`) in a tier and stays in
+//! the foreground as its lifecycle manager; `status`, `stop`, `restart` and `logs` speak
+//! to it from another terminal through its control socket (`ipc/runner-control.sock`).
+//! The machinery is `oxydra_tiers::runner`; this module turns the config into its plan.
+
+use crate::{Failure, exit};
+use oxydra_gateway::token::{self, TOKEN_ENV};
+use oxydra_session::config::{self, Sources, runner::Tier};
+use oxydra_tiers::confine::{PLAN_ENV, Plan};
+use oxydra_tiers::control::{Client, Request, Status};
+use oxydra_tiers::egress::Grants;
+use oxydra_tiers::runner::{self, Launch, Spec};
+use std::ffi::OsString;
+use std::io::{BufRead, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(clap::Args)]
+pub struct StartArgs {
+    /// The user whose runtime to run (default: the only user in runner.toml, else `local`).
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Run the runtime in the `process` tier: a host process that confines itself
+    /// (Landlock, seccomp, no_new_privs, rlimits), with no network of its own.
+    #[arg(long)]
+    insecure: bool,
+    /// Where the runner's gateway listener binds; port 0 picks a free one.
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    listen: SocketAddr,
+}
+
+#[derive(clap::Args)]
+pub struct TargetArgs {
+    /// The user whose runner (default: the only user in runner.toml, else `local`).
+    #[arg(long)]
+    pub user: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Print the status as one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    tail: Option<usize>,
+    /// Keep printing lines as they are written, until interrupted.
+    #[arg(long, short)]
+    follow: bool,
+}
+
+/// The user's workspace, absolute (made when missing).
+fn workspace(sources: &Sources, user: Option<String>) -> Result<(String, PathBuf), Failure> {
+    let (user, ws) = oxydra_session::compose::user_and_workspace(sources, user)?;
+    std::fs::create_dir_all(&ws)
+        .and_then(|()| ws.canonicalize())
+        .map(|ws| (user, ws))
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws.display())))
+}
+
+/// Paths that exist, made absolute.
+fn existing(paths: impl IntoIterator<Item = PathBuf>) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        if let Ok(c) = p.canonicalize()
+            && !out.contains(&c)
+        {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Variables the runtime gets from the runner's environment, when set: where config and
+/// caches live, logging, `OXYDRA__*` overrides, and the credentials the config names.
+fn runtime_env(key_envs: &[String]) -> Vec<(OsString, OsString)> {
+    let mut names: Vec<String> = [
+        "PATH",
+        "HOME",
+        "XDG_CONFIG_HOME",
+        "XDG_CACHE_HOME",
+        "LANG",
+        "TZ",
+        "OXYDRA_LOG",
+        "NO_COLOR",
+        "OXYDRA_COMPONENTS_DIR",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    names.extend(key_envs.iter().cloned());
+    let mut env: Vec<(OsString, OsString)> = names
+        .iter()
+        .filter_map(|n| std::env::var_os(n).map(|v| (OsString::from(n), v)))
+        .collect();
+    env.extend(
+        std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(|k| k.starts_with("OXYDRA__"))),
+    );
+    env
+}
+
+pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<(), Failure> {
+    let (user, ws) = workspace(sources, args.user)?;
+    let runner_cfg = config::load_runner(sources)?.value;
+    let user_cfg = oxydra_session::compose::user_config(sources, &user)?;
+    let tier = if args.insecure {
+        Tier::Process
+    } else {
+        user_cfg
+            .behavior
+            .sandbox_tier
+            .unwrap_or(runner_cfg.default_tier)
+    };
+    if tier != Tier::Process {
+        let name = match tier {
+            Tier::Container => "container",
+            Tier::MicroVm => "micro_vm",
+            Tier::Process => "process",
+        };
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "the {name} tier is not available yet (runner.toml default_tier, or [behavior] sandbox_tier of user {user}); pass --insecure to run the process tier: a confined host process with no network of its own"
+            ),
+        ));
+    }
+    runner::prepare(&ws)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws.display())))?;
+    // What the runtime may reach: its providers (a managed local model is started here,
+    // outside the tier), its channel's API, and what the web policy allows.
+    let system = oxydra_session::System::load(sources)?;
+    for w in &system.warnings {
+        tracing::warn!("{w}");
+    }
+    let egress = system.egress()?;
+    let mut grants = Grants {
+        origins: egress.origins.clone(),
+        web: egress.web.clone(),
+    };
+    let mut key_envs = egress.key_envs.clone();
+    if let Some(t) = &user_cfg.channels.telegram
+        && t.enabled
+    {
+        let api = t
+            .api_base_url
+            .clone()
+            .unwrap_or_else(|| oxydra_session::telegram::DEFAULT_API.to_string());
+        let o = oxydra_runtime::capabilities::http::Origin::parse(&api).map_err(|e| {
+            Failure::new(exit::USAGE, format!("channels.telegram.api_base_url: {e}"))
+        })?;
+        grants.origins.push((o.host, o.port));
+        key_envs.extend(t.bot_token_env.clone());
+    }
+    let components = oxydra_session::tools::bundled_dir(&system.config.components);
+    let cache = oxydra_session::tools::cache_dir(&system.config.components);
+    // The runtime's gateway token: the runner makes it (the runtime cannot write ipc/).
+    let env_token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
+    let token = token::load_or_create(&ws, env_token)
+        .map_err(|e| Failure::new(exit::USAGE, format!("gateway token: {e}")))?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("this binary's path: {e}")))?;
+    let cwd = std::env::current_dir()
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("the current directory: {e}")))?;
+    if let Some(c) = &cache {
+        let _ = std::fs::create_dir_all(c);
+    }
+    let mut read_only: Vec<PathBuf> = sources.dirs.clone();
+    read_only.extend(sources.extra_file.clone());
+    read_only.extend(exe.parent().map(Path::to_path_buf));
+    read_only.push(components);
+    read_only.push(cwd.join(".oxydra"));
+    if let Some(b) = &system.base_dir {
+        read_only.push(b.clone());
+    }
+    // The time zone database (scheduled jobs' cron times).
+    read_only.extend(["/usr/share/zoneinfo".into(), "/etc/localtime".into()]);
+    read_only.push(ws.join("vault"));
+    let mut read_write = vec![
+        ws.join("shared"),
+        ws.join("tmp"),
+        ws.join(".oxydra"),
+        runner::runtime_dir(&ws),
+        PathBuf::from("/dev/null"),
+    ];
+    read_write.extend(cache);
+    let log = runner::log_path(&ws);
+    let _ = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log);
+    let plan = Plan {
+        read_only: existing(read_only),
+        read_write: existing(read_write),
+        memory_bytes: user_cfg.resources.max_memory_mib.map(|m| m << 20),
+        max_processes: user_cfg.resources.max_processes,
+        max_open_files: 4096,
+        must_not_read: existing([PathBuf::from("/etc/passwd"), log.clone()]),
+        must_not_write: existing([log.clone()]),
+    };
+    let mut env = runtime_env(&key_envs);
+    env.push((
+        PLAN_ENV.into(),
+        serde_json::to_string(&plan).unwrap_or_default().into(),
+    ));
+    env.push((
+        oxydra_runtime::capabilities::egress::EGRESS_SOCKET_ENV.into(),
+        runner::egress_socket(&ws).into(),
+    ));
+    env.push((TOKEN_ENV.into(), token.value.clone().into()));
+    if let Some(url) = &egress.local_model_url {
+        env.push((oxydra_session::local::URL_ENV.into(), url.into()));
+    }
+    let mut args_out: Vec<OsString> = Vec::new();
+    if let Some(c) = &global.config {
+        args_out.extend([
+            "--config".into(),
+            c.canonicalize().unwrap_or(c.clone()).into(),
+        ]);
+    }
+    for s in &global.sets {
+        args_out.extend(["--set".into(), s.into()]);
+    }
+    if global.verbose {
+        args_out.push("--verbose".into());
+    }
+    args_out.extend([
+        "serve".into(),
+        "--user".into(),
+        user.clone().into(),
+        "--workspace".into(),
+        ws.clone().into(),
+        "--listen".into(),
+        format!("unix:{}", runner::gateway_socket(&ws).display()).into(),
+        "--confine".into(),
+    ]);
+    let spec = Spec {
+        user: user.clone(),
+        ws: ws.clone(),
+        tier: "process".into(),
+        listen: args.listen,
+        grants,
+        launch: Launch {
+            program: exe,
+            args: args_out,
+            env,
+            cwd,
+        },
+    };
+    // The System's local model server (if any) lives as long as the runner.
+    let endpoint = token::endpoint_path(&ws);
+    let ep = endpoint.clone();
+    eprintln!(
+        "runner: user {user}, process tier, workspace {}",
+        ws.display()
+    );
+    let result = runner::run(spec, move |url| {
+        let _ = token::write_private(&ep, &format!("{url}\n"));
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "gateway {url}").and_then(|()| out.flush());
+    });
+    let _ = std::fs::remove_file(&endpoint);
+    drop(system);
+    result.map_err(|e| Failure::new(exit::TOOL_ERROR, e.0))
+}
+
+/// The top-level flags `start` hands on to the runtime it launches.
+pub struct GlobalArgs {
+    pub config: Option<PathBuf>,
+    pub sets: Vec<String>,
+    pub verbose: bool,
+}
+
+fn client(sources: &Sources, user: Option<String>) -> Result<Client, Failure> {
+    let (_, ws) = workspace(sources, user)?;
+    Client::connect(&ws).map_err(|e| Failure::new(exit::USAGE, e))
+}
+
+fn print_status(s: &Status) {
+    let pid = s
+        .runtime_pid
+        .map_or_else(|| "none".to_string(), |p| p.to_string());
+    println!("user       {}", s.user);
+    println!("tier       {}", s.tier);
+    println!("state      {}", s.state);
+    println!("runner     pid {}", s.runner_pid);
+    println!("runtime    pid {pid}");
+    if let Some(c) = &s.container {
+        println!("container  {c}");
+    }
+    println!("gateway    {}", s.gateway);
+    println!("health     {}", s.health);
+    if let Some(ms) = s.ready_ms {
+        println!("ready in   {ms} ms");
+    }
+    if let Some(u) = s.uptime_secs {
+        println!("uptime     {u} s");
+    }
+    println!("restarts   {}", s.restarts);
+    if let Some(e) = &s.last_exit {
+        println!("last exit  {e}");
+    }
+    println!(
+        "egress     {} tunnels, {} refused",
+        s.egress_tunnels, s.egress_refused
+    );
+    for (title, list) in [
+        ("applied", &s.applied),
+        ("verified", &s.verified),
+        ("degraded", &s.degraded),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        println!("{title}:");
+        for a in list {
+            println!("  - {a}");
+        }
+    }
+    if s.degraded.is_empty() && !s.applied.is_empty() {
+        println!("degraded:  none");
+    }
+}
+
+pub fn status(args: StatusArgs, sources: &Sources) -> Result<(), Failure> {
+    let (answer, _) = client(sources, args.target.user)?
+        .request(&Request::Status, Some(std::time::Duration::from_secs(10)))
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
+    let status = answer.status.unwrap_or_default();
+    if args.json {
+        println!("{}", serde_json::to_string(&status).unwrap_or_default());
+    } else {
+        print_status(&status);
+    }
+    Ok(())
+}
+
+pub fn stop(args: TargetArgs, sources: &Sources) -> Result<(), Failure> {
+    client(sources, args.user)?
+        .request(&Request::Stop, Some(std::time::Duration::from_secs(60)))
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
+    eprintln!("stopped");
+    Ok(())
+}
+
+pub fn restart(args: TargetArgs, sources: &Sources) -> Result<(), Failure> {
+    client(sources, args.user)?
+        .request(&Request::Restart, Some(std::time::Duration::from_secs(300)))
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
+    eprintln!("restarted: the runtime is ready");
+    Ok(())
+}
+
+pub fn logs(args: LogsArgs, sources: &Sources) -> Result<(), Failure> {
+    let (_, reader) = client(sources, args.target.user)?
+        .request(
+            &Request::Logs {
+                tail: args.tail,
+                follow: args.follow,
+            },
+            None,
+        )
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
+    let mut out = std::io::stdout().lock();
+    for line in reader.lines() {
+        let Ok(line) = line else { break };
+        if writeln!(out, "{line}").and_then(|()| out.flush()).is_err() {
+            break;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,318 @@
+//! The runner and the `process` tier end to end: `oxydra-host --user alice start
+//! --insecure` launches `serve` as a confined child (Landlock, seccomp, no_new_privs,
+//! rlimits), with no network of its own, and the turn still completes — through the
+//! runner's 127.0.0.1 listener forwarded to the runtime's unix socket, the model reached
+//! through the runner's egress proxy. From another process: `status`, `logs`, `restart`,
+//! `stop`; a runtime killed with SIGKILL is started again.
+//! A scripted OpenAI-compatible server on 127.0.0.1 plays the model.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+#[path = "common/reap.rs"]
+mod reap;
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use common::Env;
+use common::gateway::{connect, hello, next_of, send, token};
+use reap::Reaped;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A running `start`: its stdout lines and stderr as they arrive.
+struct Runner {
+    child: Reaped,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+}
+
+impl Env {
+    fn alice(&self) -> PathBuf {
+        self.dir.path().join("workspaces/alice")
+    }
+
+    fn start(&self, extra: &[&str]) -> Runner {
+        let mut c = self.cmd();
+        c.args(["--user", "alice", "start", "--insecure"])
+            .args(extra);
+        let mut child = c
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let err = common::collect(child.stderr.take().unwrap());
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                o.lock().unwrap().push(line);
+            }
+        });
+        Runner {
+            child: Reaped(child),
+            out,
+            err,
+        }
+    }
+
+    /// `oxydra-host --user alice <args>`: (exit code, stdout, stderr).
+    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
+        let o = self
+            .cmd()
+            .args(["--user", "alice"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn status(&self) -> Value {
+        let (code, out, err) = self.ctl(&["status", "--json"]);
+        assert_eq!(code, 0, "status: {err}");
+        serde_json::from_str(out.trim()).unwrap()
+    }
+
+    /// Wait until `status` says ready with a runtime other than `not_pid`.
+    fn ready(&self, not_pid: Option<u64>) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            let s = self.status();
+            if s["state"] == "ready" && s["runtime_pid"].as_u64() != not_pid {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "not ready again: {s}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Runner {
+    fn url(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            if let Some(l) = self.out.lock().unwrap().first() {
+                return l.strip_prefix("gateway ").expect(l).to_string();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no gateway line; stderr: {}",
+                self.err.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// One turn through the gateway at `url`: the answer's text.
+fn turn(url: &str, tok: &str, prompt: &str) -> String {
+    let mut ws = connect(url);
+    hello(&mut ws, tok, json!({}));
+    next_of(&mut ws, "hello_ack");
+    send(&mut ws, "send_turn", json!({ "prompt": prompt }));
+    let done = next_of(&mut ws, "turn_completed");
+    done["response"]["message"].as_str().unwrap().to_string()
+}
+
+fn proc_status(pid: u64) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
+}
+
+fn alive(pid: u64) -> bool {
+    std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !proc_status(pid).contains("State:\tZ")
+}
+
+#[test]
+fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner() {
+    let env = Env::new(vec![
+        server::openai::answer("answered from inside the tier", None),
+        server::openai::answer("answered after a SIGKILL", None),
+        server::openai::answer("answered after a restart", None),
+    ]);
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let ws = env.alice();
+    for d in ["shared", "tmp", "vault", "ipc", "logs"] {
+        assert!(ws.join(d).is_dir(), "the runner prepares {d}/");
+    }
+    assert_eq!(
+        std::fs::read_to_string(ws.join("ipc/gateway-endpoint"))
+            .unwrap()
+            .trim(),
+        url,
+        "clients find the runner's listener"
+    );
+    let tok = token(&ws);
+    assert_eq!(turn(&url, &tok, "hello?"), "answered from inside the tier");
+
+    // What status says, and what the kernel says about the runtime.
+    let s = env.ready(None);
+    assert_eq!(s["tier"], "process");
+    assert_eq!(s["health"], "ok", "{s}");
+    let pid = s["runtime_pid"].as_u64().unwrap();
+    let proc = proc_status(pid);
+    assert!(proc.contains("NoNewPrivs:\t1"), "{proc}");
+    assert!(proc.contains("Seccomp:\t2"), "a seccomp filter: {proc}");
+    let verified = s["verified"].to_string();
+    assert!(verified.contains("no TCP socket"), "{s}");
+    assert!(verified.contains("cannot read /etc/passwd"), "{s}");
+    assert!(
+        verified.contains("cannot write") && verified.contains("runtime.log"),
+        "{s}"
+    );
+    let applied = s["applied"].to_string();
+    assert!(
+        applied.contains("landlock") && applied.contains("seccomp"),
+        "{s}"
+    );
+    assert!(
+        s["egress_tunnels"].as_u64().unwrap() >= 1,
+        "the model was reached through the egress proxy: {s}"
+    );
+    // The runtime's environment holds only what the runner passed.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let environ = String::from_utf8_lossy(&environ);
+    assert!(
+        environ.contains("LOCAL_KEY="),
+        "the provider's key is passed"
+    );
+    assert!(
+        !environ.contains("CARGO"),
+        "nothing else is inherited: {environ}"
+    );
+
+    // The human form names the protections and the degraded reasons.
+    let (code, human, _) = env.ctl(&["status"]);
+    assert_eq!(code, 0);
+    assert!(human.contains("tier       process"), "{human}");
+    assert!(human.contains(&format!("runtime    pid {pid}")), "{human}");
+
+    // Logs, through the runner.
+    let (code, logs, err) = env.ctl(&["logs", "--tail", "50"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(logs.contains("runner: runtime ready in"), "{logs}");
+    assert!(logs.lines().count() <= 50);
+
+    // A runtime that dies is started again; the gateway URL stays.
+    std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    let s = env.ready(Some(pid));
+    assert_eq!(s["restarts"], 1, "{s}");
+    assert!(s["last_exit"].as_str().unwrap().contains("signal 9"), "{s}");
+    assert_eq!(turn(&url, &tok, "still there?"), "answered after a SIGKILL");
+
+    // restart returns once the new runtime is ready.
+    let before = s["runtime_pid"].as_u64().unwrap();
+    let (code, _, err) = env.ctl(&["restart"]);
+    assert_eq!(code, 0, "{err}");
+    let s = env.status();
+    assert_eq!(s["state"], "ready", "{s}");
+    assert_ne!(s["runtime_pid"].as_u64(), Some(before));
+    assert!(!alive(before), "the old runtime is gone");
+    assert_eq!(turn(&url, &tok, "and now?"), "answered after a restart");
+
+    // A second runner for the same user is refused.
+    let (code, _, err) = env.ctl(&["start", "--insecure"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("already running"), "{err}");
+
+    // stop ends both; nothing is left behind.
+    let last = s["runtime_pid"].as_u64().unwrap();
+    let (code, _, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{err}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(st) = runner.child.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the runner did not exit on stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}: {}", runner.err.lock().unwrap());
+    assert!(!alive(last), "the runtime is gone");
+    assert!(!ws.join("ipc/runner-control.sock").exists());
+    assert!(!ws.join("ipc/gateway-endpoint").exists());
+    let (code, _, err) = env.ctl(&["status"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("no runner is running"), "{err}");
+    let _ = &mut runner;
+}
+
+#[test]
+fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
+    let env = Env::new(vec![]);
+    let (code, _, err) = env.ctl(&["start"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("container tier is not available") && err.contains("--insecure"),
+        "{err}"
+    );
+    // serve --confine outside a runner says who starts it.
+    let (code, _, err) = env.ctl(&["serve", "--confine"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("started by the runner"), "{err}");
+}
+
+#[test]
+fn web_tools_work_inside_the_tier_through_the_proxy_and_its_policy() {
+    let page = server::Server::routes("127.0.0.1", |_| server::Reply {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html; charset=utf-8".into())],
+        body: vec![server::Piece::Bytes(
+            b"<html><body><h1>Release notes</h1><p>Tiers landed.</p></body></html>".to_vec(),
+        )],
+        before_head: None,
+    });
+    let url = format!("{}/notes", page.url);
+    let env = Env::with_config(
+        vec![
+            server::openai::tool_calls(
+                &[
+                    ("w1", "web_fetch", json!({ "url": url })),
+                    (
+                        "w2",
+                        "web_fetch",
+                        json!({ "url": "http://169.254.169.254/latest/meta-data/" }),
+                    ),
+                ],
+                None,
+            ),
+            server::openai::answer("Tiers landed.", None),
+        ],
+        &format!("[tools.web]\nallow = [\"127.0.0.1:{}\"]\n", page.port()),
+    );
+    let runner = env.start(&[]);
+    let gw = runner.url();
+    let tok = token(&env.alice());
+    assert_eq!(turn(&gw, &tok, "what landed?"), "Tiers landed.");
+    let req = &env.server.requests()[1];
+    let body = &req.body;
+    assert!(
+        body.contains("Release notes"),
+        "the page reached the model: {body}"
+    );
+    assert!(
+        body.contains("egress denied") && body.contains("169.254.0.0/16"),
+        "the metadata address is refused: {body}"
+    );
+    assert_eq!(page.requests().len(), 1);
+    let s = env.status();
+    assert!(
+        s["egress_tunnels"].as_u64().unwrap() >= 2,
+        "model and page: {s}"
+    );
+}

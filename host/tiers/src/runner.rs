@@ -1,0 +1,727 @@
+//! The runner: the lifecycle manager of one user's runtime. It launches the runtime
+//! (`serve`) in a tier, supervises it (starts it again with backoff when it dies), and
+//! owns everything that crosses the tier's boundary:
+//!
+//! - the egress proxy (`ipc/egress.sock`), the runtime's only way out;
+//! - the gateway: a 127.0.0.1 listener whose connections are forwarded to the runtime's
+//!   unix socket (`ipc/runtime/gateway.sock`);
+//! - the runtime's log (`logs/runtime.log`: its stdout and stderr and the runner's own
+//!   events), which the runtime itself can neither read nor write;
+//! - the control socket (`ipc/runner-control.sock`, [`crate::control`]).
+
+use crate::confine::Report;
+use crate::control::{self, Answer, Request, Status};
+use crate::egress::{self, Grants};
+use std::ffi::OsString;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+/// The runtime's socket directory: the only part of `ipc/` it may write.
+pub fn runtime_dir(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("runtime")
+}
+
+/// The runtime's gateway socket.
+pub fn gateway_socket(ws: &Path) -> PathBuf {
+    runtime_dir(ws).join("gateway.sock")
+}
+
+/// The egress proxy's socket.
+pub fn egress_socket(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("egress.sock")
+}
+
+/// Where the runtime records how it confined itself (JSON [`Report`]).
+pub fn confinement_path(ws: &Path) -> PathBuf {
+    runtime_dir(ws).join("confinement.json")
+}
+
+/// The runtime's log.
+pub fn log_path(ws: &Path) -> PathBuf {
+    ws.join("logs").join("runtime.log")
+}
+
+/// The line the runtime prints on stdout when its gateway is ready.
+pub const READY_PREFIX: &str = "gateway ";
+
+/// A log file over this size is moved to `runtime.log.1` (one old file is kept).
+const LOG_ROTATE_BYTES: u64 = 10 * 1024 * 1024;
+/// How long a runtime has to stop on SIGTERM before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(15);
+/// A runtime that ran this long before it died is restarted at once (backoff resets).
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
+const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// How the runtime process is started (the process tier: this binary's `serve`).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub program: PathBuf,
+    pub args: Vec<OsString>,
+    /// The whole environment the runtime gets (nothing else is inherited).
+    pub env: Vec<(OsString, OsString)>,
+    pub cwd: PathBuf,
+}
+
+/// One user's runner.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub user: String,
+    /// Absolute.
+    pub ws: PathBuf,
+    pub tier: String,
+    /// The gateway's listener (127.0.0.1).
+    pub listen: SocketAddr,
+    pub grants: Grants,
+    pub launch: Launch,
+}
+
+/// Why the runner stopped, or could not start.
+#[derive(Debug)]
+pub struct Error(pub String);
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The runtime's log: appended by the runner, followed by `logs --follow`.
+struct Log {
+    path: PathBuf,
+    file: Mutex<std::fs::File>,
+    lines: broadcast::Sender<String>,
+}
+
+impl Log {
+    fn open(path: &Path) -> std::io::Result<Log> {
+        if let Some(d) = path.parent() {
+            std::fs::create_dir_all(d)?;
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)?;
+        let (lines, _) = broadcast::channel(1024);
+        Ok(Log {
+            path: path.to_path_buf(),
+            file: Mutex::new(file),
+            lines,
+        })
+    }
+
+    fn line(&self, text: &str) {
+        let mut f = self
+            .file
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if f.metadata().is_ok_and(|m| m.len() > LOG_ROTATE_BYTES) {
+            let old = self.path.with_extension("log.1");
+            let _ = std::fs::rename(&self.path, &old);
+            if let Ok(new) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&self.path)
+            {
+                *f = new;
+            }
+        }
+        let _ = writeln!(f, "{text}");
+        let _ = self.lines.send(text.to_string());
+    }
+
+    fn runner(&self, text: &str) {
+        tracing::info!("{text}");
+        self.line(&format!("runner: {text}"));
+    }
+
+    /// The last `n` lines of the file (all with `None`).
+    fn tail(&self, n: Option<usize>) -> Vec<String> {
+        let text = std::fs::read_to_string(&self.path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        match n {
+            Some(n) if n < lines.len() => lines[lines.len() - n..].to_vec(),
+            _ => lines,
+        }
+    }
+}
+
+/// What the control socket reads.
+#[derive(Default)]
+struct State {
+    status: Status,
+    started: Option<Instant>,
+}
+
+enum Command {
+    /// Stop; `done` when the runtime is gone, then wait (briefly) for `answered`: the
+    /// runner exits only after the client heard that it stopped.
+    Stop {
+        done: oneshot::Sender<()>,
+        answered: oneshot::Receiver<()>,
+    },
+    Restart(oneshot::Sender<Result<(), String>>),
+}
+
+/// Prepare the workspace and run the runner in the foreground until SIGINT/SIGTERM or
+/// `stop`. `on_ready` is called once, with the gateway's URL, when the first runtime is
+/// ready.
+pub fn run(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Result<(), Error> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+        .map_err(|e| Error(format!("could not start the runner's event loop: {e}")))?;
+    rt.block_on(main(spec, on_ready))
+}
+
+/// The workspace's directories, made when missing: `shared`, `tmp`, `vault` for the
+/// agent, `ipc` (and `ipc/runtime`) for the sockets, `logs`, `.oxydra` for the store.
+pub fn prepare(ws: &Path) -> std::io::Result<()> {
+    for d in ["shared", "tmp", "vault", "ipc/runtime", "logs", ".oxydra"] {
+        std::fs::create_dir_all(ws.join(d))?;
+    }
+    Ok(())
+}
+
+async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Result<(), Error> {
+    let ws = spec.ws.clone();
+    let io = |what: &str, e: std::io::Error| Error(format!("{what}: {e}"));
+    prepare(&ws).map_err(|e| io(&format!("preparing {}", ws.display()), e))?;
+    // One runner per workspace: a live control socket means another runner owns it.
+    let control_path = control::socket(&ws);
+    if UnixStream::connect(&control_path).await.is_ok() {
+        return Err(Error(format!(
+            "a runner is already running for user {} ({}); stop it first with `oxydra-host --user {} stop`",
+            spec.user,
+            control_path.display(),
+            spec.user
+        )));
+    }
+    let _ = std::fs::remove_file(&control_path);
+    let control = UnixListener::bind(&control_path)
+        .map_err(|e| io(&format!("control socket {}", control_path.display()), e))?;
+    let log = Arc::new(Log::open(&log_path(&ws)).map_err(|e| io("the runtime log", e))?);
+    let proxy = egress::start(
+        &egress_socket(&ws),
+        spec.grants.clone(),
+        &tokio::runtime::Handle::current(),
+    )
+    .map_err(|e| io("the egress proxy", e))?;
+    let listener = TcpListener::bind(spec.listen).await.map_err(|e| {
+        Error(format!(
+            "could not listen on {}: {e}; pass another --listen address",
+            spec.listen
+        ))
+    })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| io("the gateway listener", e))?;
+    let url = format!("ws://{addr}/ws");
+    let state = Arc::new(Mutex::new(State {
+        status: Status {
+            user: spec.user.clone(),
+            tier: spec.tier.clone(),
+            state: "starting".into(),
+            runner_pid: std::process::id(),
+            gateway: url.clone(),
+            ..Status::default()
+        },
+        started: None,
+    }));
+    log.runner(&format!(
+        "runner for user {} (pid {}), {} tier, gateway {url}",
+        spec.user,
+        std::process::id(),
+        spec.tier
+    ));
+    tokio::spawn(forward(listener, gateway_socket(&ws)));
+    let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(8);
+    let counters = proxy.counters.clone();
+    let ctl = tokio::spawn(serve_control(
+        control,
+        state.clone(),
+        log.clone(),
+        cmd_tx,
+        counters,
+        ws.clone(),
+    ));
+    let result = supervise(&spec, &state, &log, cmd_rx, url, on_ready).await;
+    ctl.abort();
+    let _ = std::fs::remove_file(&control_path);
+    let _ = std::fs::remove_file(gateway_socket(&ws));
+    drop(proxy);
+    match &result {
+        Ok(()) => log.runner("stopped"),
+        Err(e) => log.runner(&format!("stopped: {e}")),
+    }
+    result
+}
+
+/// Each connection to the runner's listener, copied to and from the runtime's socket.
+async fn forward(listener: TcpListener, socket: PathBuf) {
+    loop {
+        let Ok((mut tcp, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let _ = tcp.set_nodelay(true);
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            match UnixStream::connect(&socket).await {
+                Ok(mut unix) => {
+                    let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
+                }
+                Err(e) => {
+                    // The runtime is (re)starting: the client reconnects.
+                    tracing::debug!("gateway forward: {}: {e}", socket.display());
+                    let _ = tcp
+                        .write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 36\r\nconnection: close\r\n\r\nthe runtime is starting; retry soon\n",
+                        )
+                        .await;
+                }
+            }
+        });
+    }
+}
+
+fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// SIGINT or SIGTERM to the runner.
+async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut int), Ok(mut term)) => {
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        }
+        _ => std::future::pending::<()>().await,
+    }
+}
+
+/// Copy one of the runtime's streams into the log; on stdout, report the ready line.
+async fn pump(stream: impl AsyncRead + Unpin, log: Arc<Log>, ready: Option<oneshot::Sender<()>>) {
+    let mut lines = BufReader::new(stream).lines();
+    let mut ready = ready;
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.starts_with(READY_PREFIX)
+            && let Some(tx) = ready.take()
+        {
+            let _ = tx.send(());
+        }
+        log.line(&line);
+    }
+}
+
+fn describe_exit(status: std::io::Result<std::process::ExitStatus>) -> (String, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt;
+    match status {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => (format!("exited with status {c}"), Some(c)),
+            (None, Some(sig)) => (format!("killed by signal {sig}"), None),
+            _ => (s.to_string(), None),
+        },
+        Err(e) => (format!("could not be waited for: {e}"), None),
+    }
+}
+
+/// SIGTERM, then SIGKILL after the grace period.
+async fn terminate(child: &mut tokio::process::Child) -> String {
+    if let Some(pid) = child
+        .id()
+        .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+    {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+    }
+    match tokio::time::timeout(STOP_GRACE, child.wait()).await {
+        Ok(s) => describe_exit(s).0,
+        Err(_) => {
+            let _ = child.kill().await;
+            format!(
+                "killed: it did not stop within {} s of SIGTERM",
+                STOP_GRACE.as_secs()
+            )
+        }
+    }
+}
+
+/// Exit codes of a runtime that cannot start as configured: starting it again will not
+/// help (bad configuration, a refused component).
+fn is_config_failure(code: Option<i32>) -> bool {
+    matches!(code, Some(2 | 3))
+}
+
+async fn supervise(
+    spec: &Spec,
+    state: &Arc<Mutex<State>>,
+    log: &Arc<Log>,
+    mut cmds: mpsc::Receiver<Command>,
+    url: String,
+    on_ready: impl FnOnce(&str) + Send + 'static,
+) -> Result<(), Error> {
+    let mut on_ready = Some(on_ready);
+    let mut failures: u32 = 0;
+    // A `restart` is answered when the new runtime is ready (or ends before it is).
+    let mut pending_restart: Option<oneshot::Sender<Result<(), String>>> = None;
+    let signal = signalled();
+    tokio::pin!(signal);
+    loop {
+        let launched = Instant::now();
+        let _ = std::fs::remove_file(gateway_socket(&spec.ws));
+        let _ = std::fs::remove_file(confinement_path(&spec.ws));
+        let mut cmd = tokio::process::Command::new(&spec.launch.program);
+        cmd.args(&spec.launch.args)
+            .env_clear()
+            .envs(spec.launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&spec.launch.cwd)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            // Its own process group: a Ctrl-C at the runner's terminal reaches the
+            // runner, which stops the runtime in order.
+            .process_group(0)
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().map_err(|e| {
+            Error(format!(
+                "could not start the runtime ({}): {e}",
+                spec.launch.program.display()
+            ))
+        })?;
+        let pid = child.id();
+        log.runner(&format!(
+            "runtime started (pid {})",
+            pid.map_or("?".into(), |p| p.to_string())
+        ));
+        {
+            let mut s = lock(state);
+            s.status.runtime_pid = pid;
+            s.status.state = "starting".into();
+            s.status.ready_ms = None;
+            s.status.applied.clear();
+            s.status.degraded.clear();
+            s.status.verified.clear();
+            s.started = Some(launched);
+        }
+        let (ready_tx, ready_rx) = oneshot::channel();
+        if let Some(out) = child.stdout.take() {
+            tokio::spawn(pump(out, log.clone(), Some(ready_tx)));
+        }
+        if let Some(err) = child.stderr.take() {
+            tokio::spawn(pump(err, log.clone(), None));
+        }
+        let mut ready_rx = Some(ready_rx);
+        let mut was_ready = false;
+        // Wait for the runtime to end (or be ended).
+        let outcome: (String, Option<i32>, bool) = loop {
+            tokio::select! {
+                r = async {
+                    match ready_rx.as_mut() {
+                        Some(rx) => rx.await,
+                        None => std::future::pending().await,
+                    }
+                }, if ready_rx.is_some() => {
+                    ready_rx = None;
+                    if r.is_err() { continue; }
+                    was_ready = true;
+                    let ms = launched.elapsed().as_millis() as u64;
+                    let report = std::fs::read_to_string(confinement_path(&spec.ws))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Report>(&t).ok());
+                    {
+                        let mut s = lock(state);
+                        s.status.state = "ready".into();
+                        s.status.ready_ms = Some(ms);
+                        if let Some(r) = report {
+                            s.status.applied = r.applied;
+                            s.status.degraded = r.degraded;
+                            s.status.verified = r.verified;
+                        }
+                    }
+                    log.runner(&format!("runtime ready in {ms} ms"));
+                    if let Some(f) = on_ready.take() { f(&url); }
+                    if let Some(tx) = pending_restart.take() { let _ = tx.send(Ok(())); }
+                }
+                status = child.wait() => {
+                    let (what, code) = describe_exit(status);
+                    break (what, code, false);
+                }
+                c = cmds.recv() => match c {
+                    Some(Command::Stop { done, answered }) => {
+                        lock(state).status.state = "stopping".into();
+                        log.runner("stop requested");
+                        let what = terminate(&mut child).await;
+                        log.runner(&format!("runtime {what}"));
+                        lock(state).status.runtime_pid = None;
+                        let _ = done.send(());
+                        let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+                        return Ok(());
+                    }
+                    Some(Command::Restart(done)) => {
+                        log.runner("restart requested");
+                        lock(state).status.state = "restarting".into();
+                        let what = terminate(&mut child).await;
+                        if let Some(old) = pending_restart.replace(done) {
+                            let _ = old.send(Err("another restart was requested".into()));
+                        }
+                        break (what, None, true);
+                    }
+                    None => {}
+                },
+                () = &mut signal => {
+                    lock(state).status.state = "stopping".into();
+                    log.runner("signal received: stopping");
+                    let what = terminate(&mut child).await;
+                    log.runner(&format!("runtime {what}"));
+                    return Ok(());
+                }
+            }
+        };
+        let (what, code, requested) = outcome;
+        if !requested && let Some(tx) = pending_restart.take() {
+            let _ = tx.send(Err(format!(
+                "the new runtime {what} before it was ready; see `oxydra-host logs`"
+            )));
+        }
+        log.runner(&format!("runtime {what}"));
+        {
+            let mut s = lock(state);
+            s.status.last_exit = Some(what.clone());
+            s.status.runtime_pid = None;
+            s.status.restarts += 1;
+        }
+        if requested {
+            // Start again at once.
+            failures = 0;
+            continue;
+        }
+        if !was_ready && is_config_failure(code) {
+            let tail = log.tail(Some(20)).join("\n");
+            return Err(Error(format!(
+                "the runtime cannot start as configured ({what}); it said:\n{tail}"
+            )));
+        }
+        // Died on its own: start again, sooner when it had run well.
+        let ran = launched.elapsed();
+        failures = if ran >= HEALTHY_RUN { 0 } else { failures + 1 };
+        let delay = backoff(failures);
+        if let Some(tx) = pending_restart.take() {
+            let _ = tx.send(Err(format!("the runtime {what}; see `oxydra-host logs`")));
+        }
+        lock(state).status.state = "restarting".into();
+        log.runner(&format!(
+            "starting the runtime again in {} ms",
+            delay.as_millis()
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = &mut signal => { log.runner("signal received: stopping"); return Ok(()); }
+            c = cmds.recv() => if let Some(Command::Stop { done, answered }) = c {
+                let _ = done.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// 0 → at once; then 1 s, 2 s, 4 s … up to 30 s.
+fn backoff(failures: u32) -> Duration {
+    if failures == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs(1u64 << (failures - 1).min(5)).min(BACKOFF_MAX)
+}
+
+/// Answer control connections.
+async fn serve_control(
+    listener: UnixListener,
+    state: Arc<Mutex<State>>,
+    log: Arc<Log>,
+    cmds: mpsc::Sender<Command>,
+    counters: Arc<egress::Counters>,
+    ws: PathBuf,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let (state, log, cmds, counters, ws) = (
+            state.clone(),
+            log.clone(),
+            cmds.clone(),
+            counters.clone(),
+            ws.clone(),
+        );
+        tokio::spawn(async move {
+            control_connection(stream, &state, &log, &cmds, &counters, &ws).await;
+        });
+    }
+}
+
+async fn send(stream: &mut UnixStream, answer: &Answer) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(answer).unwrap_or_else(|_| "{\"ok\":false}".into());
+    line.push('\n');
+    stream.write_all(line.as_bytes()).await
+}
+
+/// Whether the runtime's gateway socket accepts a connection.
+async fn health(ws: &Path) -> String {
+    let socket = gateway_socket(ws);
+    match tokio::time::timeout(Duration::from_secs(1), UnixStream::connect(&socket)).await {
+        Ok(Ok(_)) => "ok".into(),
+        Ok(Err(e)) => format!("the runtime's gateway socket does not answer: {e}"),
+        Err(_) => "the runtime's gateway socket did not answer within 1 s".into(),
+    }
+}
+
+async fn control_connection(
+    mut stream: UnixStream,
+    state: &Mutex<State>,
+    log: &Log,
+    cmds: &mpsc::Sender<Command>,
+    counters: &egress::Counters,
+    ws: &Path,
+) {
+    let mut line = String::new();
+    {
+        let mut reader = BufReader::new(&mut stream);
+        let read = tokio::time::timeout(Duration::from_secs(10), reader.read_line(&mut line)).await;
+        if !matches!(read, Ok(Ok(n)) if n > 0) {
+            return;
+        }
+    }
+    let req: Request = match serde_json::from_str(line.trim()) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = send(
+                &mut stream,
+                &Answer::error(format!(
+                    "not a control request ({e}); expected one JSON line such as {{\"op\":\"status\"}}"
+                )),
+            )
+            .await;
+            return;
+        }
+    };
+    match req {
+        Request::Status => {
+            let mut status = {
+                let s = lock(state);
+                let mut status = s.status.clone();
+                status.uptime_secs = status
+                    .runtime_pid
+                    .and(s.started)
+                    .map(|t| t.elapsed().as_secs());
+                status
+            };
+            status.health = if status.runtime_pid.is_some() {
+                health(ws).await
+            } else {
+                "no runtime is running".into()
+            };
+            status.egress_tunnels = counters.tunnels.load(Ordering::Relaxed);
+            status.egress_refused = counters.refused.load(Ordering::Relaxed);
+            let _ = send(
+                &mut stream,
+                &Answer {
+                    status: Some(status),
+                    ..Answer::ok()
+                },
+            )
+            .await;
+        }
+        Request::Stop => {
+            let (tx, rx) = oneshot::channel();
+            let (answered_tx, answered) = oneshot::channel();
+            if cmds
+                .send(Command::Stop { done: tx, answered })
+                .await
+                .is_err()
+            {
+                let _ = send(
+                    &mut stream,
+                    &Answer::error("the runner is already stopping"),
+                )
+                .await;
+                return;
+            }
+            let _ = rx.await;
+            let _ = send(&mut stream, &Answer::ok()).await;
+            let _ = stream.flush().await;
+            let _ = answered_tx.send(());
+        }
+        Request::Restart => {
+            let (tx, rx) = oneshot::channel();
+            if cmds.send(Command::Restart(tx)).await.is_err() {
+                let _ = send(&mut stream, &Answer::error("the runner is stopping")).await;
+                return;
+            }
+            let answer = match rx.await {
+                Ok(Ok(())) => Answer::ok(),
+                Ok(Err(e)) => Answer::error(e),
+                Err(_) => Answer::error("the runner stopped before the runtime was ready"),
+            };
+            let _ = send(&mut stream, &answer).await;
+        }
+        Request::Logs { tail, follow } => {
+            // Subscribe first: no line falls between the tail and the follow.
+            let mut rx = log.lines.subscribe();
+            if send(&mut stream, &Answer::ok()).await.is_err() {
+                return;
+            }
+            let mut text = String::new();
+            for l in log.tail(tail) {
+                text.push_str(&l);
+                text.push('\n');
+            }
+            if stream.write_all(text.as_bytes()).await.is_err() || !follow {
+                return;
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(l) => {
+                        if stream.write_all(format!("{l}\n").as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        let note =
+                            format!("runner: ({n} log lines skipped: the reader fell behind)\n");
+                        if stream.write_all(note.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_thirty_seconds() {
+        let secs: Vec<u64> = (0..9).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(secs, vec![0, 1, 2, 4, 8, 16, 30, 30, 30]);
+    }
+}
