@@ -291,6 +291,11 @@ impl System {
         Ok(out)
     }
 
+    /// The managed local model's server this system started, if any.
+    pub fn local_server(&self) -> Option<Arc<crate::local::LocalServer>> {
+        self.local.lock().ok().and_then(|l| l.clone())
+    }
+
     /// Load a provider component (a cached compile: well under a millisecond warm).
     fn provider(&self, name: &str) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
         let server = providers::managed_server(&self.config, name, &mut |line| {

@@ -254,7 +254,10 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             cwd,
         },
     };
-    // The System's local model server (if any) lives as long as the runner.
+    // The managed local model's server (if any) lives as long as the runner; the rest
+    // of the system (the engine, the loaded components) is not needed any more.
+    let local = system.local_server();
+    drop(system);
     let endpoint = token::endpoint_path(&ws);
     let ep = endpoint.clone();
     eprintln!(
@@ -267,7 +270,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         let _ = writeln!(out, "gateway {url}").and_then(|()| out.flush());
     });
     let _ = std::fs::remove_file(&endpoint);
-    drop(system);
+    drop(local);
     result.map_err(|e| Failure::new(exit::TOOL_ERROR, e.0))
 }
 
