@@ -74,6 +74,15 @@ impl Env {
     }
 
     fn serve(&self) -> Serve {
+        self.spawn(&["serve", "--workspace", self.ws().to_str().unwrap()])
+    }
+
+    /// The runner for user `alice`, the runtime in the process tier.
+    fn runner(&self) -> Serve {
+        self.spawn(&["--user", "alice", "start", "--insecure"])
+    }
+
+    fn spawn(&self, args: &[&str]) -> Serve {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -83,7 +92,7 @@ impl Env {
         c.env_clear()
             .envs(self.vars())
             .current_dir(self.dir.path())
-            .args(["serve", "--workspace", self.ws().to_str().unwrap()])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log);
@@ -107,6 +116,14 @@ impl Env {
     }
 
     fn tui_with(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Tmux {
+        let ws = self.ws();
+        let mut all = vec!["tui", "--workspace", ws.to_str().unwrap()];
+        all.extend_from_slice(args);
+        self.in_tmux(&all, extra_env)
+    }
+
+    /// `oxydra-host <args>` in a fresh tmux server of its own.
+    fn in_tmux(&self, args: &[&str], extra_env: &[(&str, &str)]) -> Tmux {
         static N: AtomicUsize = AtomicUsize::new(0);
         let socket = format!(
             "oxydra-tui-{}-{}",
@@ -121,11 +138,7 @@ impl Env {
         for (k, v) in extra_env {
             cmd.push_str(&format!(" {k}={}", quote(v)));
         }
-        cmd.push_str(&format!(
-            " {} tui --workspace {}",
-            quote(BIN),
-            quote(self.ws().to_str().unwrap())
-        ));
+        cmd.push_str(&format!(" {}", quote(BIN)));
         for a in args {
             cmd.push_str(&format!(" {}", quote(a)));
         }
@@ -706,4 +719,25 @@ fn without_a_gateway_it_says_how_to_start_one() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("no user `mallory`"));
+}
+
+#[test]
+fn dash_dash_tui_connects_through_the_runner_to_a_confined_runtime() {
+    require_tmux!();
+    let env = Env::new(vec![answer("answered inside the process tier", None)]);
+    let mut runner = env.runner();
+    let t = env.in_tmux(&["--tui", "--user", "alice"], &[]);
+    t.wait_for("connected to ws://127.0.0.1:");
+    t.line("hello from the TUI");
+    t.wait_for("answered inside the process tier");
+    let status = Command::new(BIN)
+        .env_clear()
+        .envs(env.vars())
+        .current_dir(env.dir.path())
+        .args(["--user", "alice", "status", "--json"])
+        .output()
+        .unwrap();
+    let s: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(s["tier"], "process", "{s}");
+    runner.stop();
 }
