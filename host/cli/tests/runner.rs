@@ -167,6 +167,15 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
     assert!(proc.contains("Seccomp:\t2"), "a seccomp filter: {proc}");
     let verified = s["verified"].to_string();
     assert!(verified.contains("no TCP socket"), "{s}");
+    assert!(verified.contains("no UDP socket"), "{s}");
+    assert!(
+        !s["degraded"].to_string().contains("can still"),
+        "no protection that was tried failed: {s}"
+    );
+    assert!(
+        proc.contains("CapEff:\t0000000000000000"),
+        "no capabilities: {proc}"
+    );
     assert!(verified.contains("cannot read /etc/passwd"), "{s}");
     assert!(
         verified.contains("cannot write") && verified.contains("runtime.log"),
@@ -193,6 +202,38 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
         "nothing else is inherited: {environ}"
     );
 
+    // Another process that reaches the runner's sockets gets nothing without the
+    // secrets: the egress proxy serves only its runtime, the control socket only
+    // holders of ipc/runner-control.secret.
+    {
+        use std::io::{Read, Write};
+        let mut p = std::os::unix::net::UnixStream::connect(ws.join("ipc/egress.sock")).unwrap();
+        p.write_all(
+            format!(
+                "CONNECT {} HTTP/1.1\r\n\r\n",
+                env.server.url.trim_start_matches("http://")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let mut answer = String::new();
+        p.read_to_string(&mut answer).unwrap();
+        assert!(answer.starts_with("HTTP/1.1 407"), "{answer}");
+        let mut c =
+            std::os::unix::net::UnixStream::connect(ws.join("ipc/runner-control.sock")).unwrap();
+        c.write_all(b"{\"secret\":\"guess\",\"op\":\"stop\"}\n")
+            .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        assert!(answer.contains("wrong control secret"), "{answer}");
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(ws.join("ipc/runner-control.secret"))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
     // The human form names the protections and the degraded reasons.
     let (code, human, _) = env.ctl(&["status"]);
     assert_eq!(code, 0);
@@ -203,6 +244,10 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
     let (code, logs, err) = env.ctl(&["logs", "--tail", "50"]);
     assert_eq!(code, 0, "{err}");
     assert!(logs.contains("runner: runtime ready in"), "{logs}");
+    assert!(
+        logs.contains("gateway unix:"),
+        "the runtime's own output: {logs}"
+    );
     assert!(logs.lines().count() <= 50);
 
     // A runtime that dies is started again; the gateway URL stays.

@@ -44,6 +44,9 @@ pub struct Plan {
     pub max_processes: Option<u64>,
     /// `RLIMIT_NOFILE`.
     pub max_open_files: u64,
+    /// Unix sockets it may connect to (Landlock ABI 9+ restricts connecting to named
+    /// unix sockets; older kernels do not, and that is reported as degraded).
+    pub connect_unix: Vec<PathBuf>,
     /// Files the confined process checks it can no longer read (see [`verify`]).
     pub must_not_read: Vec<PathBuf>,
     /// Files the confined process checks it can no longer write.
@@ -66,6 +69,17 @@ pub struct Report {
 /// and write the plan's forbidden files — and record each refusal as verified, each
 /// success as degraded. Nothing is claimed that was not tried.
 pub fn verify(plan: &Plan, r: &mut Report) {
+    match std::net::UdpSocket::bind(("127.0.0.1", 0)) {
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            r.verified.push(format!("no UDP socket ({e})"));
+        }
+        Err(e) => r.degraded.push(format!(
+            "opening a UDP socket failed, but not as refused: {e}"
+        )),
+        Ok(_) => r
+            .degraded
+            .push("the process can still open a UDP socket".into()),
+    }
     match std::net::TcpListener::bind(("127.0.0.1", 0)) {
         Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
             r.verified.push(format!("no TCP socket ({e})"));
@@ -109,6 +123,11 @@ pub fn verify(plan: &Plan, r: &mut Report) {
     }
 }
 
+/// SIGTERM to this process when its parent (the runner) dies, even by SIGKILL.
+pub fn die_with_parent() {
+    let _ = rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM));
+}
+
 /// Confine the calling process as `plan` says. Call it before any thread starts: Landlock
 /// and seccomp bind the calling thread and the threads and processes it creates later.
 /// `Err` only for a step that failed outright (the process should not go on).
@@ -118,6 +137,7 @@ pub fn confine(plan: &Plan) -> Result<Report, String> {
     rustix::thread::set_no_new_privs(true)
         .map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
     r.applied.push("no_new_privs".into());
+    drop_capabilities(&mut r)?;
     landlock_rules(plan, &mut r)?;
     seccomp(&mut r)?;
     Ok(r)
@@ -168,8 +188,27 @@ fn rlimits(plan: &Plan, r: &mut Report) -> Result<(), String> {
     Ok(())
 }
 
+/// No capabilities at all (a runtime started as root keeps none: no device access, no
+/// DAC override, nothing to regain, since `no_new_privs` also holds).
+fn drop_capabilities(r: &mut Report) -> Result<(), String> {
+    use rustix::thread::{CapabilitySet, CapabilitySets};
+    let _ = rustix::thread::clear_ambient_capability_set();
+    rustix::thread::set_capabilities(
+        None,
+        CapabilitySets {
+            effective: CapabilitySet::empty(),
+            permitted: CapabilitySet::empty(),
+            inheritable: CapabilitySet::empty(),
+        },
+    )
+    .map_err(|e| format!("capset (dropping every capability): {e}"))?;
+    r.applied
+        .push("no capabilities (effective, permitted, inheritable, ambient)".into());
+    Ok(())
+}
+
 /// The newest Landlock ABI this code asks for; older kernels give what they have.
-const LANDLOCK_ABI: ABI = ABI::V6;
+const LANDLOCK_ABI: ABI = ABI::V9;
 
 fn landlock_rules(plan: &Plan, r: &mut Report) -> Result<(), String> {
     let err = |e: landlock::RulesetError| format!("landlock: {e}");
@@ -190,7 +229,13 @@ fn landlock_rules(plan: &Plan, r: &mut Report) -> Result<(), String> {
         .map_err(err)?
         .add_rules(path_beneath_rules(
             &plan.read_write,
-            AccessFs::from_all(LANDLOCK_ABI),
+            // No device nodes, even beneath its own directories.
+            AccessFs::from_all(LANDLOCK_ABI) & !(AccessFs::MakeBlock | AccessFs::MakeChar),
+        ))
+        .map_err(err)?
+        .add_rules(path_beneath_rules(
+            &plan.connect_unix,
+            AccessFs::ResolveUnix,
         ))
         .map_err(err)?;
     let status = ruleset.restrict_self().map_err(err)?;
@@ -199,14 +244,21 @@ fn landlock_rules(plan: &Plan, r: &mut Report) -> Result<(), String> {
         list(&plan.read_only),
         list(&plan.read_write)
     );
+    let abi = kernel_abi();
     match status.ruleset {
         RulesetStatus::FullyEnforced => r.applied.push(fs),
         RulesetStatus::PartiallyEnforced => {
-            r.applied.push(format!("{fs} (partially)"));
-            r.degraded.push(
-                "landlock is only partly enforced: this kernel's Landlock ABI is older than 6 (some file, network or scope rights are not restricted)"
-                    .into(),
-            );
+            r.applied.push(format!("{fs} (partially: kernel Landlock ABI {abi})"));
+            if abi < 6 {
+                r.degraded.push(format!(
+                    "landlock is only partly enforced: this kernel's Landlock ABI is {abi}, older than 6 (some file, network or scope rights are not restricted)"
+                ));
+            }
+            if abi < 9 {
+                r.degraded.push(format!(
+                    "named unix sockets are not restricted: connecting to one needs Landlock ABI 9 to be confined (this kernel has {abi}), so the runtime can reach any unix socket on the host it has permission for (D-Bus, docker.sock); the runner's own control socket requires a secret the runtime cannot read, and its egress proxy one only this runtime holds"
+                ));
+            }
         }
         RulesetStatus::NotEnforced => r.degraded.push(
             "landlock is not enforced: the kernel has no Landlock (or it is disabled); files outside the workspace are not restricted by the kernel"
@@ -214,6 +266,32 @@ fn landlock_rules(plan: &Plan, r: &mut Report) -> Result<(), String> {
         ),
     }
     Ok(())
+}
+
+/// The kernel's Landlock ABI version (0: none).
+fn kernel_abi() -> i64 {
+    // The newest ABI whose every file right the kernel takes as a hard requirement.
+    for abi in (1..=9).rev() {
+        let probe: ABI = match abi {
+            9 => ABI::V9,
+            8 => ABI::V8,
+            7 => ABI::V7,
+            6 => ABI::V6,
+            5 => ABI::V5,
+            4 => ABI::V4,
+            3 => ABI::V3,
+            2 => ABI::V2,
+            _ => ABI::V1,
+        };
+        let full = Ruleset::default()
+            .set_compatibility(CompatLevel::HardRequirement)
+            .handle_access(AccessFs::from_all(probe))
+            .and_then(|r| r.create());
+        if full.is_ok() {
+            return abi;
+        }
+    }
+    0
 }
 
 fn list(paths: &[PathBuf]) -> String {
@@ -261,7 +339,10 @@ fn denied_syscalls() -> Vec<i64> {
         libc::SYS_fsmount,
         libc::SYS_move_mount,
         libc::SYS_open_tree,
+        libc::SYS_mknodat,
     ];
+    #[cfg(target_arch = "x86_64")]
+    v.push(libc::SYS_mknod);
     #[cfg(target_arch = "x86_64")]
     v.extend([libc::SYS_iopl, libc::SYS_ioperm]);
     v
@@ -355,7 +436,7 @@ fn seccomp(r: &mut Report) -> Result<(), String> {
         seccompiler::apply_filter(&prog).map_err(|e| format!("seccomp: {e}"))?;
     }
     r.applied.push(
-        "seccomp: no ptrace, mount, bpf, kexec, modules, namespaces or io_uring; sockets only AF_UNIX"
+        "seccomp: no ptrace, mount, bpf, kexec, modules, namespaces, io_uring or mknod; sockets only AF_UNIX"
             .into(),
     );
     Ok(())

@@ -1,5 +1,6 @@
 //! The runner's control socket (`<workspace>/ipc/runner-control.sock`): what `status`,
-//! `stop`, `restart` and `logs` send from another terminal. One JSON request line; one
+//! `stop`, `restart` and `logs` send from another terminal. One JSON request line
+//! (with the runner's secret, [`secret_path`]); one
 //! JSON answer line (`{"ok":true,...}` or `{"ok":false,"error":"..."}`); for `logs`, the
 //! log's lines follow the answer as plain text until the runner closes the connection
 //! (at once, or, with `follow`, when the client hangs up or the runner stops).
@@ -16,6 +17,22 @@ pub const SOCKET: &str = "runner-control.sock";
 /// The control socket of the workspace `ws`.
 pub fn socket(ws: &Path) -> PathBuf {
     ws.join("ipc").join(SOCKET)
+}
+
+/// The secret every request carries (`ipc/runner-control.secret`, 0600, made by the
+/// runner at start). The runtime can connect to the socket (Landlock before ABI 9 does
+/// not restrict connecting to named unix sockets) but cannot read `ipc/`, so it cannot
+/// stop its runner or read its log.
+pub fn secret_path(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("runner-control.secret")
+}
+
+/// One request on the wire: the secret and the request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope {
+    pub secret: String,
+    #[serde(flatten)]
+    pub request: Request,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +118,7 @@ impl Answer {
 /// A connection to a running runner.
 pub struct Client {
     stream: UnixStream,
+    secret: String,
 }
 
 impl Client {
@@ -108,7 +126,18 @@ impl Client {
     pub fn connect(ws: &Path) -> Result<Client, String> {
         let path = socket(ws);
         match UnixStream::connect(&path) {
-            Ok(stream) => Ok(Client { stream }),
+            Ok(stream) => {
+                let secret = std::fs::read_to_string(secret_path(ws))
+                    .map_err(|e| {
+                        format!(
+                            "{}: {e} (the runner writes it at start; run as the runner's user)",
+                            secret_path(ws).display()
+                        )
+                    })?
+                    .trim()
+                    .to_string();
+                Ok(Client { stream, secret })
+            }
             Err(e) => Err(format!(
                 "no runner is running for this workspace ({}: {e}); start one with `oxydra-host start`",
                 path.display()
@@ -125,7 +154,11 @@ impl Client {
     ) -> Result<(Answer, BufReader<UnixStream>), String> {
         let mut stream = self.stream;
         let _ = stream.set_read_timeout(timeout);
-        let mut line = serde_json::to_string(req).map_err(|e| e.to_string())?;
+        let envelope = Envelope {
+            secret: self.secret,
+            request: req.clone(),
+        };
+        let mut line = serde_json::to_string(&envelope).map_err(|e| e.to_string())?;
         line.push('\n');
         stream
             .write_all(line.as_bytes())

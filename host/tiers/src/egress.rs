@@ -28,6 +28,10 @@ pub struct Grants {
     pub origins: Vec<(String, u16)>,
     /// The web tools' policy, when they are enabled: IP targets it allows.
     pub web: Option<Policy>,
+    /// When set, every request must carry `Proxy-Authorization: Bearer <secret>`: only
+    /// the runtime this proxy serves knows it (another process that can reach the
+    /// socket cannot borrow its grants).
+    pub secret: Option<String>,
 }
 
 impl Grants {
@@ -131,6 +135,15 @@ pub fn start(socket: &Path, grants: Grants, rt: &tokio::runtime::Handle) -> std:
     })
 }
 
+/// Equal, in time that does not depend on where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 async fn answer(stream: &mut UnixStream, status: &str, why: &str) {
     let _ = stream
         .write_all(
@@ -213,6 +226,18 @@ async fn resolve(stream: &mut UnixStream, name: &str, grants: &Grants, counters:
         .await;
         return;
     }
+    if let Some(policy) = &grants.web {
+        let uri: Result<http::Uri, _> = format!("http://{name}/").parse();
+        let verdict = match uri {
+            Ok(u) => policy.check_url(&u).map(|_| ()).map_err(|d| d.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = verdict {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            answer(stream, "403 Forbidden", &why).await;
+            return;
+        }
+    }
     let lookup = tokio::net::lookup_host((name, 0));
     match tokio::time::timeout(CONNECT_TIMEOUT, lookup).await {
         Ok(Ok(addrs)) => {
@@ -250,6 +275,7 @@ async fn serve(mut stream: UnixStream, grants: &Grants, counters: &Counters) {
     let mut first = String::new();
     let mut line = String::new();
     let mut read = 0usize;
+    let mut bearer: Option<String> = None;
     let head = async {
         loop {
             line.clear();
@@ -265,6 +291,10 @@ async fn serve(mut stream: UnixStream, grants: &Grants, counters: &Counters) {
                 first = line.trim().to_string();
             } else if line == "\r\n" || line == "\n" {
                 return Ok(());
+            } else if let Some((k, v)) = line.split_once(':')
+                && k.trim().eq_ignore_ascii_case("proxy-authorization")
+            {
+                bearer = v.trim().strip_prefix("Bearer ").map(str::to_string);
             }
         }
     };
@@ -278,6 +308,21 @@ async fn serve(mut stream: UnixStream, grants: &Grants, counters: &Counters) {
         Ok(Ok(())) => target(&first),
         Ok(Err(e)) => Err(e),
         Err(_) => Err("no request head within 10 s".into()),
+    };
+    let parsed = match (&grants.secret, &bearer) {
+        (Some(want), Some(got)) if same(want, got) => parsed,
+        (Some(_), _) => {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("egress refused: a request without this runtime's proxy secret");
+            answer(
+                &mut stream,
+                "407 Proxy Authentication Required",
+                "this proxy serves one runtime, which sends its secret",
+            )
+            .await;
+            return;
+        }
+        (None, _) => parsed,
     };
     let (host, port) = match parsed {
         Ok(Ask::Connect(h, p)) => (h, p),
@@ -339,7 +384,7 @@ mod tests {
     fn grants_are_the_configured_origins_and_web_policy_addresses() {
         let g = Grants {
             origins: vec![("api.openai.com".into(), 443), ("127.0.0.1".into(), 8080)],
-            web: None,
+            ..Grants::default()
         };
         assert!(g.check("API.openai.com", 443).is_ok());
         assert!(g.check("127.0.0.1", 8080).is_ok());

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -47,6 +47,29 @@ pub fn confinement_path(ws: &Path) -> PathBuf {
 pub fn log_path(ws: &Path) -> PathBuf {
     ws.join("logs").join("runtime.log")
 }
+
+/// 32 random bytes, hex.
+pub fn random_secret() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut b = [0u8; 32];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(b.iter().map(|x| format!("{x:02x}")).collect())
+}
+
+/// Write `text` to `path`, readable by its owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
+}
+
+/// Longest line kept from the runtime's output (longer lines are cut).
+const MAX_LINE: usize = 16 * 1024;
 
 /// The line the runtime prints on stdout when its gateway is ready.
 pub const READY_PREFIX: &str = "gateway ";
@@ -104,9 +127,11 @@ impl Log {
         if let Some(d) = path.parent() {
             std::fs::create_dir_all(d)?;
         }
+        use std::os::unix::fs::OpenOptionsExt;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(path)?;
         let (lines, _) = broadcast::channel(1024);
         Ok(Log {
@@ -205,6 +230,9 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         )));
     }
     let _ = std::fs::remove_file(&control_path);
+    let secret = random_secret().map_err(|e| io("a random secret", e))?;
+    write_private(&control::secret_path(&ws), &secret)
+        .map_err(|e| io("the control socket's secret", e))?;
     let control = UnixListener::bind(&control_path)
         .map_err(|e| io(&format!("control socket {}", control_path.display()), e))?;
     let log = Arc::new(Log::open(&log_path(&ws)).map_err(|e| io("the runtime log", e))?);
@@ -246,6 +274,7 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
     let counters = proxy.counters.clone();
     let ctl = tokio::spawn(serve_control(
         control,
+        Arc::from(secret.as_str()),
         state.clone(),
         log.clone(),
         cmd_tx,
@@ -255,6 +284,7 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
     let result = supervise(&spec, &state, &log, cmd_rx, url, on_ready).await;
     ctl.abort();
     let _ = std::fs::remove_file(&control_path);
+    let _ = std::fs::remove_file(control::secret_path(&ws));
     let _ = std::fs::remove_file(gateway_socket(&ws));
     drop(proxy);
     match &result {
@@ -316,16 +346,48 @@ async fn signalled() {
 }
 
 /// Copy one of the runtime's streams into the log; on stdout, report the ready line.
+/// Bytes that are not UTF-8 are replaced, over-long lines cut: the pipe is read to its
+/// end whatever the runtime writes.
 async fn pump(stream: impl AsyncRead + Unpin, log: Arc<Log>, ready: Option<oneshot::Sender<()>>) {
-    let mut lines = BufReader::new(stream).lines();
+    let mut reader = BufReader::new(stream);
     let mut ready = ready;
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut reader)
+            .take(MAX_LINE as u64)
+            .read_until(b'\n', &mut buf)
+            .await
+        {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let cut = !buf.ends_with(b"\n");
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']);
         if line.starts_with(READY_PREFIX)
             && let Some(tx) = ready.take()
         {
             let _ = tx.send(());
         }
-        log.line(&line);
+        log.line(line);
+        if cut {
+            // The rest of an over-long line is dropped, up to its end.
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut reader)
+                    .take(MAX_LINE as u64)
+                    .read_until(b'\n', &mut rest)
+                    .await
+                {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if rest.ends_with(b"\n") => break,
+                    Ok(_) => {}
+                }
+            }
+            log.line("runner: (the line above was longer than 16 KiB and was cut)");
+        }
     }
 }
 
@@ -352,6 +414,12 @@ async fn terminate(child: &mut tokio::process::Child) -> String {
     match tokio::time::timeout(STOP_GRACE, child.wait()).await {
         Ok(s) => describe_exit(s).0,
         Err(_) => {
+            if let Some(pid) = child
+                .id()
+                .and_then(|p| rustix::process::Pid::from_raw(p as i32))
+            {
+                let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+            }
             let _ = child.kill().await;
             format!(
                 "killed: it did not stop within {} s of SIGTERM",
@@ -419,12 +487,19 @@ async fn supervise(
             s.started = Some(launched);
         }
         let (ready_tx, ready_rx) = oneshot::channel();
+        let mut pumps = Vec::new();
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(pump(out, log.clone(), Some(ready_tx)));
+            pumps.push(tokio::spawn(pump(out, log.clone(), Some(ready_tx))));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(pump(err, log.clone(), None));
+            pumps.push(tokio::spawn(pump(err, log.clone(), None)));
         }
+        // The runtime's last words reach the log before the runner says it ended.
+        let drain = |pumps: Vec<tokio::task::JoinHandle<()>>| async move {
+            for p in pumps {
+                let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+            }
+        };
         let mut ready_rx = Some(ready_rx);
         let mut was_ready = false;
         // Wait for the runtime to end (or be ended).
@@ -466,6 +541,7 @@ async fn supervise(
                         lock(state).status.state = "stopping".into();
                         log.runner("stop requested");
                         let what = terminate(&mut child).await;
+                        drain(std::mem::take(&mut pumps)).await;
                         log.runner(&format!("runtime {what}"));
                         lock(state).status.runtime_pid = None;
                         let _ = done.send(());
@@ -487,11 +563,13 @@ async fn supervise(
                     lock(state).status.state = "stopping".into();
                     log.runner("signal received: stopping");
                     let what = terminate(&mut child).await;
+                    drain(std::mem::take(&mut pumps)).await;
                     log.runner(&format!("runtime {what}"));
                     return Ok(());
                 }
             }
         };
+        drain(std::mem::take(&mut pumps)).await;
         let (what, code, requested) = outcome;
         if !requested && let Some(tx) = pending_restart.take() {
             let _ = tx.send(Err(format!(
@@ -531,10 +609,15 @@ async fn supervise(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = &mut signal => { log.runner("signal received: stopping"); return Ok(()); }
-            c = cmds.recv() => if let Some(Command::Stop { done, answered }) = c {
-                let _ = done.send(());
-                let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
-                return Ok(());
+            c = cmds.recv() => match c {
+                Some(Command::Stop { done, answered }) => {
+                    let _ = done.send(());
+                    let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
+                    return Ok(());
+                }
+                // Start now instead of after the backoff; answered when ready.
+                Some(Command::Restart(done)) => pending_restart = Some(done),
+                None => {}
             }
         }
     }
@@ -551,6 +634,7 @@ fn backoff(failures: u32) -> Duration {
 /// Answer control connections.
 async fn serve_control(
     listener: UnixListener,
+    secret: Arc<str>,
     state: Arc<Mutex<State>>,
     log: Arc<Log>,
     cmds: mpsc::Sender<Command>,
@@ -562,7 +646,8 @@ async fn serve_control(
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (state, log, cmds, counters, ws) = (
+        let (secret, state, log, cmds, counters, ws) = (
+            secret.clone(),
             state.clone(),
             log.clone(),
             cmds.clone(),
@@ -570,7 +655,7 @@ async fn serve_control(
             ws.clone(),
         );
         tokio::spawn(async move {
-            control_connection(stream, &state, &log, &cmds, &counters, &ws).await;
+            control_connection(stream, &secret, &state, &log, &cmds, &counters, &ws).await;
         });
     }
 }
@@ -593,6 +678,7 @@ async fn health(ws: &Path) -> String {
 
 async fn control_connection(
     mut stream: UnixStream,
+    secret: &str,
     state: &Mutex<State>,
     log: &Log,
     cmds: &mpsc::Sender<Command>,
@@ -607,8 +693,28 @@ async fn control_connection(
             return;
         }
     }
-    let req: Request = match serde_json::from_str(line.trim()) {
-        Ok(r) => r,
+    let req: Request = match serde_json::from_str::<control::Envelope>(line.trim()) {
+        Ok(e)
+            if e.secret.len() == secret.len()
+                && e.secret
+                    .bytes()
+                    .zip(secret.bytes())
+                    .fold(0u8, |a, (x, y)| a | (x ^ y))
+                    == 0 =>
+        {
+            e.request
+        }
+        Ok(_) => {
+            let _ = send(
+                &mut stream,
+                &Answer::error(format!(
+                    "wrong control secret: the runner's is in {} (readable by its user only)",
+                    control::secret_path(ws).display()
+                )),
+            )
+            .await;
+            return;
+        }
         Err(e) => {
             let _ = send(
                 &mut stream,

@@ -39,7 +39,7 @@ fn granted_origins_tunnel_and_everything_else_is_refused_with_the_reason() {
         &sock,
         Grants {
             origins: vec![("127.0.0.1".into(), port)],
-            web: None,
+            ..Grants::default()
         },
         rt.handle(),
     )
@@ -83,8 +83,8 @@ fn names_are_resolved_for_web_tools_only() {
     let _b = start(
         &web,
         Grants {
-            origins: vec![],
             web: Some(Policy::default()),
+            ..Grants::default()
         },
         rt.handle(),
     )

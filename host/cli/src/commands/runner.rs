@@ -141,9 +141,12 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         tracing::warn!("{w}");
     }
     let egress = system.egress()?;
+    let egress_secret = runner::random_secret()
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("a random secret: {e}")))?;
     let mut grants = Grants {
         origins: egress.origins.clone(),
         web: egress.web.clone(),
+        secret: Some(egress_secret.clone()),
     };
     let mut key_envs = egress.key_envs.clone();
     if let Some(t) = &user_cfg.channels.telegram
@@ -196,12 +199,27 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         .create(true)
         .append(true)
         .open(&log);
+    // A read-only root above the workspace would let the runtime read every user's
+    // workspace (their vaults and gateway tokens).
+    let read_only = existing(read_only);
+    let root = ws.parent().unwrap_or(&ws).to_path_buf();
+    if let Some(p) = read_only.iter().find(|p| root.starts_with(p)) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "the runtime must read {} (its binary, components or config), which contains the workspaces in {}: the runtime could read every user's workspace. Keep the binary and the config outside workspace_root (runner.toml), or set workspace_root elsewhere",
+                p.display(),
+                root.display()
+            ),
+        ));
+    }
     let plan = Plan {
-        read_only: existing(read_only),
+        read_only,
         read_write: existing(read_write),
         memory_bytes: user_cfg.resources.max_memory_mib.map(|m| m << 20),
         max_processes: user_cfg.resources.max_processes,
         max_open_files: 4096,
+        connect_unix: vec![runner::egress_socket(&ws)],
         must_not_read: existing([PathBuf::from("/etc/passwd"), log.clone()]),
         must_not_write: existing([log.clone()]),
     };
@@ -215,6 +233,10 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         runner::egress_socket(&ws).into(),
     ));
     env.push((TOKEN_ENV.into(), token.value.clone().into()));
+    env.push((
+        oxydra_runtime::capabilities::egress::EGRESS_SECRET_ENV.into(),
+        egress_secret.into(),
+    ));
     if let Some(url) = &egress.local_model_url {
         env.push((oxydra_session::local::URL_ENV.into(), url.into()));
     }

@@ -62,7 +62,9 @@ impl std::fmt::Display for Listen {
 /// The process tier: confine this process as the runner planned, check that it took,
 /// and send every outgoing connection through the runner's egress proxy.
 fn confine_self() -> Result<Report, Failure> {
-    use oxydra_runtime::capabilities::egress::{EGRESS_SOCKET_ENV, use_proxy};
+    use oxydra_runtime::capabilities::egress::{EGRESS_SECRET_ENV, EGRESS_SOCKET_ENV, use_proxy};
+    // A runtime never outlives its runner (a runner killed with SIGKILL included).
+    oxydra_tiers::confine::die_with_parent();
     use oxydra_tiers::confine::{self, PLAN_ENV, Plan};
     let started_by_runner =
         "serve --confine is started by the runner (`oxydra-host start --insecure`)";
@@ -80,14 +82,12 @@ fn confine_self() -> Result<Report, Failure> {
             format!("{started_by_runner}, which passes its egress proxy in {EGRESS_SOCKET_ENV}"),
         )
     })?;
-    let mut report = confine::confine(&plan).map_err(|e| {
-        Failure::new(
-            exit::TOOL_ERROR,
-            format!("could not confine the runtime: {e}"),
-        )
-    })?;
+    let secret = std::env::var(EGRESS_SECRET_ENV).ok();
+    // A runtime that cannot confine itself must not run (exit 2: the runner stops).
+    let mut report = confine::confine(&plan)
+        .map_err(|e| Failure::new(exit::USAGE, format!("could not confine the runtime: {e}")))?;
     confine::verify(&plan, &mut report);
-    use_proxy(std::path::Path::new(&socket)).map_err(|e| Failure::new(exit::USAGE, e))?;
+    use_proxy(std::path::Path::new(&socket), secret).map_err(|e| Failure::new(exit::USAGE, e))?;
     Ok(report)
 }
 
@@ -105,7 +105,7 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
         let path = oxydra_tiers::runner::confinement_path(&ws);
         let text = serde_json::to_string_pretty(report).unwrap_or_default();
         std::fs::write(&path, text)
-            .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("{}: {e}", path.display())))?;
+            .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", path.display())))?;
         for d in &report.degraded {
             tracing::warn!("confinement degraded: {d}");
         }

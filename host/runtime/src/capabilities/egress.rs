@@ -12,20 +12,24 @@ use std::sync::OnceLock;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use wasmtime_wasi_http::Error as HttpError;
 
-/// The process's route, set once at start-up (before any request).
-static PROXY: OnceLock<PathBuf> = OnceLock::new();
+/// The process's route, set once at start-up (before any request): the proxy's socket
+/// and the secret that proves to it this is the runtime it serves.
+static PROXY: OnceLock<(PathBuf, Option<String>)> = OnceLock::new();
 
 /// The environment variable the runner sets to the proxy's socket.
 pub const EGRESS_SOCKET_ENV: &str = "OXYDRA_EGRESS_SOCKET";
+/// The environment variable the runner sets to the proxy's secret (sent as
+/// `Proxy-Authorization: Bearer …` with every request).
+pub const EGRESS_SECRET_ENV: &str = "OXYDRA_EGRESS_SECRET";
 
 /// Send every outgoing connection of this process through the proxy at `socket`.
 /// Idempotent for the same path; a second, different path is refused.
-pub fn use_proxy(socket: &Path) -> Result<(), String> {
-    let set = PROXY.get_or_init(|| socket.to_path_buf());
-    if set != socket {
+pub fn use_proxy(socket: &Path, secret: Option<String>) -> Result<(), String> {
+    let set = PROXY.get_or_init(|| (socket.to_path_buf(), secret));
+    if set.0 != socket {
         return Err(format!(
             "the egress proxy is already {} (not {})",
-            set.display(),
+            set.0.display(),
             socket.display()
         ));
     }
@@ -34,7 +38,15 @@ pub fn use_proxy(socket: &Path) -> Result<(), String> {
 
 /// The proxy's socket, when this process uses one.
 pub fn proxy() -> Option<&'static Path> {
-    PROXY.get().map(PathBuf::as_path)
+    PROXY.get().map(|(p, _)| p.as_path())
+}
+
+/// The `Proxy-Authorization` header line, when the proxy has a secret.
+fn credential() -> String {
+    match PROXY.get().and_then(|(_, s)| s.as_deref()) {
+        Some(s) => format!("Proxy-Authorization: Bearer {s}\r\n"),
+        None => String::new(),
+    }
 }
 
 pub(crate) trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
@@ -67,7 +79,7 @@ pub async fn resolve(socket: &Path, name: &str) -> Result<Vec<std::net::IpAddr>,
             socket.display()
         )
     })?;
-    s.write_all(format!("RESOLVE {name} HTTP/1.1\r\n\r\n").as_bytes())
+    s.write_all(format!("RESOLVE {name} HTTP/1.1\r\n{}\r\n", credential()).as_bytes())
         .await
         .map_err(|e| format!("egress proxy: {e}"))?;
     let mut text = String::new();
@@ -104,9 +116,15 @@ pub async fn tunnel(socket: &Path, authority: &str) -> Result<tokio::net::UnixSt
             socket.display()
         )
     })?;
-    s.write_all(format!("CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
-        .await
-        .map_err(|e| format!("{authority}: egress proxy: {e}"))?;
+    s.write_all(
+        format!(
+            "CONNECT {authority} HTTP/1.1\r\nHost: {authority}\r\n{}\r\n",
+            credential()
+        )
+        .as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("{authority}: egress proxy: {e}"))?;
     let mut r = BufReader::new(&mut s);
     let mut status = String::new();
     let mut head = 0usize;
