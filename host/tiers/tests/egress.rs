@@ -80,8 +80,22 @@ fn names_are_resolved_for_web_tools_only() {
     let dir = tempfile::tempdir().unwrap();
     let (no_web, web) = (dir.path().join("a.sock"), dir.path().join("b.sock"));
     let _a = start(&no_web, Grants::default(), rt.handle()).unwrap();
+    let allow_localhost = Policy {
+        allow: vec![oxydra_runtime::capabilities::web::policy::Rule::parse("localhost").unwrap()],
+        deny: vec![],
+    };
     let _b = start(
         &web,
+        Grants {
+            web: Some(allow_localhost),
+            ..Grants::default()
+        },
+        rt.handle(),
+    )
+    .unwrap();
+    let strict = dir.path().join("c.sock");
+    let _c = start(
+        &strict,
         Grants {
             web: Some(Policy::default()),
             ..Grants::default()
@@ -97,6 +111,9 @@ fn names_are_resolved_for_web_tools_only() {
             ips.iter().all(|ip| ip.is_loopback()) && !ips.is_empty(),
             "{ips:?}"
         );
+        // The web policy is applied to the name before it is looked up.
+        let e = resolve(&strict, "localhost").await.unwrap_err();
+        assert!(e.contains("403") && e.contains("loopback"), "{e}");
         let e = resolve(&web, "bad..name").await.unwrap_err();
         assert!(e.contains("400") && e.contains("not a DNS name"), "{e}");
     });
