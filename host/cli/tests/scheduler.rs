@@ -3,7 +3,7 @@
 //!
 //! A scripted OpenAI-compatible server plays the model, routing by what it is asked: a
 //! gateway turn makes it call `schedule_create`; a scheduled run (its prompt starts with
-//! `[Scheduled run`) is answered by the goal's keyword (`hello`, `slow`, `loop`, `fail`).
+//! `[Scheduled run`) is answered by the goal's keyword (`hello`, `slow`, `loop`, `worth it`, `fail`).
 //! Jobs are created through the agent, or with `Scheduler::create` on the same store
 //! (what the tool does), with the origin of a gateway session this test follows.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -69,6 +69,9 @@ fn model(
             }
             if user.contains("loop") {
                 return openai::tool_calls(&[("c1", "schedule_search", json!({}))], Some((10, 5)));
+            }
+            if user.contains("worth it") {
+                return openai::answer("[NOTIFY] worth telling ✓", Some((10, 5)));
             }
             if user.contains("fail") {
                 return Reply::status(400, "{\"error\":{\"message\":\"scripted failure\"}}");
@@ -754,5 +757,78 @@ fn with_an_unpriced_model_a_money_budget_is_refused_and_runs_say_their_cost_is_u
         runs.contains("cost unknown") && runs.contains("max_cost not enforceable"),
         "{runs}"
     );
+    drop(serve);
+}
+
+#[test]
+fn conditional_jobs_tell_only_marked_answers_and_never_jobs_tell_nothing_not_even_failures() {
+    let env = Env::new(|| json!({}), "");
+    let serve = env.serve(&[]);
+    let (mut ws, session) = client(&serve, &env.ws());
+    let s = env.scheduler();
+    let origin = Origin::Gateway { session };
+    let make = |goal: &str, notify| {
+        s.create(
+            NewJob {
+                notify: Some(notify),
+                ..job(goal, CadenceKind::Once, &rfc3339_in(1))
+            },
+            &origin,
+            "default",
+        )
+        .unwrap()
+    };
+    let unmarked = make("say hello", Notify::Conditional);
+    let marked = make("worth it", Notify::Conditional);
+    let silent_failure = make("fail", Notify::Never);
+    // Only the marked answer is sent, without its marker.
+    let n = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(n["schedule_id"], marked.id.as_str());
+    assert_eq!(n["message"], "worth telling ✓");
+    let delivered = |id: &str| {
+        s.store()
+            .runs(id, 5)
+            .unwrap()
+            .first()
+            .map(|r| (r.status.clone(), r.delivered.clone()))
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the three runs to be recorded",
+        Duration::from_secs(20),
+        || {
+            [&unmarked.id, &marked.id, &silent_failure.id]
+                .iter()
+                .all(|id| !delivered(id).1.is_empty())
+        },
+    );
+    assert_eq!(
+        delivered(&unmarked.id),
+        (
+            "succeeded".to_string(),
+            "none: the answer did not start with [NOTIFY]".to_string()
+        )
+    );
+    assert_eq!(
+        delivered(&silent_failure.id),
+        (
+            "failed".to_string(),
+            "none: the job's policy is never".to_string()
+        )
+    );
+    // And no other notification reaches the session.
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_ne!(f["type"], "scheduled_notification", "{f}");
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     drop(serve);
 }
