@@ -3,7 +3,7 @@
 //!
 //! A scripted OpenAI-compatible server plays the model, routing by what it is asked: a
 //! gateway turn makes it call `schedule_create`; a scheduled run (its prompt starts with
-//! `[Scheduled run`) is answered by the goal's keyword (`hello`, `slow`, `loop`, `fail`).
+//! `[Scheduled run`) is answered by the goal's keyword (`hello`, `slow`, `loop`, `worth it`, `fail`).
 //! Jobs are created through the agent, or with `Scheduler::create` on the same store
 //! (what the tool does), with the origin of a gateway session this test follows.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -69,6 +69,9 @@ fn model(
             }
             if user.contains("loop") {
                 return openai::tool_calls(&[("c1", "schedule_search", json!({}))], Some((10, 5)));
+            }
+            if user.contains("worth it") {
+                return openai::answer("[NOTIFY] worth telling ✓", Some((10, 5)));
             }
             if user.contains("fail") {
                 return Reply::status(400, "{\"error\":{\"message\":\"scripted failure\"}}");
@@ -435,21 +438,25 @@ fn missed_ticks_are_caught_up_once_or_skipped_and_a_killed_run_is_interrupted() 
     let origin = Origin::Cli {
         session: "none".into(),
     };
-    // Two interval jobs whose ticks passed while no serve ran: 10 ticks each.
+    // Two hourly jobs made 3.5 h ago whose ticks (2.5 h, 1.5 h and 0.5 h ago) passed
+    // while no serve ran; the next regular tick is 30 min away, so none comes during
+    // the test and every run below is a catch-up.
     let mut ids = Vec::new();
     for goal in ["say hello", "say hello again"] {
         let j = s
-            .create(job(goal, CadenceKind::Interval, "6"), &origin, "default")
+            .create(job(goal, CadenceKind::Interval, "3600"), &origin, "default")
             .unwrap();
         let mut row = s.store().job(&j.id).unwrap().unwrap();
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64;
-        row.created_ms = now - 61_000;
-        row.next_run_ms = Some(now - 55_000);
-        s.store().update_job(&row).unwrap();
-        // (update_job keeps created_ms; the anchor only matters for the next tick.)
+        // Made again with an earlier creation (the interval's anchor), which
+        // update_job keeps.
+        s.store().delete_job(&j.id).unwrap();
+        row.created_ms = now - 3 * 3_600_000 - 1_800_000;
+        row.next_run_ms = Some(row.created_ms + 3_600_000);
+        assert!(s.store().insert_job(&row, 50).unwrap());
         ids.push(j.id);
     }
     s.set_status(&ids[1], false).unwrap();
@@ -467,7 +474,7 @@ fn missed_ticks_are_caught_up_once_or_skipped_and_a_killed_run_is_interrupted() 
     let runs = s.store().runs(&ids[0], 20).unwrap();
     assert_eq!(runs.len(), 1, "one run for all missed ticks: {runs:#?}");
     assert!(
-        runs[0].detail.contains("catching up") && runs[0].detail.contains("tick(s) missed"),
+        runs[0].detail.contains("catching up: 3 tick(s) missed"),
         "{runs:#?}"
     );
     assert!(
@@ -477,7 +484,11 @@ fn missed_ticks_are_caught_up_once_or_skipped_and_a_killed_run_is_interrupted() 
 
     // With missed_ticks = "skip": one skipped record, no run.
     let mut row = s.store().job(&ids[0]).unwrap().unwrap();
-    row.next_run_ms = Some(row.next_run_ms.unwrap() - 60_000);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    row.next_run_ms = Some(now - 60_000);
     s.store().update_job(&row).unwrap();
     {
         let serve = env.serve(&["scheduler.missed_ticks=skip"]);
@@ -597,5 +608,227 @@ fn a_budget_stops_a_run_and_failures_pause_the_job_and_are_announced() {
     env.schedule(&["delete", &failing.id]);
     assert!(s.store().job(&failing.id).unwrap().is_none());
     let _ = serve.stderr();
+    drop(serve);
+}
+
+#[test]
+fn money_and_wall_time_budgets_stop_runs_and_the_cli_pauses_a_job() {
+    let env = Env::new(|| json!({}), "");
+    let serve = env.serve(&[]);
+    let (_ws, session) = client(&serve, &env.ws());
+    let s = env.scheduler();
+    let origin = Origin::Gateway { session };
+    // One model call costs about $0.0000045 here (gpt-4o-mini, 10 + 5 tokens): over
+    // a max_cost of $0.000001, so the run stops after it.
+    let costly = s
+        .create(
+            NewJob {
+                max_cost: Some(0.000001),
+                ..job("say hello", CadenceKind::Once, &rfc3339_in(1))
+            },
+            &origin,
+            "default",
+        )
+        .unwrap();
+    // The model takes 4 s to answer; a wall time of 1 s stops the run in the call.
+    let slow = s
+        .create(
+            NewJob {
+                max_wall_secs: Some(1),
+                ..job("be slow", CadenceKind::Once, &rfc3339_in(1))
+            },
+            &origin,
+            "default",
+        )
+        .unwrap();
+    let ended = |id: &str| {
+        s.store()
+            .runs(id, 5)
+            .unwrap()
+            .first()
+            .is_some_and(|r| r.ended_ms.is_some())
+    };
+    wait_for("both runs to end", Duration::from_secs(30), || {
+        ended(&costly.id) && ended(&slow.id)
+    });
+    let r = &s.store().runs(&costly.id, 5).unwrap()[0];
+    assert_eq!(r.status, "budget", "{r:#?}");
+    assert!(
+        r.detail.contains("the job's max_cost ($0.000001)") && r.cost.is_some_and(|c| c > 0.000001),
+        "{r:#?}"
+    );
+    let r = &s.store().runs(&slow.id, 5).unwrap()[0];
+    assert_eq!(r.status, "budget", "{r:#?}");
+    assert!(r.detail.contains("the job's max_wall_secs (1)"), "{r:#?}");
+    assert!(
+        r.ended_ms.unwrap() - r.started_ms < 3500,
+        "stopped at its wall time, not after the model's 4 s: {r:#?}"
+    );
+
+    // `schedule pause` from the CLI: the job stops running.
+    let every = s
+        .create(
+            job("say hello", CadenceKind::Interval, "3600"),
+            &origin,
+            "default",
+        )
+        .unwrap();
+    let out = env.schedule(&["pause", &every.id]);
+    assert!(out.contains(&format!("{} paused", every.id)), "{out}");
+    let row = s.store().job(&every.id).unwrap().unwrap();
+    assert_eq!((row.status.as_str(), row.next_run_ms), ("paused", None));
+    let list = env.schedule(&["list"]);
+    assert!(list.contains("paused by the user"), "{list}");
+    // An unknown id is a usage error (exit 2) naming it.
+    let out = env
+        .cmd()
+        .args(["schedule", "pause", "job-nope", "--workspace"])
+        .arg(env.ws())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("job-nope"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(serve);
+}
+
+#[test]
+fn with_an_unpriced_model_a_money_budget_is_refused_and_runs_say_their_cost_is_unknown() {
+    // The model asks for a job with a money budget; the catalog has no prices for it.
+    let env = Env::new(
+        || json!({"goal": "say hello", "cadence_type": "interval", "cadence_value": "3600", "max_cost": 0.1}),
+        "",
+    );
+    let serve = env.serve(&[
+        "selection.model=scripted-unpriced",
+        "catalog.skip_catalog_validation=true",
+    ]);
+    let (mut ws, session) = client(&serve, &env.ws());
+    send(
+        &mut ws,
+        "send_turn",
+        json!({"prompt": "say hello every hour, at most 10 cents"}),
+    );
+    next_of(&mut ws, "turn_completed", Duration::from_secs(30));
+    let tool_result = env
+        .server
+        .requests()
+        .iter()
+        .filter_map(|r| {
+            r.json()["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["role"] == "tool")
+                .map(|m| m["content"].to_string())
+        })
+        .next()
+        .expect("the model saw the tool's result");
+    assert!(
+        tool_result.contains("max_cost")
+            && tool_result.contains("model `scripted-unpriced` has no prices in the catalog"),
+        "{tool_result}"
+    );
+    let s = env.scheduler();
+    assert!(s.store().jobs().unwrap().is_empty(), "nothing was made");
+    // A job with the default money budget runs; its run says the budget did not apply
+    // and records no cost (none is made up).
+    let j = s
+        .create(
+            job("say hello", CadenceKind::Once, &rfc3339_in(1)),
+            &Origin::Gateway { session },
+            "default",
+        )
+        .unwrap();
+    let n = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(n["message"], "scheduled hello ✓");
+    let r = &s.store().runs(&j.id, 5).unwrap()[0];
+    assert_eq!((r.status.as_str(), r.cost), ("succeeded", None), "{r:#?}");
+    assert!(
+        r.detail
+            .contains("cost unknown: model not priced; max_cost not enforceable"),
+        "{r:#?}"
+    );
+    let runs = env.schedule(&["runs", &j.id]);
+    assert!(
+        runs.contains("cost unknown") && runs.contains("max_cost not enforceable"),
+        "{runs}"
+    );
+    drop(serve);
+}
+
+#[test]
+fn conditional_jobs_tell_only_marked_answers_and_never_jobs_tell_nothing_not_even_failures() {
+    let env = Env::new(|| json!({}), "");
+    let serve = env.serve(&[]);
+    let (mut ws, session) = client(&serve, &env.ws());
+    let s = env.scheduler();
+    let origin = Origin::Gateway { session };
+    let make = |goal: &str, notify| {
+        s.create(
+            NewJob {
+                notify: Some(notify),
+                ..job(goal, CadenceKind::Once, &rfc3339_in(1))
+            },
+            &origin,
+            "default",
+        )
+        .unwrap()
+    };
+    let unmarked = make("say hello", Notify::Conditional);
+    let marked = make("worth it", Notify::Conditional);
+    let silent_failure = make("fail", Notify::Never);
+    // Only the marked answer is sent, without its marker.
+    let n = next_of(&mut ws, "scheduled_notification", Duration::from_secs(20));
+    assert_eq!(n["schedule_id"], marked.id.as_str());
+    assert_eq!(n["message"], "worth telling ✓");
+    let delivered = |id: &str| {
+        s.store()
+            .runs(id, 5)
+            .unwrap()
+            .first()
+            .map(|r| (r.status.clone(), r.delivered.clone()))
+            .unwrap_or_default()
+    };
+    wait_for(
+        "the three runs to be recorded",
+        Duration::from_secs(20),
+        || {
+            [&unmarked.id, &marked.id, &silent_failure.id]
+                .iter()
+                .all(|id| !delivered(id).1.is_empty())
+        },
+    );
+    assert_eq!(
+        delivered(&unmarked.id),
+        (
+            "succeeded".to_string(),
+            "none: the answer did not start with [NOTIFY]".to_string()
+        )
+    );
+    assert_eq!(
+        delivered(&silent_failure.id),
+        (
+            "failed".to_string(),
+            "none: the job's policy is never".to_string()
+        )
+    );
+    // And no other notification reaches the session.
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    loop {
+        match ws.read() {
+            Ok(Message::Text(t)) => {
+                let f: Value = serde_json::from_str(t.as_str()).unwrap();
+                assert_ne!(f["type"], "scheduled_notification", "{f}");
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     drop(serve);
 }

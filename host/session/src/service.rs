@@ -881,14 +881,21 @@ impl Inner {
         Ok((actor, interrupted))
     }
 
-    /// The per-call services of a turn from `origin`, run by `agent`.
-    fn call_context(&self, origin: &Origin, agent: &str) -> CallContext {
+    /// The per-call services of a turn from `origin`, run by `rt`'s agent.
+    fn call_context(&self, origin: &Origin, rt: &AgentRuntime) -> CallContext {
+        // Jobs this turn creates run on its agent's model: without its prices a job's
+        // money budget cannot be enforced, and the jobs service says so.
+        let unpriced = rt
+            .runtime
+            .model_info
+            .is_none()
+            .then(|| rt.runtime.model.clone());
         CallContext {
             // The user's jobs; the ones this turn creates report to `origin`.
             jobs: self
                 .scheduler
                 .as_ref()
-                .map(|s| s.jobs_for(origin.clone(), agent)),
+                .map(|s| s.jobs_for(origin.clone(), &rt.profile.name, unpriced)),
             // Files go to the turn's chat only (`send_media`); a turn from the CLI or the
             // gateway has none, and the outbox says so.
             outbox: crate::origin::ChatOutbox::for_turn(origin, &self.notifiers),
@@ -928,7 +935,7 @@ impl Inner {
                             }
                         },
                         &job.cancel,
-                        self.call_context(&job.opts.origin, &rt.profile.name),
+                        self.call_context(&job.opts.origin, &rt),
                     )
                     .map_err(Arc::new)
             }

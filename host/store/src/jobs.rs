@@ -107,7 +107,8 @@ fn u32_of(v: i64) -> u32 {
     u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
-fn job_of(r: &Row) -> Result<JobRow, libsql::Error> {
+/// A job from a row of `SELECT {JOB_COLUMNS}` (the one place the column order is read).
+fn job_row(r: &Row) -> Result<JobRow, libsql::Error> {
     Ok(JobRow {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -157,7 +158,7 @@ async fn jobs_where(
         .await?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().await? {
-        out.push(job_of(&r)?);
+        out.push(job_row(&r)?);
     }
     Ok(out)
 }
@@ -447,16 +448,36 @@ impl Store {
         })
     }
 
+    /// The job's newest run still marked running (by this process or another), if any.
+    /// Not simply the newest run: a tick skipped while it runs is newer.
+    pub fn running_run(&self, job: &str) -> Result<Option<RunRow>, StoreError> {
+        self.exec(async |c| {
+            Ok(runs_where(
+                c,
+                "WHERE job_id = ?1 AND status = 'running' ORDER BY started_ms DESC, rowid DESC LIMIT 1",
+                params![job],
+            )
+            .await?
+            .pop())
+        })
+    }
+
     pub fn run(&self, id: &str) -> Result<Option<RunRow>, StoreError> {
         self.exec(async |c| Ok(runs_where(c, "WHERE id = ?1", params![id]).await?.pop()))
     }
 
-    /// Keep a job's newest `keep` runs (and any still running); returns how many went.
+    /// Keep a job's newest `keep` runs and, counted apart, its newest `keep` skipped
+    /// ticks (runs still running are never pruned); returns how many went. Apart, so
+    /// that a burst of skipped ticks (a slow run, a long downtime with `skip`) never
+    /// pushes the real runs out of the history.
     pub fn prune_runs(&self, job: &str, keep: u32) -> Result<u64, StoreError> {
         self.exec(async |c| {
             Ok(c.execute(
-                "DELETE FROM job_runs WHERE job_id = ?1 AND status != 'running' AND id NOT IN \
-                 (SELECT id FROM job_runs WHERE job_id = ?1 ORDER BY started_ms DESC, rowid DESC LIMIT ?2)",
+                "DELETE FROM job_runs WHERE job_id = ?1 AND status != 'running' AND ( \
+                 (status = 'skipped' AND id NOT IN (SELECT id FROM job_runs WHERE job_id = ?1 \
+                   AND status = 'skipped' ORDER BY started_ms DESC, rowid DESC LIMIT ?2)) \
+                 OR (status != 'skipped' AND id NOT IN (SELECT id FROM job_runs WHERE job_id = ?1 \
+                   AND status != 'skipped' ORDER BY started_ms DESC, rowid DESC LIMIT ?2)))",
                 params![job, i64::from(keep)],
             )
             .await?)
@@ -594,6 +615,36 @@ mod tests {
     }
 
     #[test]
+    fn a_burst_of_skipped_ticks_never_pushes_real_runs_out_of_the_history() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("store.db")).unwrap();
+        s.insert_job(&job("j", Some(0)), 10).unwrap();
+        for (i, status) in ["succeeded", "failed", "budget", "interrupted"]
+            .into_iter()
+            .enumerate()
+        {
+            s.record_run(&run(&format!("real{i}"), "j", i as i64, status))
+                .unwrap();
+        }
+        // A slow run: many ticks skipped after the real runs.
+        for i in 0..30 {
+            s.record_run(&run(&format!("skip{i:02}"), "j", 100 + i, "skipped"))
+                .unwrap();
+        }
+        s.record_run(&run("now", "j", 200, "running")).unwrap();
+        // 3 real runs and 3 skipped ticks are kept, counted apart: the oldest real run
+        // (real0, real1: `now` is one of the 3) and 27 skipped ticks go.
+        assert_eq!(s.prune_runs("j", 3).unwrap(), 2 + 27);
+        let mut ids: Vec<String> = s.runs("j", 50).unwrap().into_iter().map(|r| r.id).collect();
+        ids.sort();
+        assert_eq!(
+            ids,
+            ["now", "real2", "real3", "skip27", "skip28", "skip29"],
+            "the newest real runs survive the burst"
+        );
+    }
+
+    #[test]
     fn history_is_pruned_to_the_newest_and_dead_runs_are_interrupted() {
         let dir = tempfile::tempdir().unwrap();
         let s = Store::open(&dir.path().join("store.db")).unwrap();
@@ -605,9 +656,14 @@ mod tests {
         assert_eq!(s.prune_runs("j", 2).unwrap(), 3);
         let ids: Vec<String> = s.runs("j", 10).unwrap().into_iter().map(|r| r.id).collect();
         assert_eq!(ids, ["r4", "r3"]);
+        assert_eq!(s.prune_runs("j", 2).unwrap(), 0, "nothing more to prune");
         // A running run of this process stays; one recorded by a process that is gone
         // (pid 0 in this namespace never exists) is interrupted.
         s.record_run(&run("mine", "j", 10, "running")).unwrap();
+        // A tick skipped while it runs is newer, yet the run is still found in flight.
+        s.record_run(&run("later", "j", 12, "skipped")).unwrap();
+        assert_eq!(s.runs("j", 1).unwrap()[0].id, "later");
+        assert_eq!(s.running_run("j").unwrap().unwrap().id, "mine");
         s.exec(async |c| {
             c.execute(
                 "INSERT INTO job_runs (id, job_id, scheduled_ms, started_ms, status, pid, pid_ns, pid_start) \

@@ -37,6 +37,10 @@
 //!   `oxydra:channel` types, the host's emit/state/log, HTTP helpers, and
 //!   `export_channel!`.
 
+// The derive macros name `::oxydra_sdk::…`; this lets the SDK use them itself (the
+// schedule_* argument enums in `scheduler`).
+extern crate self as oxydra_sdk;
+
 pub mod agent;
 mod bindings;
 #[cfg(feature = "channel")]

@@ -10,6 +10,66 @@ pub use jobs::{
     CadenceKind, Job, JobStatus, NewJob, Notify, OutputPage, Page, Patch, Query, Run, RunStatus,
 };
 
+use crate::ToolEnum;
+
+/// The `cadence_type` argument of the schedule_* tools (`cron`, `once`, `interval`), as
+/// the model writes it; `.into()` gives the [`CadenceKind`] the host takes.
+#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CadenceType {
+    Cron,
+    Once,
+    Interval,
+}
+
+impl From<CadenceType> for CadenceKind {
+    fn from(c: CadenceType) -> CadenceKind {
+        match c {
+            CadenceType::Cron => CadenceKind::Cron,
+            CadenceType::Once => CadenceKind::Once,
+            CadenceType::Interval => CadenceKind::Interval,
+        }
+    }
+}
+
+impl From<CadenceKind> for CadenceType {
+    fn from(k: CadenceKind) -> CadenceType {
+        match k {
+            CadenceKind::Cron => CadenceType::Cron,
+            CadenceKind::Once => CadenceType::Once,
+            CadenceKind::Interval => CadenceType::Interval,
+        }
+    }
+}
+
+/// The `notification` argument of the schedule_* tools (`always`, `conditional`,
+/// `never`); `.into()` gives the host's [`Notify`].
+#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notification {
+    Always,
+    Conditional,
+    Never,
+}
+
+impl From<Notification> for Notify {
+    fn from(n: Notification) -> Notify {
+        match n {
+            Notification::Always => Notify::Always,
+            Notification::Conditional => Notify::Conditional,
+            Notification::Never => Notify::Never,
+        }
+    }
+}
+
+impl From<Notify> for Notification {
+    fn from(n: Notify) -> Notification {
+        match n {
+            Notify::Always => Notification::Always,
+            Notify::Conditional => Notification::Conditional,
+            Notify::Never => Notification::Never,
+        }
+    }
+}
+
 pub fn create(job: &NewJob) -> Result<Job, String> {
     jobs::create(job)
 }
@@ -37,22 +97,6 @@ pub fn run_output(run: &str, offset: u32, max_chars: u32) -> Result<OutputPage, 
     jobs::run_output(run, offset, max_chars)
 }
 
-fn kind_str(k: CadenceKind) -> &'static str {
-    match k {
-        CadenceKind::Cron => "cron",
-        CadenceKind::Interval => "interval",
-        CadenceKind::Once => "once",
-    }
-}
-
-fn notify_str(n: Notify) -> &'static str {
-    match n {
-        Notify::Always => "always",
-        Notify::Conditional => "conditional",
-        Notify::Never => "never",
-    }
-}
-
 fn status_str(s: JobStatus) -> &'static str {
     match s {
         JobStatus::Active => "active",
@@ -78,10 +122,10 @@ pub fn job_json(j: &Job) -> serde_json::Value {
         "schedule_id": j.id,
         "name": j.name,
         "goal": j.goal,
-        "cadence_type": kind_str(j.cadence_kind),
+        "cadence_type": CadenceType::from(j.cadence_kind).as_str(),
         "cadence_value": j.cadence_value,
         "timezone": j.timezone,
-        "notification": notify_str(j.notify),
+        "notification": Notification::from(j.notify).as_str(),
         "status": status_str(j.status),
         "status_detail": j.status_detail,
         "origin": j.origin,

@@ -1,22 +1,8 @@
 //! `schedule_create` (profile scheduler): schedule a goal to run later. The host keeps
 //! the job for the calling user; its results go to where this turn came from.
 
-use oxydra_sdk::scheduler::{self, CadenceKind, NewJob, Notify};
-use oxydra_sdk::{ToolEnum, ToolError, tool};
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum CadenceType {
-    Cron,
-    Once,
-    Interval,
-}
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Notification {
-    Always,
-    Conditional,
-    Never,
-}
+use oxydra_sdk::scheduler::{self, CadenceType, NewJob, Notification};
+use oxydra_sdk::{ToolError, tool};
 
 /// Schedule work for later: `goal` is run as a new turn of its own at each time of the
 /// cadence, while `oxydra-host serve` runs, and its answer is sent to where this
@@ -60,18 +46,10 @@ fn schedule_create(
     let job = NewJob {
         goal,
         name,
-        cadence_kind: match cadence_type {
-            CadenceType::Cron => CadenceKind::Cron,
-            CadenceType::Once => CadenceKind::Once,
-            CadenceType::Interval => CadenceKind::Interval,
-        },
+        cadence_kind: cadence_type.into(),
         cadence_value,
         timezone,
-        notify: notification.map(|n| match n {
-            Notification::Always => Notify::Always,
-            Notification::Conditional => Notify::Conditional,
-            Notification::Never => Notify::Never,
-        }),
+        notify: notification.map(Into::into),
         max_turns,
         max_cost,
         max_wall_secs,

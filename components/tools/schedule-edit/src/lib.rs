@@ -1,21 +1,7 @@
 //! `schedule_edit` (profile scheduler): change a job; only the fields given change.
 
-use oxydra_sdk::scheduler::{self, CadenceKind, JobStatus, Notify, Patch};
+use oxydra_sdk::scheduler::{self, CadenceType, JobStatus, Notification, Patch};
 use oxydra_sdk::{ToolEnum, ToolError, tool};
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum CadenceType {
-    Cron,
-    Once,
-    Interval,
-}
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Notification {
-    Always,
-    Conditional,
-    Never,
-}
 
 #[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
 enum Status {
@@ -52,18 +38,10 @@ fn schedule_edit(
         id: schedule_id,
         name,
         goal,
-        cadence_kind: cadence_type.map(|c| match c {
-            CadenceType::Cron => CadenceKind::Cron,
-            CadenceType::Once => CadenceKind::Once,
-            CadenceType::Interval => CadenceKind::Interval,
-        }),
+        cadence_kind: cadence_type.map(Into::into),
         cadence_value,
         timezone,
-        notify: notification.map(|n| match n {
-            Notification::Always => Notify::Always,
-            Notification::Conditional => Notify::Conditional,
-            Notification::Never => Notify::Never,
-        }),
+        notify: notification.map(Into::into),
         status: status.map(|s| match s {
             Status::Active => JobStatus::Active,
             Status::Paused => JobStatus::Paused,

@@ -1,6 +1,6 @@
 //! `schedule_search` (profile scheduler): the calling user's jobs, filtered and paged.
 
-use oxydra_sdk::scheduler::{self, CadenceKind, JobStatus, Notify, Query};
+use oxydra_sdk::scheduler::{self, CadenceType, JobStatus, Notification, Query};
 use oxydra_sdk::{ToolEnum, ToolError, tool};
 
 #[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -8,20 +8,6 @@ enum Status {
     Active,
     Paused,
     Finished,
-}
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum CadenceType {
-    Cron,
-    Once,
-    Interval,
-}
-
-#[derive(ToolEnum, Debug, Clone, Copy, PartialEq, Eq)]
-enum Notification {
-    Always,
-    Conditional,
-    Never,
 }
 
 /// List the user's scheduled jobs, newest last, optionally filtered by name (substring,
@@ -52,16 +38,8 @@ fn schedule_search(
             Status::Paused => JobStatus::Paused,
             Status::Finished => JobStatus::Finished,
         }),
-        cadence_kind: cadence_type.map(|c| match c {
-            CadenceType::Cron => CadenceKind::Cron,
-            CadenceType::Once => CadenceKind::Once,
-            CadenceType::Interval => CadenceKind::Interval,
-        }),
-        notify: notification.map(|n| match n {
-            Notification::Always => Notify::Always,
-            Notification::Conditional => Notify::Conditional,
-            Notification::Never => Notify::Never,
-        }),
+        cadence_kind: cadence_type.map(Into::into),
+        notify: notification.map(Into::into),
         limit,
         offset,
     };

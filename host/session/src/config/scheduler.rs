@@ -35,10 +35,13 @@ pub struct SchedulerConfig {
     pub default_timezone: String,
     /// Per-run budgets: defaults and caps (a job may ask for less, never more).
     pub max_turns: u32,
-    /// US dollars; enforced when the model's prices are known (the catalog).
+    /// US dollars; enforced only when the catalog prices the agent's model (otherwise
+    /// an explicit `max_cost` is refused at creation, and runs note that their cost is
+    /// unknown).
     pub max_cost: f64,
     pub max_wall_secs: u64,
-    /// Runs kept per job; older ones are pruned.
+    /// Runs kept per job, and skipped ticks kept per job counted apart (a burst of
+    /// skipped ticks never pushes real runs out); older ones are pruned.
     pub max_run_history: u32,
     /// Consecutive failed runs after which a job is paused (and its origin told).
     pub pause_after_failures: u32,

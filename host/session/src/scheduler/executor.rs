@@ -28,6 +28,10 @@ use std::time::{Duration, Instant};
 /// The marker a `conditional` job's answer starts with when it is worth telling.
 pub const NOTIFY_MARKER: &str = "[NOTIFY]";
 
+/// What a run that called an unpriced model notes: its spend is unknown, so its job's
+/// `max_cost` did not apply (only `max_turns` and `max_wall_secs` did).
+pub const COST_UNKNOWN: &str = "cost unknown: model not priced; max_cost not enforceable";
+
 /// Missed ticks counted at most (for the message; one run covers them all anyway).
 const COUNT_MISSED_UPTO: u32 = 1000;
 
@@ -249,14 +253,7 @@ impl Loop {
             }
             // A run of this job still in flight in another live process (a second serve
             // on the same workspace): this tick is skipped too, never a second run.
-            if let Some(other) = self
-                .sched
-                .store()
-                .runs(&job.id, 1)
-                .ok()
-                .and_then(|r| r.into_iter().next())
-                .filter(|r| r.status == "running")
-            {
+            if let Some(other) = self.sched.store().running_run(&job.id).ok().flatten() {
                 run.status = "skipped".into();
                 run.ended_ms = Some(now);
                 run.detail = format!(
@@ -381,7 +378,7 @@ impl Loop {
     }
 
     fn finish(&self, f: InFlight, outcome: Option<Result<TurnOutcome, Arc<TurnFailure>>>) {
-        let ending = match outcome {
+        let mut ending = match outcome {
             Some(Ok(o)) => Ending {
                 status: "succeeded",
                 output: o.answer,
@@ -414,6 +411,21 @@ impl Loop {
                 cost: None,
             },
         };
+        // A priced model's spend is known from its first call (0.0 before): no cost
+        // after a model call means the catalog has no prices for it.
+        if let Some(max) = f.job.max_cost
+            && ending.cost.is_none()
+            && ending.turns > 0
+        {
+            let note = format!(
+                "{COST_UNKNOWN} (the job's max_cost of ${max} was not applied; max_turns and max_wall_secs were)"
+            );
+            ending.detail = if ending.detail.is_empty() {
+                note
+            } else {
+                format!("{}; {note}", ending.detail)
+            };
+        }
         self.record(f.job, f.run, ending);
     }
 

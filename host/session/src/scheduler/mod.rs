@@ -170,12 +170,20 @@ impl Scheduler {
     }
 
     /// What the tools of a turn from `origin`, run by `agent`, may do: the user's jobs;
-    /// jobs they create report to `origin` and run as `agent`.
-    pub fn jobs_for(self: &Arc<Self>, origin: Origin, agent: &str) -> Arc<dyn Jobs> {
+    /// jobs they create report to `origin` and run as `agent`. `unpriced_model` names the
+    /// agent's model when the catalog has no prices for it: a job may then not ask for
+    /// a money budget, which nothing could enforce.
+    pub fn jobs_for(
+        self: &Arc<Self>,
+        origin: Origin,
+        agent: &str,
+        unpriced_model: Option<String>,
+    ) -> Arc<dyn Jobs> {
         Arc::new(TurnJobs {
             sched: self.clone(),
             origin,
             agent: agent.to_string(),
+            unpriced_model,
         })
     }
 
@@ -488,10 +496,23 @@ struct TurnJobs {
     sched: Arc<Scheduler>,
     origin: Origin,
     agent: String,
+    /// The agent's model, when the catalog does not price it.
+    unpriced_model: Option<String>,
 }
 
 impl Jobs for TurnJobs {
     fn create(&self, job: NewJob) -> Result<Job, String> {
+        // Asked for explicitly, a money budget that cannot apply is refused rather than
+        // recorded as if it did. The `[scheduler] max_cost` default is still stored
+        // (it applies if the agent's model gets prices); each run that cannot apply it
+        // says so ([`executor::COST_UNKNOWN`]).
+        if let (Some(c), Some(model)) = (job.max_cost, &self.unpriced_model) {
+            return Err(format!(
+                "max_cost: ${c} cannot be enforced: model `{model}` has no prices in the catalog, \
+                 so a run's cost is unknown; leave max_cost out (runs are then bounded by max_turns \
+                 and max_wall_secs only)"
+            ));
+        }
         self.sched.create(job, &self.origin, &self.agent)
     }
     fn search(&self, query: Query) -> Result<Page, String> {
@@ -616,6 +637,38 @@ mod tests {
             .unwrap();
         let e = err(new_job(CadenceKind::Interval, "60"));
         assert!(e.contains("max_jobs_per_user"), "{e}");
+    }
+
+    #[test]
+    fn a_money_budget_is_refused_when_the_model_is_not_priced() {
+        let (_d, s) = sched(SchedulerConfig::default());
+        let s = Arc::new(s);
+        let unpriced = s.jobs_for(origin(), "default", Some("local-llm".into()));
+        let e = unpriced
+            .create(NewJob {
+                max_cost: Some(0.1),
+                ..new_job(CadenceKind::Interval, "3600")
+            })
+            .unwrap_err();
+        assert!(
+            e.starts_with("max_cost: ")
+                && e.contains("model `local-llm` has no prices")
+                && e.contains("leave max_cost out"),
+            "{e}"
+        );
+        // Without one it is made (the runs then say their cost is unknown); with a
+        // priced model a money budget is taken.
+        unpriced
+            .create(new_job(CadenceKind::Interval, "3600"))
+            .unwrap();
+        let priced = s.jobs_for(origin(), "default", None);
+        let j = priced
+            .create(NewJob {
+                max_cost: Some(0.1),
+                ..new_job(CadenceKind::Interval, "3600")
+            })
+            .unwrap();
+        assert_eq!(j.max_cost, Some(0.1));
     }
 
     #[test]
