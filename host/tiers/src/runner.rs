@@ -328,8 +328,8 @@ fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// SIGINT or SIGTERM to the runner.
-async fn signalled() {
+/// SIGINT or SIGTERM to this process (the runner's, and `serve`'s, way to stop).
+pub async fn signalled() {
     use tokio::signal::unix::{SignalKind, signal};
     match (
         signal(SignalKind::interrupt()),
@@ -341,7 +341,10 @@ async fn signalled() {
                 _ = term.recv() => {}
             }
         }
-        _ => std::future::pending::<()>().await,
+        _ => {
+            tracing::warn!("no signal handlers: stop this process by killing it");
+            std::future::pending::<()>().await;
+        }
     }
 }
 

@@ -212,7 +212,7 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
                 tracing::warn!("the default agent cannot run: {e}");
             }
         });
-        gateway.run(shutdown_signal()).await;
+        gateway.run(oxydra_tiers::runner::signalled()).await;
         // Only our own URL is removed: another serve may have taken the file over.
         if let Some(endpoint) = &endpoint
             && std::fs::read_to_string(endpoint).is_ok_and(|t| t.trim() == url)
@@ -230,24 +230,4 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     drop(rt);
     drop(held);
     result
-}
-
-/// SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::terminate()),
-    ) {
-        (Ok(mut int), Ok(mut term)) => {
-            tokio::select! {
-                _ = int.recv() => {}
-                _ = term.recv() => {}
-            }
-        }
-        _ => {
-            tracing::warn!("no signal handlers: stop serve by killing it");
-            std::future::pending::<()>().await;
-        }
-    }
 }
