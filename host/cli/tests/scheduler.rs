@@ -14,6 +14,7 @@ mod reap;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
+use common::gateway::{self, Ws, next_of_within as next_of, send};
 use oxydra_runtime::scheduling::{CadenceKind, NewJob, Notify};
 use oxydra_session::Origin;
 use oxydra_session::config::SchedulerConfig;
@@ -22,12 +23,10 @@ use reap::Reaped;
 use serde_json::{Value, json};
 use server::{Piece, Recorded, Reply, Server, openai};
 use std::io::{BufRead, BufReader};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tungstenite::Message;
 
 /// The last user message of a chat-completions request.
 fn last_user(r: &Recorded) -> String {
@@ -86,39 +85,24 @@ fn model(
     }
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
+/// The shared test environment, with the model of [`model`] and a fast scheduler.
+struct Env(common::Env);
+
+impl std::ops::Deref for Env {
+    type Target = common::Env;
+    fn deref(&self) -> &common::Env {
+        &self.0
+    }
 }
 
 impl Env {
     fn new(create: impl Fn() -> Value + Send + Sync + 'static, scheduler_cfg: &str) -> Env {
-        let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let server = Server::routes("127.0.0.1", model(create));
-        let cfg = format!(
-            "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
-             [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n\
-             [scheduler]\npoll_interval_secs = 1\nmin_interval_secs = 1\nmissed_grace_secs = 5\n{scheduler_cfg}",
-            server.url
-        );
-        std::fs::create_dir_all(dir.path().join(".oxydra")).unwrap();
-        std::fs::write(dir.path().join(".oxydra/agent.toml"), cfg).unwrap();
-        Env { dir, server }
-    }
-
-    fn ws(&self) -> PathBuf {
-        self.dir.path().join("ws")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_oxydra-host"));
-        c.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .env("HOME", self.dir.path().join("home"))
-            .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
-            .env("LOCAL_KEY", common::MODEL_KEY)
-            .current_dir(self.dir.path());
-        c
+        Env(common::Env::with_server(
+            Server::routes("127.0.0.1", model(create)),
+            &format!(
+                "[scheduler]\npoll_interval_secs = 1\nmin_interval_secs = 1\nmissed_grace_secs = 5\n{scheduler_cfg}"
+            ),
+        ))
     }
 
     fn serve(&self, sets: &[&str]) -> Serve {
@@ -214,52 +198,13 @@ impl Serve {
     }
 }
 
-type Ws = tungstenite::WebSocket<TcpStream>;
-
 /// A gateway client, said hello: (the connection, its session).
 fn client(serve: &Serve, ws_dir: &Path) -> (Ws, String) {
-    let url = &serve.url;
-    let hostport = url.strip_prefix("ws://").unwrap().trim_end_matches("/ws");
-    let stream = TcpStream::connect(hostport).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
-    let (mut ws, _) = tungstenite::client(url.as_str(), stream).unwrap();
-    let token = std::fs::read_to_string(ws_dir.join("ipc/gateway-token")).unwrap();
-    send(
-        &mut ws,
-        "hello",
-        json!({"protocol_version": 3, "token": token.trim()}),
-    );
+    let mut ws = gateway::connect(&serve.url);
+    gateway::hello(&mut ws, &gateway::token(ws_dir), json!({}));
     let ack = next_of(&mut ws, "hello_ack", Duration::from_secs(30));
     let session = ack["session"]["session_id"].as_str().unwrap().to_string();
     (ws, session)
-}
-
-fn send(ws: &mut Ws, ty: &str, payload: Value) {
-    ws.send(Message::text(
-        json!({"type": ty, "payload": payload}).to_string(),
-    ))
-    .unwrap();
-}
-
-/// The payload of the next frame of type `ty`, within `within`.
-fn next_of(ws: &mut Ws, ty: &str, within: Duration) -> Value {
-    let deadline = Instant::now() + within;
-    loop {
-        assert!(Instant::now() < deadline, "no {ty} frame within {within:?}");
-        match ws.read() {
-            Ok(Message::Text(t)) => {
-                let f: Value = serde_json::from_str(t.as_str()).unwrap();
-                if f["type"] == ty {
-                    return f["payload"].clone();
-                }
-                assert_ne!(f["type"], "error", "waiting for {ty}: {f}");
-            }
-            Ok(_) => {}
-            Err(e) => panic!("waiting for {ty}: {e}"),
-        }
-    }
 }
 
 fn rfc3339_in(secs: i64) -> String {
@@ -822,7 +767,7 @@ fn conditional_jobs_tell_only_marked_answers_and_never_jobs_tell_nothing_not_eve
         .unwrap();
     loop {
         match ws.read() {
-            Ok(Message::Text(t)) => {
+            Ok(tungstenite::Message::Text(t)) => {
                 let f: Value = serde_json::from_str(t.as_str()).unwrap();
                 assert_ne!(f["type"], "scheduled_notification", "{f}");
             }

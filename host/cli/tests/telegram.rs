@@ -41,12 +41,12 @@ fn setup(bot: &FakeBot, replies: Vec<server::Reply>) -> Env {
 
 /// `extra`: more keys of `[channels.telegram]`, one per line.
 fn setup_with(bot: &FakeBot, replies: Vec<server::Reply>, extra: &str) -> Env {
-    setup_full(bot, replies, extra, "")
+    setup_full(bot, server::Server::start(replies), extra, "")
 }
 
 /// `agent`: more agent.toml (after the provider tables).
-fn setup_full(bot: &FakeBot, replies: Vec<server::Reply>, extra: &str, agent: &str) -> Env {
-    let env = Env::with_config(replies, agent);
+fn setup_full(bot: &FakeBot, model: server::Server, extra: &str, agent: &str) -> Env {
+    let env = Env::with_server(model, agent);
     let d = env.dir.path().join(".oxydra");
     std::fs::write(d.join("runner.toml"), "[users.alice]\n").unwrap();
     std::fs::create_dir_all(d.join("users")).unwrap();
@@ -453,31 +453,35 @@ fn send_media_sends_a_workspace_file_to_the_chat_of_the_turn_and_nowhere_else() 
 #[test]
 fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
     let bot = FakeBot::start(TOKEN);
-    // The job runs once, 8 s after the test starts (serve starts and the turn that makes it runs first).
-    let at = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        + 8000;
-    let when = oxydra_session::scheduler::cadence::format_ms(at);
-    let env = setup_full(
-        &bot,
-        vec![
-            server::openai::tool_calls(
-                &[(
-                    "c1",
-                    "schedule_create",
-                    json!({"goal": "remind me to stretch", "cadence_type": "once",
-                           "cadence_value": when, "notification": "always"}),
-                )],
-                Some((50, 10)),
-            ),
-            answer("I will remind you"),
-            answer("Time to **stretch** ✓"),
-        ],
-        "",
-        "[scheduler]\npoll_interval_secs = 1\n",
-    );
+    // The job runs once, 4 s after the model asks for it: the time is taken when the model
+    // is called, so however long serve takes to start, the time is not yet past when the
+    // tool makes the job.
+    let calls = std::sync::atomic::AtomicUsize::new(0);
+    let model = server::Server::routes("127.0.0.1", move |_| {
+        match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => {
+                let at = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_millis() as i64
+                    + 4000;
+                let when = oxydra_session::scheduler::cadence::format_ms(at);
+                server::openai::tool_calls(
+                    &[(
+                        "c1",
+                        "schedule_create",
+                        json!({"goal": "remind me to stretch", "cadence_type": "once",
+                               "cadence_value": when, "notification": "always"}),
+                    )],
+                    Some((50, 10)),
+                )
+            }
+            1 => answer("I will remind you"),
+            2 => answer("Time to **stretch** ✓"),
+            _ => server::Reply::status(599, "{\"error\":\"script exhausted\"}"),
+        }
+    });
+    let env = setup_full(&bot, model, "", "[scheduler]\npoll_interval_secs = 1\n");
     let (child, err) = serve(&env);
     // In a forum topic, so the origin carries the thread too.
     let group = json!({"id": -100, "type": "supergroup", "title": "team", "is_forum": true});
@@ -491,8 +495,21 @@ fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
     m["message"]["message_thread_id"] = json!(9);
     m["message"]["is_topic_message"] = json!(true);
     bot.push_update(m);
-    let sent = sent_wait(&bot, 2, &err);
+    let sent = sent_wait(&bot, 1, &err);
     assert!(sent[0].1.contains("I will remind you"), "{sent:?}");
+    // The tool made the job (its result went back to the model).
+    let tool_result = env.server.requests()[1].json()["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["role"] == "tool")
+        .map(|m| m["content"].to_string())
+        .unwrap_or_default();
+    assert!(
+        tool_result.contains("schedule_id"),
+        "schedule_create failed: {tool_result}"
+    );
+    let sent = sent_wait(&bot, 2, &err);
     assert_eq!(sent[1].0, "-100", "the chat that made the job: {sent:?}");
     assert!(sent[1].1.contains("stretch"), "{sent:?}");
     let last = bot.calls_to("sendMessage").pop().unwrap();

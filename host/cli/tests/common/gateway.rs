@@ -58,6 +58,17 @@ pub fn next_of(ws: &mut Ws, ty: &str) -> Value {
     }
 }
 
+/// [`next_of`], waiting up to `within` for each frame (a turn or a scheduled run that
+/// takes longer than the connection's usual 20 s).
+pub fn next_of_within(ws: &mut Ws, ty: &str, within: Duration) -> Value {
+    ws.get_ref().set_read_timeout(Some(within)).unwrap();
+    let payload = next_of(ws, ty);
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    payload
+}
+
 /// Send `hello` with the token (and the `extra` payload fields).
 pub fn hello(ws: &mut Ws, token: &str, mut extra: Value) {
     extra["protocol_version"] = json!(3);

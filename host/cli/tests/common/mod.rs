@@ -27,8 +27,13 @@ impl Env {
 
     /// [`Env::new`], with `extra_config` appended to agent.toml.
     pub fn with_config(replies: Vec<Reply>, extra_config: &str) -> Env {
+        Env::with_server(Server::start(replies), extra_config)
+    }
+
+    /// [`Env::with_config`], with the model played by `server` (a routed one, for replies
+    /// computed when they are asked for).
+    pub fn with_server(server: Server, extra_config: &str) -> Env {
         let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
-        let server = Server::start(replies);
         let cfg = format!(
             "[selection]\nprovider = \"local\"\nmodel = \"gpt-4o-mini\"\n\
              [providers.registry.local]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"LOCAL_KEY\"\n{extra_config}",
@@ -53,6 +58,10 @@ impl Env {
             .env("XDG_CACHE_HOME", self.dir.path().join("home/.cache"))
             .env("LOCAL_KEY", MODEL_KEY)
             .current_dir(self.dir.path());
+        // The container tier's engine (tests that do not use it ignore it).
+        if let Some(h) = std::env::var_os("DOCKER_HOST") {
+            c.env("DOCKER_HOST", h);
+        }
         c
     }
 }
