@@ -10,4 +10,9 @@ fixtures=()
 for d in tests/fixtures/components/*/ sdk/examples/*/; do fixtures+=(-p "$(basename "$d")"); done
 cargo build --locked --target wasm32-wasip2 --profile wasm-release "${fixtures[@]}"
 
+# The container tier's tests: a Docker engine, and the runtime's image built from this build.
+. scripts/docker-engine.sh
+docker_engine
+if docker version >/dev/null 2>&1; then ./scripts/build-guest-images.sh; fi
+
 cargo test --locked --release --no-fail-fast "$@"

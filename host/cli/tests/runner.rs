@@ -10,119 +10,16 @@
 mod common;
 #[path = "common/reap.rs"]
 mod reap;
+#[path = "common/runner.rs"]
+mod runner;
 #[path = "../../runtime/tests/common/server.rs"]
 mod server;
 
 use common::Env;
-use common::gateway::{connect, hello, next_of, send, token};
-use reap::Reaped;
-use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
+use common::gateway::token;
+use runner::turn;
+use serde_json::json;
 use std::time::{Duration, Instant};
-
-/// A running `start`: its stdout lines and stderr as they arrive.
-struct Runner {
-    child: Reaped,
-    out: Arc<Mutex<Vec<String>>>,
-    err: Arc<Mutex<String>>,
-}
-
-impl Env {
-    fn alice(&self) -> PathBuf {
-        self.dir.path().join("workspaces/alice")
-    }
-
-    fn start(&self, extra: &[&str]) -> Runner {
-        let mut c = self.cmd();
-        c.args(["--user", "alice", "start", "--insecure"])
-            .args(extra);
-        let mut child = c
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let err = common::collect(child.stderr.take().unwrap());
-        let out = Arc::new(Mutex::new(Vec::new()));
-        let o = out.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                o.lock().unwrap().push(line);
-            }
-        });
-        Runner {
-            child: Reaped(child),
-            out,
-            err,
-        }
-    }
-
-    /// `oxydra-host --user alice <args>`: (exit code, stdout, stderr).
-    fn ctl(&self, args: &[&str]) -> (i32, String, String) {
-        let o = self
-            .cmd()
-            .args(["--user", "alice"])
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            o.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&o.stdout).into_owned(),
-            String::from_utf8_lossy(&o.stderr).into_owned(),
-        )
-    }
-
-    fn status(&self) -> Value {
-        let (code, out, err) = self.ctl(&["status", "--json"]);
-        assert_eq!(code, 0, "status: {err}");
-        serde_json::from_str(out.trim()).unwrap()
-    }
-
-    /// Wait until `status` says ready with a runtime other than `not_pid`.
-    fn ready(&self, not_pid: Option<u64>) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(90);
-        loop {
-            let s = self.status();
-            if s["state"] == "ready" && s["runtime_pid"].as_u64() != not_pid {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "not ready again: {s}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Runner {
-    fn url(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            if let Some(l) = self.out.lock().unwrap().first() {
-                return l.strip_prefix("gateway ").expect(l).to_string();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no gateway line; stderr: {}",
-                self.err.lock().unwrap()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-/// One turn through the gateway at `url`: the answer's text.
-fn turn(url: &str, tok: &str, prompt: &str) -> String {
-    let mut ws = connect(url);
-    hello(&mut ws, tok, json!({}));
-    next_of(&mut ws, "hello_ack");
-    send(&mut ws, "send_turn", json!({ "prompt": prompt }));
-    let done = next_of(&mut ws, "turn_completed");
-    done["response"]["message"].as_str().unwrap().to_string()
-}
 
 fn proc_status(pid: u64) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default()
@@ -140,7 +37,7 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
         server::openai::answer("answered after a SIGKILL", None),
         server::openai::answer("answered after a restart", None),
     ]);
-    let mut runner = env.start(&[]);
+    let mut runner = env.start(&["--insecure"]);
     let url = runner.url();
     assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
     let ws = env.alice();
@@ -300,12 +197,25 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
 #[test]
 fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
     let env = Env::new(vec![]);
+    let d = env.dir.path().join(".oxydra");
+    std::fs::write(d.join("runner.toml"), "default_tier = \"micro_vm\"\n").unwrap();
     let (code, _, err) = env.ctl(&["start"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("container tier is not available") && err.contains("--insecure"),
+        err.contains("micro_vm tier is not available") && err.contains("--insecure"),
         "{err}"
     );
+    // A CPU limit the process tier cannot apply is refused, not ignored.
+    std::fs::write(
+        d.join("runner.toml"),
+        "[users.alice]\nconfig_path = \"users/alice.toml\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("users")).unwrap();
+    std::fs::write(d.join("users/alice.toml"), "[resources]\nmax_vcpus = 2\n").unwrap();
+    let (code, _, err) = env.ctl(&["start", "--insecure"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("max_vcpus"), "{err}");
     // serve --confine outside a runner says who starts it.
     let (code, _, err) = env.ctl(&["serve", "--confine"]);
     assert_eq!(code, 2, "{err}");
@@ -340,7 +250,7 @@ fn web_tools_work_inside_the_tier_through_the_proxy_and_its_policy() {
         ],
         &format!("[tools.web]\nallow = [\"127.0.0.1:{}\"]\n", page.port()),
     );
-    let runner = env.start(&[]);
+    let runner = env.start(&["--insecure"]);
     let gw = runner.url();
     let tok = token(&env.alice());
     assert_eq!(turn(&gw, &tok, "what landed?"), "Tiers landed.");

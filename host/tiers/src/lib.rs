@@ -2,9 +2,11 @@
 //! supervises it and owns what crosses the tier's boundary (the egress proxy
 //! [`egress`], the gateway's listener, the log, the control socket [`control`]); and the
 //! `process` tier's self-confinement ([`confine`]), which a runtime applies to itself
-//! before it reads any input.
+//! before it reads any input; and the `container` tier ([`container`]), the runtime in a
+//! Docker container through the Engine API.
 
 pub mod confine;
+pub mod container;
 pub mod control;
 pub mod egress;
 pub mod runner;

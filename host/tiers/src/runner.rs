@@ -10,6 +10,7 @@
 //! - the control socket (`ipc/runner-control.sock`, [`crate::control`]).
 
 use crate::confine::Report;
+use crate::container::{self, ContainerLaunch};
 use crate::control::{self, Answer, Request, Status};
 use crate::egress::{self, Grants};
 use std::ffi::OsString;
@@ -92,6 +93,15 @@ pub struct Launch {
     pub cwd: PathBuf,
 }
 
+/// How the runtime is started, by tier.
+#[derive(Debug, Clone)]
+pub enum Start {
+    /// A host process that confines itself (`serve --confine`).
+    Process(Launch),
+    /// A Docker container.
+    Container(ContainerLaunch),
+}
+
 /// One user's runner.
 #[derive(Debug, Clone)]
 pub struct Spec {
@@ -102,7 +112,11 @@ pub struct Spec {
     /// The gateway's listener (127.0.0.1).
     pub listen: SocketAddr,
     pub grants: Grants,
-    pub launch: Launch,
+    pub launch: Start,
+    /// `(uid, gid)` the runtime runs as when it is not the runner's user (a container's
+    /// user when the runner is root): the runner gives it the workspace's directories
+    /// the runtime writes (and reads), and the egress socket.
+    pub runtime_owner: Option<(u32, u32)>,
 }
 
 /// Why the runner stopped, or could not start.
@@ -242,6 +256,14 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         &tokio::runtime::Handle::current(),
     )
     .map_err(|e| io("the egress proxy", e))?;
+    if let Some((uid, gid)) = spec.runtime_owner {
+        give(&ws, uid, gid).map_err(|e| {
+            io(
+                &format!("giving the workspace to the runtime's user {uid}:{gid}"),
+                e,
+            )
+        })?;
+    }
     let listener = TcpListener::bind(spec.listen).await.map_err(|e| {
         Error(format!(
             "could not listen on {}: {e}; pass another --listen address",
@@ -292,6 +314,25 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         Err(e) => log.runner(&format!("stopped: {e}")),
     }
     result
+}
+
+/// The directories the runtime writes or reads (`shared`, `tmp`, `vault`, `.oxydra`,
+/// `ipc/runtime`), with everything in them, and the egress socket, owned by `uid:gid`.
+/// The control socket, its secret and the log stay the runner's.
+fn give(ws: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+    fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
+        std::os::unix::fs::lchown(p, Some(uid), Some(gid))?;
+        if std::fs::symlink_metadata(p)?.is_dir() {
+            for e in std::fs::read_dir(p)? {
+                walk(&e?.path(), uid, gid)?;
+            }
+        }
+        Ok(())
+    }
+    for d in ["shared", "tmp", "vault", ".oxydra", "ipc/runtime"] {
+        walk(&ws.join(d), uid, gid)?;
+    }
+    std::os::unix::fs::lchown(egress_socket(ws), Some(uid), Some(gid))
 }
 
 /// Each connection to the runner's listener, copied to and from the runtime's socket.
@@ -432,6 +473,114 @@ async fn terminate(child: &mut tokio::process::Child) -> String {
     }
 }
 
+/// The runtime, as it runs in its tier.
+enum Child {
+    Process(tokio::process::Child),
+    Container(container::Running),
+}
+
+impl Child {
+    /// Its pid on this host (a container's init, as the engine reports it).
+    async fn pid(&self) -> Option<u32> {
+        match self {
+            Child::Process(c) => c.id(),
+            Child::Container(c) => c.pid().await,
+        }
+    }
+
+    fn container(&self) -> Option<String> {
+        match self {
+            Child::Process(_) => None,
+            Child::Container(c) => Some(c.describe()),
+        }
+    }
+
+    /// Until it ends by itself: how, and its exit code.
+    async fn wait(&mut self) -> (String, Option<i32>) {
+        match self {
+            Child::Process(c) => describe_exit(c.wait().await),
+            Child::Container(c) => c.wait().await,
+        }
+    }
+
+    /// Stop it: SIGTERM, then SIGKILL after the grace period.
+    async fn terminate(&mut self) -> String {
+        match self {
+            Child::Process(c) => terminate(c).await,
+            Child::Container(c) => c.terminate(STOP_GRACE).await,
+        }
+    }
+
+    /// What is left of it once it ended (a container is removed).
+    async fn remove(&self) {
+        if let Child::Container(c) = self {
+            c.remove().await;
+        }
+    }
+}
+
+/// Start the runtime in its tier; its stdout and stderr are pumped into the log (the
+/// ready line on stdout answers `ready`).
+async fn launch(
+    spec: &Spec,
+    log: &Arc<Log>,
+    ready: oneshot::Sender<()>,
+    pumps: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<Child, Error> {
+    match &spec.launch {
+        Start::Process(l) => {
+            let mut cmd = tokio::process::Command::new(&l.program);
+            cmd.args(&l.args)
+                .env_clear()
+                .envs(l.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&l.cwd)
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                // Its own process group: a Ctrl-C at the runner's terminal reaches the
+                // runner, which stops the runtime in order.
+                .process_group(0)
+                .kill_on_drop(true);
+            let mut child = cmd.spawn().map_err(|e| {
+                Error(format!(
+                    "could not start the runtime ({}): {e}",
+                    l.program.display()
+                ))
+            })?;
+            if let Some(out) = child.stdout.take() {
+                pumps.push(tokio::spawn(pump(out, log.clone(), Some(ready))));
+            }
+            if let Some(err) = child.stderr.take() {
+                pumps.push(tokio::spawn(pump(err, log.clone(), None)));
+            }
+            log.runner(&format!(
+                "runtime started (pid {})",
+                child.id().map_or("?".into(), |p| p.to_string())
+            ));
+            Ok(Child::Process(child))
+        }
+        Start::Container(l) => {
+            let docker = container::connect().await.map_err(Error)?;
+            container::check_image(&docker, &l.image)
+                .await
+                .map_err(Error)?;
+            let (out_w, out_r) = tokio::io::duplex(64 * 1024);
+            let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+            pumps.push(tokio::spawn(pump(out_r, log.clone(), Some(ready))));
+            pumps.push(tokio::spawn(pump(err_r, log.clone(), None)));
+            let running = container::start(&docker, l, out_w, err_w)
+                .await
+                .map_err(Error)?;
+            log.runner(&format!(
+                "runtime started in container {} from image {}",
+                running.describe(),
+                l.image
+            ));
+            Ok(Child::Container(running))
+        }
+    }
+}
+
 /// Exit codes of a runtime that cannot start as configured: starting it again will not
 /// help (bad configuration, a refused component).
 fn is_config_failure(code: Option<i32>) -> bool {
@@ -456,46 +605,22 @@ async fn supervise(
         let launched = Instant::now();
         let _ = std::fs::remove_file(gateway_socket(&spec.ws));
         let _ = std::fs::remove_file(confinement_path(&spec.ws));
-        let mut cmd = tokio::process::Command::new(&spec.launch.program);
-        cmd.args(&spec.launch.args)
-            .env_clear()
-            .envs(spec.launch.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&spec.launch.cwd)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            // Its own process group: a Ctrl-C at the runner's terminal reaches the
-            // runner, which stops the runtime in order.
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            Error(format!(
-                "could not start the runtime ({}): {e}",
-                spec.launch.program.display()
-            ))
-        })?;
-        let pid = child.id();
-        log.runner(&format!(
-            "runtime started (pid {})",
-            pid.map_or("?".into(), |p| p.to_string())
-        ));
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let mut pumps = Vec::new();
+        // A runtime that cannot be started (no binary, no engine, no image): starting
+        // it again will not help.
+        let mut child = launch(spec, log, ready_tx, &mut pumps).await?;
+        let pid = child.pid().await;
         {
             let mut s = lock(state);
             s.status.runtime_pid = pid;
+            s.status.container = child.container();
             s.status.state = "starting".into();
             s.status.ready_ms = None;
             s.status.applied.clear();
             s.status.degraded.clear();
             s.status.verified.clear();
             s.started = Some(launched);
-        }
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let mut pumps = Vec::new();
-        if let Some(out) = child.stdout.take() {
-            pumps.push(tokio::spawn(pump(out, log.clone(), Some(ready_tx))));
-        }
-        if let Some(err) = child.stderr.take() {
-            pumps.push(tokio::spawn(pump(err, log.clone(), None)));
         }
         // The runtime's last words reach the log before the runner says it ended.
         let drain = |pumps: Vec<tokio::task::JoinHandle<()>>| async move {
@@ -518,9 +643,17 @@ async fn supervise(
                     if r.is_err() { continue; }
                     was_ready = true;
                     let ms = launched.elapsed().as_millis() as u64;
-                    let report = std::fs::read_to_string(confinement_path(&spec.ws))
+                    // What the runtime checked from inside; for a container, also
+                    // what the engine says it is held to.
+                    let mut report = std::fs::read_to_string(confinement_path(&spec.ws))
                         .ok()
                         .and_then(|t| serde_json::from_str::<Report>(&t).ok());
+                    if let (Child::Container(c), Start::Container(l)) = (&child, &spec.launch) {
+                        let (applied, degraded) = c.protections(l).await;
+                        let r = report.get_or_insert_with(Report::default);
+                        r.applied.extend(applied);
+                        r.degraded.extend(degraded);
+                    }
                     {
                         let mut s = lock(state);
                         s.status.state = "ready".into();
@@ -535,18 +668,22 @@ async fn supervise(
                     if let Some(f) = on_ready.take() { f(&url); }
                     if let Some(tx) = pending_restart.take() { let _ = tx.send(Ok(())); }
                 }
-                status = child.wait() => {
-                    let (what, code) = describe_exit(status);
+                (what, code) = child.wait() => {
+                    child.remove().await;
                     break (what, code, false);
                 }
                 c = cmds.recv() => match c {
                     Some(Command::Stop { done, answered }) => {
                         lock(state).status.state = "stopping".into();
                         log.runner("stop requested");
-                        let what = terminate(&mut child).await;
+                        let what = child.terminate().await;
                         drain(std::mem::take(&mut pumps)).await;
                         log.runner(&format!("runtime {what}"));
-                        lock(state).status.runtime_pid = None;
+                        {
+                            let mut s = lock(state);
+                            s.status.runtime_pid = None;
+                            s.status.container = None;
+                        }
                         let _ = done.send(());
                         let _ = tokio::time::timeout(Duration::from_secs(2), answered).await;
                         return Ok(());
@@ -554,7 +691,7 @@ async fn supervise(
                     Some(Command::Restart(done)) => {
                         log.runner("restart requested");
                         lock(state).status.state = "restarting".into();
-                        let what = terminate(&mut child).await;
+                        let what = child.terminate().await;
                         if let Some(old) = pending_restart.replace(done) {
                             let _ = old.send(Err("another restart was requested".into()));
                         }
@@ -565,7 +702,7 @@ async fn supervise(
                 () = &mut signal => {
                     lock(state).status.state = "stopping".into();
                     log.runner("signal received: stopping");
-                    let what = terminate(&mut child).await;
+                    let what = child.terminate().await;
                     drain(std::mem::take(&mut pumps)).await;
                     log.runner(&format!("runtime {what}"));
                     return Ok(());
@@ -584,6 +721,7 @@ async fn supervise(
             let mut s = lock(state);
             s.status.last_exit = Some(what.clone());
             s.status.runtime_pid = None;
+            s.status.container = None;
             s.status.restarts += 1;
         }
         if requested {

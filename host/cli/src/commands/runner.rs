@@ -7,9 +7,10 @@ use crate::{Failure, exit};
 use oxydra_gateway::token::{self, TOKEN_ENV};
 use oxydra_session::config::{self, Sources, runner::Tier};
 use oxydra_tiers::confine::{PLAN_ENV, Plan};
+use oxydra_tiers::container::{Bind, ContainerLaunch, IMAGE_COMPONENTS};
 use oxydra_tiers::control::{Client, Request, Status};
 use oxydra_tiers::egress::Grants;
-use oxydra_tiers::runner::{self, Launch, Spec};
+use oxydra_tiers::runner::{self, Launch, Spec, Start};
 use std::ffi::OsString;
 use std::io::{BufRead, Write};
 use std::net::SocketAddr;
@@ -119,16 +120,19 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             .sandbox_tier
             .unwrap_or(runner_cfg.default_tier)
     };
-    if tier != Tier::Process {
-        let name = match tier {
-            Tier::Container => "container",
-            Tier::MicroVm => "micro_vm",
-            Tier::Process => "process",
-        };
+    if tier == Tier::MicroVm {
         return Err(Failure::new(
             exit::USAGE,
             format!(
-                "the {name} tier is not available yet (runner.toml default_tier, or [behavior] sandbox_tier of user {user}); pass --insecure to run the process tier: a confined host process with no network of its own"
+                "the micro_vm tier is not available yet (runner.toml default_tier, or [behavior] sandbox_tier of user {user}); use default_tier = \"container\", or pass --insecure to run the process tier: a confined host process with no network of its own"
+            ),
+        ));
+    }
+    if tier == Tier::Process && user_cfg.resources.max_vcpus.is_some() {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "resources.max_vcpus of user {user} is a CPU limit the process tier cannot apply (it has no cgroup of its own); remove it, or use the container tier"
             ),
         ));
     }
@@ -163,6 +167,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         key_envs.extend(t.bot_token_env.clone());
     }
     let components = oxydra_session::tools::bundled_dir(&system.config.components);
+    let configured_cache = system.config.components.cache_dir.clone();
     let cache = oxydra_session::tools::cache_dir(&system.config.components);
     // The runtime's gateway token: the runner makes it (the runtime cannot write ipc/).
     let env_token = std::env::var(TOKEN_ENV).ok().filter(|t| !t.is_empty());
@@ -175,25 +180,22 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
     if let Some(c) = &cache {
         let _ = std::fs::create_dir_all(c);
     }
-    let mut read_only: Vec<PathBuf> = sources.dirs.clone();
-    read_only.extend(sources.extra_file.clone());
-    read_only.extend(exe.parent().map(Path::to_path_buf));
-    read_only.push(components);
-    read_only.push(cwd.join(".oxydra"));
+    // What the runtime reads: its config (and in the process tier its binary and
+    // components; a container has them in its image) and the vault.
+    let mut config_paths: Vec<PathBuf> = sources.dirs.clone();
+    config_paths.extend(sources.extra_file.clone());
+    config_paths.push(cwd.join(".oxydra"));
     if let Some(b) = &system.base_dir {
-        read_only.push(b.clone());
+        config_paths.push(b.clone());
     }
-    // The time zone database (scheduled jobs' cron times).
-    read_only.extend(["/usr/share/zoneinfo".into(), "/etc/localtime".into()]);
+    let mut read_only = config_paths.clone();
+    if tier == Tier::Process {
+        read_only.extend(exe.parent().map(Path::to_path_buf));
+        read_only.push(components);
+        // The time zone database (scheduled jobs' cron times); the image has its own.
+        read_only.extend(["/usr/share/zoneinfo".into(), "/etc/localtime".into()]);
+    }
     read_only.push(ws.join("vault"));
-    let mut read_write = vec![
-        ws.join("shared"),
-        ws.join("tmp"),
-        ws.join(".oxydra"),
-        runner::runtime_dir(&ws),
-        PathBuf::from("/dev/null"),
-    ];
-    read_write.extend(cache);
     let log = runner::log_path(&ws);
     let _ = std::fs::OpenOptions::new()
         .create(true)
@@ -213,21 +215,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             ),
         ));
     }
-    let plan = Plan {
-        read_only,
-        read_write: existing(read_write),
-        memory_bytes: user_cfg.resources.max_memory_mib.map(|m| m << 20),
-        max_processes: user_cfg.resources.max_processes,
-        max_open_files: 4096,
-        connect_unix: vec![runner::egress_socket(&ws)],
-        must_not_read: existing([PathBuf::from("/etc/passwd"), log.clone()]),
-        must_not_write: existing([log.clone()]),
-    };
     let mut env = runtime_env(&key_envs);
-    env.push((
-        PLAN_ENV.into(),
-        serde_json::to_string(&plan).unwrap_or_default().into(),
-    ));
     env.push((
         oxydra_runtime::capabilities::egress::EGRESS_SOCKET_ENV.into(),
         runner::egress_socket(&ws).into(),
@@ -261,20 +249,69 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         ws.clone().into(),
         "--listen".into(),
         format!("unix:{}", runner::gateway_socket(&ws).display()).into(),
-        "--confine".into(),
     ]);
-    let spec = Spec {
-        user: user.clone(),
-        ws: ws.clone(),
-        tier: "process".into(),
-        listen: args.listen,
-        grants,
-        launch: Launch {
-            program: exe,
+    let read_write = [
+        ws.join("shared"),
+        ws.join("tmp"),
+        ws.join(".oxydra"),
+        runner::runtime_dir(&ws),
+    ];
+    let (launch, runtime_owner) = if tier == Tier::Process {
+        let mut read_write = read_write.to_vec();
+        read_write.push(PathBuf::from("/dev/null"));
+        read_write.extend(cache);
+        let plan = Plan {
+            read_only,
+            read_write: existing(read_write),
+            memory_bytes: user_cfg.resources.max_memory_mib.map(|m| m << 20),
+            max_processes: user_cfg.resources.max_processes,
+            max_open_files: 4096,
+            connect_unix: vec![runner::egress_socket(&ws)],
+            must_not_read: existing([PathBuf::from("/etc/passwd"), log.clone()]),
+            must_not_write: existing([log.clone()]),
+        };
+        env.push((
+            PLAN_ENV.into(),
+            serde_json::to_string(&plan).unwrap_or_default().into(),
+        ));
+        args_out.push("--confine".into());
+        (
+            Start::Process(Launch {
+                program: exe,
+                args: args_out,
+                env,
+                cwd,
+            }),
+            None,
+        )
+    } else {
+        args_out.push("--in-container".into());
+        container_launch(ContainerParts {
+            user: &user,
+            ws: &ws,
+            image: runner_cfg.guest_images.oxydra_vm.clone(),
+            resources: &user_cfg.resources,
+            read_only,
+            read_write: read_write.to_vec(),
+            configured_cache,
             args: args_out,
             env,
             cwd,
-        },
+        })?
+    };
+    let tier_name = if tier == Tier::Process {
+        "process"
+    } else {
+        "container"
+    };
+    let spec = Spec {
+        user: user.clone(),
+        ws: ws.clone(),
+        tier: tier_name.into(),
+        listen: args.listen,
+        grants,
+        launch,
+        runtime_owner,
     };
     // The managed local model's server (if any) lives as long as the runner; the rest
     // of the system (the engine, the loaded components) is not needed any more.
@@ -283,7 +320,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
     let endpoint = token::endpoint_path(&ws);
     let ep = endpoint.clone();
     eprintln!(
-        "runner: user {user}, process tier, workspace {}",
+        "runner: user {user}, {tier_name} tier, workspace {}",
         ws.display()
     );
     let result = runner::run(spec, move |url| {
@@ -294,6 +331,111 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
     let _ = std::fs::remove_file(&endpoint);
     drop(local);
     result.map_err(|e| Failure::new(exit::TOOL_ERROR, e.0))
+}
+
+/// The image `start` uses when runner.toml names none (`scripts/build-guest-images.sh`
+/// builds it).
+pub const DEFAULT_IMAGE: &str = "oxydra-runtime:local";
+
+/// The user a container runs as when the runner is root: the runtime never runs as root.
+const CONTAINER_UID: u32 = 65532;
+
+/// What the container tier's launch is made of.
+struct ContainerParts<'a> {
+    user: &'a str,
+    ws: &'a Path,
+    image: Option<String>,
+    resources: &'a config::runner::Resources,
+    read_only: Vec<PathBuf>,
+    read_write: Vec<PathBuf>,
+    configured_cache: Option<PathBuf>,
+    args: Vec<OsString>,
+    env: Vec<(OsString, OsString)>,
+    cwd: PathBuf,
+}
+
+/// The runtime's container: the same paths inside as outside, the image's binary and
+/// components, the compiled-component cache in the workspace's store directory (never
+/// where the agent's tools write), and a non-root user.
+fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>), Failure> {
+    let mut binds: Vec<Bind> = p
+        .read_only
+        .iter()
+        .map(|path| Bind {
+            path: path.clone(),
+            read_only: true,
+        })
+        .collect();
+    let mut rw = p.read_write;
+    rw.extend(p.configured_cache.clone());
+    for path in existing(rw) {
+        binds.push(Bind {
+            path,
+            read_only: false,
+        });
+    }
+    binds.push(Bind {
+        path: runner::egress_socket(p.ws),
+        read_only: false,
+    });
+    let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
+    let mut env: Vec<String> = p
+        .env
+        .iter()
+        .filter(|(k, _)| k != "OXYDRA_COMPONENTS_DIR" && k != "PATH")
+        .filter(|(k, _)| p.configured_cache.is_some() || k != "XDG_CACHE_HOME")
+        .map(|(k, v)| format!("{}={}", text(k), text(v)))
+        .collect();
+    env.push(format!("OXYDRA_COMPONENTS_DIR={IMAGE_COMPONENTS}"));
+    if p.configured_cache.is_none() {
+        env.push(format!(
+            "XDG_CACHE_HOME={}",
+            p.ws.join(".oxydra").join("cache").display()
+        ));
+    }
+    let (uid, gid) = oxydra_tiers::container::effective_ids();
+    let (user, owner) = if uid == 0 {
+        (
+            format!("{CONTAINER_UID}:{CONTAINER_UID}"),
+            Some((CONTAINER_UID, CONTAINER_UID)),
+        )
+    } else {
+        (format!("{uid}:{gid}"), None)
+    };
+    let name = format!("oxydra-runtime-{}-{:08x}", p.user, fnv(p.ws));
+    Ok((
+        Start::Container(ContainerLaunch {
+            image: p.image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+            name,
+            args: p.args.iter().map(|a| text(a)).collect(),
+            env,
+            binds,
+            // Where relative config paths (`.oxydra`) resolve as they do outside; a
+            // directory the container does not have is not made for it.
+            working_dir: if p.cwd.join(".oxydra").is_dir() {
+                p.cwd
+            } else {
+                PathBuf::from("/")
+            },
+            user,
+            memory_bytes: p.resources.max_memory_mib.map(|m| m << 20),
+            cpus: p.resources.max_vcpus,
+            pids_limit: p.resources.max_processes,
+            runtime: None,
+        }),
+        owner,
+    ))
+}
+
+/// A short stable hash of a workspace path (container names differ per workspace).
+fn fnv(p: &Path) -> u32 {
+    use std::os::unix::ffi::OsStrExt;
+    p.as_os_str()
+        .as_bytes()
+        .iter()
+        .fold(0x811c_9dc5u32, |h, b| {
+            (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+        })
 }
 
 /// The top-level flags `start` hands on to the runtime it launches.

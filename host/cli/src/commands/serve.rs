@@ -28,8 +28,14 @@ pub struct ServeArgs {
     /// Confine this process before it reads any input (the process tier): the runner
     /// (`oxydra-host start --insecure`) starts `serve` so, with the plan in
     /// OXYDRA_CONFINE_PLAN and its egress proxy in OXYDRA_EGRESS_SOCKET.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "in_container")]
     confine: bool,
+    /// Run as the container tier's runtime: the container confines this process; it
+    /// checks from inside that it has no network, a read-only root and vault, no
+    /// capabilities, and sends every outgoing connection through the runner's egress
+    /// proxy (OXYDRA_EGRESS_SOCKET). The runner (`oxydra-host start`) starts it so.
+    #[arg(long)]
+    in_container: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -91,16 +97,41 @@ fn confine_self() -> Result<Report, Failure> {
     Ok(report)
 }
 
+/// The container tier: check the container from inside, and leave only through the
+/// runner's egress proxy.
+fn contained(ws: &std::path::Path) -> Result<Report, Failure> {
+    use oxydra_runtime::capabilities::egress::{EGRESS_SECRET_ENV, EGRESS_SOCKET_ENV, use_proxy};
+    let socket = std::env::var_os(EGRESS_SOCKET_ENV).ok_or_else(|| {
+        Failure::new(
+            exit::USAGE,
+            format!(
+                "serve --in-container is started by the runner (`oxydra-host start`), which passes its egress proxy in {EGRESS_SOCKET_ENV}"
+            ),
+        )
+    })?;
+    let report = oxydra_tiers::container::verify_inside(ws);
+    use_proxy(
+        std::path::Path::new(&socket),
+        std::env::var(EGRESS_SECRET_ENV).ok(),
+    )
+    .map_err(|e| Failure::new(exit::USAGE, e))?;
+    Ok(report)
+}
+
 pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let started = Instant::now();
     // Before anything is read (config included) and before any thread starts.
-    let confinement = if args.confine {
+    let mut confinement = if args.confine {
         Some(confine_self()?)
     } else {
         None
     };
     let (user, default_ws) = oxydra_session::compose::user_and_workspace(sources, args.user)?;
     let ws = args.workspace.unwrap_or(default_ws);
+    if args.in_container {
+        // The container confined this process before it started.
+        confinement = Some(contained(&ws)?);
+    }
     if let Some(report) = &confinement {
         let path = oxydra_tiers::runner::confinement_path(&ws);
         let text = serde_json::to_string_pretty(report).unwrap_or_default();

@@ -92,8 +92,17 @@ impl RunnerConfig {
         }
         // Keys of parts not built yet are refused when set, never silently accepted.
         let g = &self.guest_images;
+        if let Some(img) = &g.oxydra_vm
+            && (img.is_empty() || img.chars().any(|c| c.is_whitespace()))
+        {
+            return Err((
+                "guest_images.oxydra_vm".into(),
+                format!(
+                    "{img:?} is not an image reference: name a local image such as oxydra-runtime:local (./scripts/build-guest-images.sh builds it)"
+                ),
+            ));
+        }
         for (key, set) in [
-            ("guest_images.oxydra_vm", g.oxydra_vm.is_some()),
             ("guest_images.shell_vm", g.shell_vm.is_some()),
             (
                 "guest_images.firecracker_oxydra_vm_config",
@@ -107,7 +116,7 @@ impl RunnerConfig {
             if set {
                 return Err((
                     key.into(),
-                    "guest images are for the container and micro_vm tiers, which are not built yet; remove the key (the process tier, `start --insecure`, needs none)".into(),
+                    "the shell sidecar and the micro_vm tier are not built yet; remove the key (the container tier reads only guest_images.oxydra_vm)".into(),
                 ));
             }
         }
@@ -258,10 +267,14 @@ impl UserConfig {
                 ));
             }
         }
-        if self.resources.max_vcpus.is_some() {
+        if let Some(c) = self.resources.max_vcpus
+            && !(c.is_finite() && (0.01..=1024.0).contains(&c))
+        {
             return Err((
                 "resources.max_vcpus".into(),
-                "a CPU limit applies to the container and micro_vm tiers, which are not built yet; remove the key (max_memory_mib and max_processes apply to the process tier)".into(),
+                format!(
+                    "{c} is out of range: use a number of CPUs from 0.01 to 1024, e.g. 1.5 (the container tier applies it)"
+                ),
             ));
         }
         if self.resources.max_memory_mib == Some(0) || self.resources.max_processes == Some(0) {

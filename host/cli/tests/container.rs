@@ -1,0 +1,228 @@
+//! The `container` tier end to end, against a real Docker engine (`DOCKER_HOST`;
+//! `./scripts/test.sh` starts a private one) and the image `./scripts/build-guest-images.sh`
+//! builds (`oxydra-runtime:local`): `oxydra-host --user alice start` runs `serve` in a
+//! container with no network, every capability dropped, a read-only root and vault, a
+//! non-root user and the limits of `[resources]`; a turn that writes a file completes
+//! through the runner's listener, the model reached through the egress proxy. The
+//! engine's view (inspect) and the runtime's own checks from inside are both asserted;
+//! a container killed from outside is started again; `stop` removes it.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+#[path = "common/reap.rs"]
+mod reap;
+#[path = "common/runner.rs"]
+mod runner;
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use common::Env;
+use common::gateway::token;
+use runner::turn;
+use serde_json::json;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// `docker <args>` against the tests' engine: (success, stdout + stderr).
+fn docker(args: &[&str]) -> (bool, String) {
+    let o = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI (apt-get install docker.io)");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
+}
+
+/// The engine answers and has the runtime's image; else fail saying what to do.
+fn engine() {
+    let (ok, out) = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "oxydra-runtime:local",
+    ]);
+    assert!(
+        ok,
+        "the container tier's tests need a Docker engine (DOCKER_HOST={:?}) with the image oxydra-runtime:local: run ./scripts/test.sh, which starts one and builds the image with ./scripts/build-guest-images.sh. {out}",
+        std::env::var("DOCKER_HOST").ok()
+    );
+}
+
+/// runner.toml for the container tier, and alice's limits.
+fn setup(env: &Env, image: &str) {
+    let d = env.dir.path().join(".oxydra");
+    std::fs::write(
+        d.join("runner.toml"),
+        format!(
+            "default_tier = \"container\"\n[guest_images]\noxydra_vm = \"{image}\"\n[users.alice]\nconfig_path = \"users/alice.toml\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("users")).unwrap();
+    std::fs::write(
+        d.join("users/alice.toml"),
+        "[resources]\nmax_memory_mib = 512\nmax_processes = 256\nmax_vcpus = 1.5\n",
+    )
+    .unwrap();
+}
+
+/// The container `status` names: its name (before the short id).
+fn container_name(s: &serde_json::Value) -> String {
+    s["container"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no container in {s}"))
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn the_container_tier_runs_a_turn_with_no_network_and_a_read_only_vault() {
+    engine();
+    let env = Env::new(vec![
+        server::openai::tool_calls(
+            &[(
+                "c1",
+                "file_write",
+                json!({"path": "/shared/from-the-container.txt", "content": "written inside ✓"}),
+            )],
+            None,
+        ),
+        server::openai::answer("answered from the container", None),
+        server::openai::answer("answered after the container was killed", None),
+    ]);
+    setup(&env, "oxydra-runtime:local");
+    let ws = env.alice();
+    std::fs::create_dir_all(ws.join("vault")).unwrap();
+    std::fs::write(ws.join("vault/secret.txt"), "vault ✓").unwrap();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let tok = token(&ws);
+    assert_eq!(
+        turn(&url, &tok, "write a file"),
+        "answered from the container"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared/from-the-container.txt")).unwrap(),
+        "written inside ✓",
+        "the container wrote the user's shared directory"
+    );
+
+    // What the engine holds the container to, and what the runtime found inside.
+    let s = env.ready(None);
+    assert_eq!(s["tier"], "container", "{s}");
+    assert_eq!(s["health"], "ok", "{s}");
+    let applied = s["applied"].to_string();
+    for want in [
+        "network: none",
+        "capabilities: all dropped",
+        "root filesystem read-only",
+        "no-new-privileges",
+        "memory limit 512 MiB",
+        "pids limit 256",
+        "CPU limit 1.5",
+    ] {
+        assert!(applied.contains(want), "{want}: {s}");
+    }
+    let verified = s["verified"].to_string();
+    for want in [
+        "no route off this host",
+        "network interfaces: lo only",
+        "the vault is read-only",
+        "the root filesystem is read-only",
+        "not root",
+        "no effective capabilities",
+        "no_new_privs set",
+    ] {
+        assert!(verified.contains(want), "{want}: {s}");
+    }
+    assert_eq!(s["degraded"], json!([]), "{s}");
+    let name = container_name(&s);
+    let (ok, inspect) = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.Config.User}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        &name,
+    ]);
+    assert!(ok, "{inspect}");
+    assert_eq!(
+        inspect.trim(),
+        format!("none true {} 536870912 256", expected_user()),
+        "the engine's own view"
+    );
+    assert!(
+        !std::fs::read_to_string(ws.join("vault/secret.txt"))
+            .unwrap()
+            .is_empty(),
+        "the vault is untouched"
+    );
+
+    // Killed from outside: the runner starts another container.
+    let (ok, out) = docker(&["kill", &name]);
+    assert!(ok, "{out}");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let again = loop {
+        let s = env.status();
+        if s["state"] == "ready" && s["restarts"].as_u64() >= Some(1) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not started again: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        again["last_exit"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("137"),
+        "{again}"
+    );
+    assert_eq!(
+        turn(&url, &tok, "still there?"),
+        "answered after the container was killed"
+    );
+    let (_, logs, _) = env.ctl(&["logs", "--tail", "200"]);
+    assert!(logs.contains("runtime started in container"), "{logs}");
+
+    // `stop` stops the runner and removes the container.
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = runner.child.0.wait().unwrap();
+    assert!(status.success(), "{}", runner.err.lock().unwrap());
+    let (exists, _) = docker(&["inspect", &name]);
+    assert!(!exists, "the container is removed");
+}
+
+/// The user the container runs as: the runner's own, or 65532 when the runner is root.
+fn expected_user() -> String {
+    let meta = std::fs::metadata("/proc/self").unwrap();
+    use std::os::unix::fs::MetadataExt;
+    if meta.uid() == 0 {
+        "65532:65532".into()
+    } else {
+        format!("{}:{}", meta.uid(), meta.gid())
+    }
+}
+
+#[test]
+fn a_missing_image_is_refused_saying_how_to_build_it() {
+    engine();
+    let env = Env::new(vec![]);
+    setup(&env, "oxydra-runtime:not-built");
+    let mut runner = env.start(&[]);
+    let status = runner.child.0.wait().unwrap();
+    assert!(!status.success());
+    let err = runner.err.lock().unwrap().clone();
+    assert!(
+        err.contains("oxydra-runtime:not-built") && err.contains("build-guest-images.sh"),
+        "{err}"
+    );
+}
