@@ -1,8 +1,10 @@
-//! The runner and the process tier as processes: `start --insecure` → gateway ready (a
+//! The runner and its tiers as processes: `start --insecure` → gateway ready (a
 //! warm compile cache), the added latency per turn of the runner's path (the 127.0.0.1
 //! listener forwarded to the runtime's unix socket, the model reached through the egress
 //! proxy) against `serve` on its own, and the runner's idle RSS. A loopback
-//! OpenAI-compatible server plays the model. Prints figures; asserts nothing about speed.
+//! OpenAI-compatible server plays the model. Then the same for the container tier when a
+//! Docker engine with the image `oxydra-runtime:local` answers on `DOCKER_HOST`.
+//! Prints figures; asserts nothing about speed.
 //!
 //! cargo bench -p oxydra-cli --bench runner
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -28,6 +30,7 @@ fn cmd(dir: &Path, args: &[&str]) -> Command {
         .env("XDG_CACHE_HOME", dir.join("home/.cache"))
         .env("LOCAL_KEY", "sk-bench")
         .env("OXYDRA_GATEWAY_TOKEN", "bench-token-0123456789")
+        .envs(std::env::var_os("DOCKER_HOST").map(|h| ("DOCKER_HOST", h)))
         .current_dir(dir)
         .args(args)
         .stdin(Stdio::null())
@@ -191,4 +194,56 @@ fn main() {
         t50 - d50
     );
     println!("  idle RSS: runner {runner_rss:.1} MB, confined runtime {runtime_rss:.1} MB");
+
+    // The container tier, when an engine with the runtime's image answers.
+    let image = Command::new("docker")
+        .args(["image", "inspect", "oxydra-runtime:local"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !image {
+        println!(
+            "container tier: not measured (no Docker engine with oxydra-runtime:local on DOCKER_HOST; ./scripts/build-guest-images.sh builds it)"
+        );
+        return;
+    }
+    std::fs::write(
+        d.join(".oxydra/runner.toml"),
+        "default_tier = \"container\"\n[users.alice]\n",
+    )
+    .unwrap();
+    let container_args = ["--user", "alice", "start"];
+    // The first container compiles the components into the workspace's cache.
+    let (child, url, cold) = start(cmd(d, &container_args));
+    drop(hello(&url));
+    stop(child);
+    let mut ready = Vec::new();
+    for _ in 0..STARTS {
+        let (child, url, r) = start(cmd(d, &container_args));
+        drop(hello(&url));
+        ready.push(r.as_secs_f64() * 1000.0);
+        stop(child);
+    }
+    let (runner, url, _) = start(cmd(d, &container_args));
+    let mut contained = turns(&url);
+    stop(runner);
+    let c50 = pct(&mut contained, 0.5);
+    println!(
+        "container tier, warm cache (first, cold start: {:.0} ms)",
+        cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  start → gateway ready              p50 {:>6.1} ms  max {:>6.1} ms  ({STARTS} starts)",
+        pct(&mut ready, 0.5),
+        pct(&mut ready, 1.0)
+    );
+    println!(
+        "  one turn, through the runner       p50 {c50:>6.2} ms  p90 {:>6.2} ms  (container: forwarded gateway + egress proxy)",
+        pct(&mut contained, 0.9)
+    );
+    println!(
+        "  added per turn vs serve alone      p50 {:>+6.2} ms",
+        c50 - d50
+    );
 }
