@@ -27,6 +27,7 @@ BUNDLE=(
   "schedule_runs|oxydra-tool-schedule-runs|scheduler"
   "schedule_run_output|oxydra-tool-schedule-run-output|scheduler"
   "send_media|oxydra-tool-send-media|chat-media"
+  "shell_exec|oxydra-tool-shell-exec|shell"
 )
 
 # provider_type | crate

@@ -80,6 +80,19 @@ enum Command {
     /// Scheduled jobs: list them, their runs; pause, resume, delete one.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
+    /// The shell sidecar's daemon (the runner starts it in the sidecar container): runs
+    /// `shell_exec` commands under --root directories, answering on --socket.
+    ShellDaemon(ShellDaemonArgs),
+}
+
+#[derive(clap::Args)]
+struct ShellDaemonArgs {
+    /// The unix socket to answer on (replaced if it exists).
+    #[arg(long, value_name = "PATH")]
+    socket: std::path::PathBuf,
+    /// A directory commands may run in, with everything below it (repeatable).
+    #[arg(long = "root", value_name = "DIR", required = true)]
+    roots: Vec<std::path::PathBuf>,
 }
 
 /// Exit codes: what a script can branch on.
@@ -180,6 +193,8 @@ fn main() -> ExitCode {
         Command::Catalog(c) => commands::catalog::run(c),
         Command::Model(c) => commands::model::run(c),
         Command::Schedule(c) => commands::schedule::run(c, &sources, user),
+        Command::ShellDaemon(a) => oxydra_tiers::shell::serve(&a.socket, &a.roots)
+            .map_err(|e| Failure::new(exit::USAGE, format!("shell-daemon: {e}"))),
     };
     // A local model server this process started never outlives it.
     oxydra_session::local::stop_started();

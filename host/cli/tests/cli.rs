@@ -101,6 +101,8 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
         ("schedule_delete", "scheduler", "side-effecting"),
         ("schedule_runs", "scheduler", "side-effecting"),
         ("schedule_run_output", "scheduler", "side-effecting"),
+        // Registered for the agent only when the container tier's shell sidecar answers.
+        ("shell_exec", "shell", "privileged"),
     ];
     for (name, profile, tier) in expected {
         let line = out
@@ -200,6 +202,23 @@ fn tool_call_end_to_end_with_exit_codes() {
     let o = s.run(&["tool", "call", "file_read", "{path:", "--workspace", ws]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("arguments are not valid JSON"));
+}
+
+#[test]
+fn shell_exec_outside_the_container_tier_says_where_it_runs() {
+    let s = Sandbox::new();
+    let ws = s.path().join("ws");
+    let o = s.run(&[
+        "tool",
+        "call",
+        "shell_exec",
+        r#"{"command":"echo hi > /shared/never.txt"}"#,
+        "--workspace",
+        ws.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("container tier"), "{}", stderr(&o));
+    assert!(!ws.join("shared/never.txt").exists(), "nothing ran");
 }
 
 #[test]

@@ -226,3 +226,149 @@ fn a_missing_image_is_refused_saying_how_to_build_it() {
         "{err}"
     );
 }
+
+/// The text of the tool result with `id` in the last request the model got.
+fn tool_result(env: &Env, id: &str) -> String {
+    let reqs = env.server.requests();
+    for r in reqs.iter().rev() {
+        let body = r.json();
+        if let Some(msgs) = body["messages"].as_array() {
+            for m in msgs {
+                if m["role"] == "tool" && m["tool_call_id"] == id {
+                    return m["content"].as_str().unwrap_or_default().to_string();
+                }
+            }
+        }
+    }
+    panic!("no result of tool call {id} in {} requests", reqs.len())
+}
+
+#[test]
+fn shell_exec_runs_in_a_sidecar_without_the_vault_and_within_the_limits() {
+    engine();
+    let call = |id: &str, command: &str| {
+        (
+            id.to_string(),
+            json!({"command": command, "timeout_secs": 20}),
+        )
+    };
+    let round = |calls: Vec<(String, serde_json::Value)>| {
+        let calls: Vec<(&str, &str, serde_json::Value)> = calls
+            .iter()
+            .map(|(id, args)| (id.as_str(), "shell_exec", args.clone()))
+            .collect();
+        server::openai::tool_calls(&calls, None)
+    };
+    let env = Env::new(vec![
+        round(vec![
+            call(
+                "write",
+                "echo from the shell > /shared/shell.txt && cat shell.txt",
+            ),
+            call("vault", "cat /vault/secret.txt; ls / | tr '\\n' ' '"),
+            call("net", "cat /proc/net/dev; env"),
+        ]),
+        // A fork bomb: the sidecar's pids limit stops it; its process group is killed.
+        round(vec![call(
+            "bomb",
+            "f() { f | f & }; f; sleep 2; echo bombed",
+        )]),
+        // A memory hog: killed at the sidecar's memory limit, not the daemon.
+        round(vec![call(
+            "hog",
+            "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x; done",
+        )]),
+        round(vec![call(
+            "after",
+            "echo still here; cat /shared/shell.txt",
+        )]),
+        server::openai::answer("the shell ran", None),
+        server::openai::answer("the runtime is fine", None),
+    ]);
+    setup(&env, "oxydra-runtime:local");
+    let ws = env.alice();
+    std::fs::create_dir_all(ws.join("vault")).unwrap();
+    std::fs::write(ws.join("vault/secret.txt"), "vault secret ✓").unwrap();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    let tok = token(&ws);
+    let s = env.ready(None);
+    let shell = s["shell"].as_str().unwrap_or_default().to_string();
+    assert!(
+        shell.starts_with("up (container oxydra-shell-alice-"),
+        "{s}"
+    );
+    assert_eq!(turn(&url, &tok, "use the shell"), "the shell ran");
+
+    let write = tool_result(&env, "write");
+    assert!(
+        write.starts_with("exit code 0") && write.contains("from the shell"),
+        "{write}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared/shell.txt")).unwrap(),
+        "from the shell\n",
+        "the sidecar writes the user's shared directory"
+    );
+    let vault = tool_result(&env, "vault");
+    assert!(
+        vault.contains("No such file") && !vault.contains("vault secret"),
+        "the sidecar has no vault: {vault}"
+    );
+    assert!(!vault.contains("vault "), "no /vault in / : {vault}");
+    let net = tool_result(&env, "net");
+    assert!(
+        net.contains("lo:") && !net.contains("eth0"),
+        "only lo: {net}"
+    );
+    assert!(
+        !net.contains(common::MODEL_KEY) && !net.contains("LOCAL_KEY"),
+        "no keys in the sidecar's environment: {net}"
+    );
+    let bomb = tool_result(&env, "bomb");
+    assert!(
+        !bomb.contains("timed out") && bomb.contains("can't fork"),
+        "the pids limit stopped the bomb: {bomb}"
+    );
+    let hog = tool_result(&env, "hog");
+    assert!(hog.contains("killed by signal 9"), "{hog}");
+    let after = tool_result(&env, "after");
+    assert!(
+        after.contains("still here") && after.contains("from the shell"),
+        "the sidecar answers after both: {after}"
+    );
+
+    // The runtime was untouched: the same container, a next turn.
+    assert_eq!(turn(&url, &tok, "and now?"), "the runtime is fine");
+    let s2 = env.status();
+    assert_eq!(s2["restarts"], 0, "{s2}");
+    assert_eq!(s2["container"], s["container"], "{s2}");
+    assert!(
+        s2["shell"].as_str().unwrap_or_default().starts_with("up"),
+        "{s2}"
+    );
+    // The engine's view of the sidecar: no network, no vault among its mounts.
+    let shell_name = shell
+        .trim_start_matches("up (container ")
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, inspect) = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.PidsLimit}} {{range .Mounts}}{{.Destination}} {{end}}",
+        &shell_name,
+    ]);
+    assert!(ok, "{inspect}");
+    assert!(inspect.starts_with("none true 256 "), "{inspect}");
+    assert!(!inspect.contains("vault"), "{inspect}");
+
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(runner.child.0.wait().unwrap().success());
+    for name in [container_name(&s), shell_name] {
+        let (exists, _) = docker(&["inspect", &name]);
+        assert!(!exists, "{name} is removed");
+    }
+}

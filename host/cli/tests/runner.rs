@@ -58,6 +58,11 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
     let s = env.ready(None);
     assert_eq!(s["tier"], "process");
     assert_eq!(s["health"], "ok", "{s}");
+    // No shell sidecar in this tier, so the model is not offered shell_exec.
+    assert!(s["shell"].is_null(), "{s}");
+    let offered = env.server.requests()[0].json()["tools"].to_string();
+    assert!(offered.contains("file_read"), "{offered}");
+    assert!(!offered.contains("shell_exec"), "{offered}");
     let pid = s["runtime_pid"].as_u64().unwrap();
     let proc = proc_status(pid);
     assert!(proc.contains("NoNewPrivs:\t1"), "{proc}");
@@ -216,6 +221,30 @@ fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
     let (code, _, err) = env.ctl(&["start", "--insecure"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("max_vcpus"), "{err}");
+    // The process tier has no shell sidecar: asking for one is refused, not ignored.
+    std::fs::write(
+        d.join("users/alice.toml"),
+        "[behavior]\nshell_enabled = true\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.ctl(&["start", "--insecure"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("shell_enabled") && err.contains("container tier"),
+        "{err}"
+    );
+    // A sidecar image that is not a reference is refused where it was set.
+    std::fs::write(
+        d.join("runner.toml"),
+        "[guest_images]\nshell_vm = \"oxydra shell\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.ctl(&["config", "validate"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("guest_images.shell_vm") && err.contains("oxydra-shell:local"),
+        "{err}"
+    );
     // serve --confine outside a runner says who starts it.
     let (code, _, err) = env.ctl(&["serve", "--confine"]);
     assert_eq!(code, 2, "{err}");

@@ -32,6 +32,7 @@ macro_rules! oxydra_bindgen {
                 "../../wit/v0.1/agent",
                 "../../wit/v0.1/scheduler",
                 "../../wit/v0.1/channel",
+                "../../wit/v0.1/shell",
                 "../../wit/v0.1/profiles",
             ],
             $($options)*
@@ -53,6 +54,7 @@ pub mod imports {
                 import oxydra:agent/delegate@0.1.0;
                 import oxydra:scheduler/jobs@0.1.0;
                 import oxydra:channel/outbox@0.1.0;
+                import oxydra:shell/exec@0.1.0;
                 import oxydra:tool/settings@0.1.0;
             }
         ",

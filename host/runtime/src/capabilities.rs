@@ -14,6 +14,7 @@ pub mod http;
 pub mod jobs;
 pub mod outbox;
 pub mod paths;
+pub mod shell;
 pub mod vault;
 pub mod web;
 
@@ -37,7 +38,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 9] = [
+pub const CAPABILITIES: [CapabilityRow; 10] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -94,6 +95,12 @@ pub const CAPABILITIES: [CapabilityRow; 9] = [
         interface: "oxydra:channel/outbox",
         imports: &["oxydra:channel/outbox"],
         link: Some(outbox::add_to_linker::<CallState>),
+    },
+    CapabilityRow {
+        capability: Capability::Shell,
+        interface: "oxydra:shell/exec",
+        imports: &["oxydra:shell/exec"],
+        link: Some(shell::add_to_linker::<CallState>),
     },
 ];
 

@@ -75,6 +75,8 @@ pub enum Capability {
     Jobs,
     /// `oxydra:channel/outbox`: send a file to the chat of the calling turn.
     Outbox,
+    /// `oxydra:shell/exec`: run a command in the shell sidecar.
+    Shell,
 }
 
 impl Capability {
@@ -121,6 +123,7 @@ pub enum Profile {
     ChatChannel,
     Scheduler,
     ChatMedia,
+    Shell,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -141,7 +144,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 10] = [
+pub const PROFILES: [ProfileRow; 11] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -223,6 +226,16 @@ pub const PROFILES: [ProfileRow; 10] = [
         export: ExportKind::Tool,
         // It sends something out of the workspace.
         tier_floor: Tier::SideEffecting,
+    },
+    ProfileRow {
+        profile: Profile::Shell,
+        name: "shell",
+        // Commands in the shell sidecar (its own container: /shared and /tmp, no vault,
+        // no keys, no network); nothing in this runtime.
+        capabilities: &[Capability::Shell],
+        export: ExportKind::Tool,
+        // A command can do anything the sidecar allows.
+        tier_floor: Tier::Privileged,
     },
 ];
 

@@ -8,6 +8,7 @@ use crate::capabilities::delegate::{DelegateCtx, DelegateView};
 use crate::capabilities::jobs::{JobsCtx, JobsView};
 use crate::capabilities::outbox::{OutboxCtx, OutboxView};
 use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
+use crate::capabilities::shell::{ShellCtx, ShellView};
 use crate::capabilities::web::{WebAccess, WebCtx, WebView};
 use crate::context::CallContext;
 use crate::limits::Limits;
@@ -90,6 +91,8 @@ pub struct CallState {
     jobs: JobsCtx,
     /// `oxydra:channel/outbox`, set for calls of tools in the chat-media profile.
     outbox: OutboxCtx,
+    /// `oxydra:shell/exec`: the process's shell sidecar, when it has one.
+    shell: ShellCtx,
     /// `wasi:http` through the web egress policy and `oxydra:tool/settings`, for calls
     /// of tools in the `web` profile (no access otherwise: every request refused).
     web: WebCtx,
@@ -111,6 +114,8 @@ impl CallState {
             .stdout(stdout.clone())
             .stderr(stderr.clone())
             .build();
+        // No command runs while a component describes itself (it has no workspace then).
+        let in_call = workspace.is_some();
         CallState {
             wasi,
             table: ResourceTable::new(),
@@ -119,6 +124,7 @@ impl CallState {
             delegate: DelegateCtx::new(context.delegator.clone()),
             jobs: JobsCtx::new(context.jobs.clone()),
             outbox: OutboxCtx::new(context.outbox.clone()),
+            shell: ShellCtx::new(in_call),
             web: WebCtx::new(web.access.clone(), web.settings.clone()),
             stdout,
             stderr,
@@ -156,6 +162,12 @@ impl DelegateView for CallState {
 impl OutboxView for CallState {
     fn outbox(&mut self) -> &mut OutboxCtx {
         &mut self.outbox
+    }
+}
+
+impl ShellView for CallState {
+    fn shell(&mut self) -> &mut ShellCtx {
+        &mut self.shell
     }
 }
 

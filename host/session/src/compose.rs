@@ -160,6 +160,24 @@ impl System {
                     .contains(&oxydra_runtime::Profile::Scheduler)
             });
         }
+        // Shell tools only with a shell sidecar that answers (the container tier's):
+        // outside one no command may run, and the model is not offered what would fail.
+        let is_shell = |t: &Arc<LoadedTool>| {
+            t.descriptor
+                .profiles
+                .contains(&oxydra_runtime::Profile::Shell)
+        };
+        if loaded.iter().any(is_shell) {
+            match oxydra_runtime::capabilities::shell::available() {
+                Ok(()) => {}
+                Err(why) => {
+                    if oxydra_runtime::capabilities::shell::sidecar().is_some() {
+                        warnings.push(format!("shell tools not registered: {why}"));
+                    }
+                    loaded.retain(|t| !is_shell(t));
+                }
+            }
+        }
         Ok(System {
             config,
             base_dir,

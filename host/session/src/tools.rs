@@ -153,6 +153,7 @@ pub fn specs(cfg: &AgentConfig, base_dir: Option<&Path>) -> Result<Vec<ToolSpec>
     specs.retain(|s| comps.tools.get(&s.name).is_none_or(|t| t.enabled));
     for spec in &mut specs {
         web(cfg, spec)?;
+        shell(cfg, spec);
     }
     specs.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(specs)
@@ -186,4 +187,21 @@ fn web(cfg: &AgentConfig, spec: &mut ToolSpec) -> Result<(), SetupError> {
         settings: tools.settings(&spec.name).map(Arc::from),
     };
     Ok(())
+}
+
+/// A `shell`-profile tool's deadline covers the longest command it may ask the sidecar
+/// for (the host waits that long for the answer), unless the operator set one.
+fn shell(cfg: &AgentConfig, spec: &mut ToolSpec) {
+    if !spec.components.iter().any(|c| c.grant == Profile::Shell) {
+        return;
+    }
+    let explicit = cfg
+        .components
+        .tools
+        .get(&spec.name)
+        .is_some_and(|t| t.limits.deadline_ms.is_some());
+    if !explicit {
+        let needed = u64::from(oxydra_runtime::capabilities::shell::MAX_TIMEOUT_MS) + 15_000;
+        spec.limits.deadline_ms = spec.limits.deadline_ms.max(needed);
+    }
 }

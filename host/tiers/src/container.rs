@@ -22,11 +22,13 @@ use tokio::io::AsyncWriteExt;
 pub const IMAGE_BINARY: &str = "/oxydra/bin/oxydra-host";
 pub const IMAGE_COMPONENTS: &str = "/oxydra/components";
 
-/// A path the container sees, at the same path as on the host.
+/// A path the container sees: at the same path as on the host, or at `inside`.
 #[derive(Debug, Clone)]
 pub struct Bind {
     pub path: PathBuf,
     pub read_only: bool,
+    /// Where the container sees it, when not at `path` (the shell sidecar's `/shared`).
+    pub inside: Option<PathBuf>,
 }
 
 /// How the runtime's container is made.
@@ -50,6 +52,14 @@ pub struct ContainerLaunch {
     pub pids_limit: Option<u64>,
     /// `runsc` (gVisor) when configured; Docker's default (runc) otherwise.
     pub runtime: Option<String>,
+    /// `runtime` or `shell` (the `oxydra.role` label, and messages).
+    pub role: String,
+    /// A small in-memory `/tmp` of its own (the runtime's); the shell sidecar binds the
+    /// user's `tmp` there instead.
+    pub scratch_tmp: bool,
+    /// The engine sets it on the container's first process (the sidecar's daemon is
+    /// made less likely than its commands to be killed at the memory limit).
+    pub oom_score_adj: Option<i64>,
 }
 
 /// This process's effective `(uid, gid)`.
@@ -73,14 +83,15 @@ pub async fn connect() -> Result<Docker, String> {
     })
 }
 
-/// Fail, saying how to build it, when `image` is not in the engine's local store.
-pub async fn check_image(docker: &Docker, image: &str) -> Result<(), String> {
+/// Fail, saying how to build it, when `image` (configured as `key` in runner.toml) is
+/// not in the engine's local store.
+pub async fn check_image(docker: &Docker, image: &str, key: &str) -> Result<(), String> {
     match docker.inspect_image(image).await {
         Ok(_) => Ok(()),
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => Err(format!(
-            "the image {image} ([guest_images] oxydra_vm in runner.toml) is not in the Docker engine; build it with ./scripts/build-guest-images.sh (images are built locally, never pulled)"
+            "the image {image} ({key} in runner.toml) is not in the Docker engine; build it with ./scripts/build-guest-images.sh (images are built locally, never pulled)"
         )),
         Err(e) => Err(format!("could not inspect the image {image}: {e}")),
     }
@@ -112,10 +123,11 @@ pub async fn start(
         .iter()
         .map(|b| {
             let p = b.path.display();
+            let inside = b.inside.as_ref().unwrap_or(&b.path).display();
             if b.read_only {
-                format!("{p}:{p}:ro")
+                format!("{p}:{inside}:ro")
             } else {
-                format!("{p}:{p}:rw")
+                format!("{p}:{inside}:rw")
             }
         })
         .collect();
@@ -126,7 +138,10 @@ pub async fn start(
         security_opt: Some(vec!["no-new-privileges:true".into()]),
         readonly_rootfs: Some(true),
         // The runtime's scratch space that is not the agent's: small, in memory.
-        tmpfs: Some([("/tmp".to_string(), "size=64m,mode=1777".to_string())].into()),
+        tmpfs: l
+            .scratch_tmp
+            .then(|| [("/tmp".to_string(), "size=64m,mode=1777".to_string())].into()),
+        oom_score_adj: l.oom_score_adj,
         memory: l.memory_bytes.map(|m| m as i64),
         memory_swap: l.memory_bytes.map(|m| m as i64),
         nano_cpus: l.cpus.map(|c| (c * 1e9) as i64),
@@ -145,7 +160,7 @@ pub async fn start(
         user: Some(l.user.clone()),
         working_dir: Some(l.working_dir.display().to_string()),
         host_config: Some(host),
-        labels: Some([("oxydra.role".to_string(), "runtime".to_string())].into()),
+        labels: Some([("oxydra.role".to_string(), l.role.clone())].into()),
         ..Default::default()
     };
     let created = docker
@@ -156,8 +171,8 @@ pub async fn start(
         .await
         .map_err(|e| {
             format!(
-                "could not create the runtime's container from {}: {e}",
-                l.image
+                "could not create the {}'s container from {}: {e}",
+                l.role, l.image
             )
         })?;
     let id = created.id;
@@ -168,7 +183,7 @@ pub async fn start(
                 Some(RemoveContainerOptionsBuilder::new().force(true).build()),
             )
             .await;
-        return Err(format!("could not start the runtime's container: {e}"));
+        return Err(format!("could not start the {}'s container: {e}", l.role));
     }
     let logs = docker.logs(
         &id,

@@ -83,6 +83,10 @@ pub struct Status {
     pub degraded: Vec<String>,
     /// What the runtime checked it can no longer do after confining itself.
     pub verified: Vec<String>,
+    /// The shell sidecar (the container tier): `up (container …)`, `starting`,
+    /// `restarting …`, or `off: why`; `None` when the runner starts none.
+    #[serde(default)]
+    pub shell: Option<String>,
     /// Connections the egress proxy tunnelled, and refused.
     pub egress_tunnels: u64,
     pub egress_refused: u64,

@@ -39,6 +39,20 @@ pub fn egress_socket(ws: &Path) -> PathBuf {
     ws.join("ipc").join("egress.sock")
 }
 
+/// The shell sidecar's socket directory (`ipc/shell`): bound into the sidecar (as
+/// `/ipc`) and into the runtime's container (at the same path).
+pub fn shell_dir(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("shell")
+}
+
+/// The shell sidecar's socket, as the runtime (and the runner) reach it.
+pub fn shell_socket(ws: &Path) -> PathBuf {
+    shell_dir(ws).join(SHELL_SOCKET)
+}
+
+/// The socket's name in [`shell_dir`].
+pub const SHELL_SOCKET: &str = "shell.sock";
+
 /// Where the runtime records how it confined itself (JSON [`Report`]).
 pub fn confinement_path(ws: &Path) -> PathBuf {
     runtime_dir(ws).join("confinement.json")
@@ -117,6 +131,19 @@ pub struct Spec {
     /// user when the runner is root): the runner gives it the workspace's directories
     /// the runtime writes (and reads), and the egress socket.
     pub runtime_owner: Option<(u32, u32)>,
+    /// The shell sidecar (the container tier, unless `shell_enabled = false`).
+    pub shell: Option<Sidecar>,
+}
+
+/// The shell sidecar: a second container, started before the runtime, that answers
+/// `shell_exec` on [`shell_socket`].
+#[derive(Debug, Clone)]
+pub struct Sidecar {
+    pub launch: ContainerLaunch,
+    /// `shell_enabled = true` in the config: the runner does not start without it.
+    /// Otherwise a sidecar that cannot start leaves the runtime without `shell_exec`,
+    /// and `status` says why.
+    pub required: bool,
 }
 
 /// Why the runner stopped, or could not start.
@@ -223,7 +250,15 @@ pub fn run(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Result<(
 /// The workspace's directories, made when missing: `shared`, `tmp`, `vault` for the
 /// agent, `ipc` (and `ipc/runtime`) for the sockets, `logs`, `.oxydra` for the store.
 pub fn prepare(ws: &Path) -> std::io::Result<()> {
-    for d in ["shared", "tmp", "vault", "ipc/runtime", "logs", ".oxydra"] {
+    for d in [
+        "shared",
+        "tmp",
+        "vault",
+        "ipc/runtime",
+        "ipc/shell",
+        "logs",
+        ".oxydra",
+    ] {
         std::fs::create_dir_all(ws.join(d))?;
     }
     Ok(())
@@ -292,6 +327,36 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         spec.tier
     ));
     tokio::spawn(forward(listener, gateway_socket(&ws)));
+    // The shell sidecar first: the runtime registers `shell_exec` only when its socket
+    // answers at start.
+    let mut shell = None;
+    if let Some(sc) = spec.shell.clone() {
+        let (up_tx, up_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(sidecar(
+            sc.launch,
+            ws.clone(),
+            log.clone(),
+            state.clone(),
+            up_tx,
+            stop_rx,
+        ));
+        match up_rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if sc.required => {
+                let _ = stop_tx.send(());
+                let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(5), task).await;
+                return Err(Error(format!(
+                    "the shell sidecar did not start ({e}); build its image with ./scripts/build-guest-images.sh, or set [behavior] shell_enabled = false"
+                )));
+            }
+            Ok(Err(e)) => log.runner(&format!(
+                "the runtime starts without shell_exec: the shell sidecar did not start ({e})"
+            )),
+            Err(_) => {}
+        }
+        shell = Some((stop_tx, task));
+    }
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(8);
     let counters = proxy.counters.clone();
     let ctl = tokio::spawn(serve_control(
@@ -304,6 +369,10 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         ws.clone(),
     ));
     let result = supervise(&spec, &state, &log, cmd_rx, url, on_ready).await;
+    if let Some((stop, task)) = shell {
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(5), task).await;
+    }
     ctl.abort();
     let _ = std::fs::remove_file(&control_path);
     let _ = std::fs::remove_file(control::secret_path(&ws));
@@ -316,8 +385,8 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
     result
 }
 
-/// The directories the runtime writes or reads (`shared`, `tmp`, `vault`, `.oxydra`,
-/// `ipc/runtime`), with everything in them, and the egress socket, owned by `uid:gid`.
+/// The directories the runtime (and the shell sidecar) writes or reads (`shared`, `tmp`,
+/// `vault`, `.oxydra`, `ipc/runtime`, `ipc/shell`), with everything in them, and the egress socket, owned by `uid:gid`.
 /// The control socket, its secret and the log stay the runner's.
 fn give(ws: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
     fn walk(p: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
@@ -329,7 +398,14 @@ fn give(ws: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         }
         Ok(())
     }
-    for d in ["shared", "tmp", "vault", ".oxydra", "ipc/runtime"] {
+    for d in [
+        "shared",
+        "tmp",
+        "vault",
+        ".oxydra",
+        "ipc/runtime",
+        "ipc/shell",
+    ] {
         walk(&ws.join(d), uid, gid)?;
     }
     std::os::unix::fs::lchown(egress_socket(ws), Some(uid), Some(gid))
@@ -392,7 +468,12 @@ pub async fn signalled() {
 /// Copy one of the runtime's streams into the log; on stdout, report the ready line.
 /// Bytes that are not UTF-8 are replaced, over-long lines cut: the pipe is read to its
 /// end whatever the runtime writes.
-async fn pump(stream: impl AsyncRead + Unpin, log: Arc<Log>, ready: Option<oneshot::Sender<()>>) {
+async fn pump(
+    stream: impl AsyncRead + Unpin,
+    log: Arc<Log>,
+    ready: Option<oneshot::Sender<()>>,
+    prefix: &'static str,
+) {
     let mut reader = BufReader::new(stream);
     let mut ready = ready;
     let mut buf = Vec::new();
@@ -414,7 +495,7 @@ async fn pump(stream: impl AsyncRead + Unpin, log: Arc<Log>, ready: Option<onesh
         {
             let _ = tx.send(());
         }
-        log.line(line);
+        log.line(&format!("{prefix}{line}"));
         if cut {
             // The rest of an over-long line is dropped, up to its end.
             let mut rest = Vec::new();
@@ -430,7 +511,9 @@ async fn pump(stream: impl AsyncRead + Unpin, log: Arc<Log>, ready: Option<onesh
                     Ok(_) => {}
                 }
             }
-            log.line("runner: (the line above was longer than 16 KiB and was cut)");
+            log.line(&format!(
+                "{prefix}runner: (the line above was longer than 16 KiB and was cut)"
+            ));
         }
     }
 }
@@ -548,10 +631,10 @@ async fn launch(
                 ))
             })?;
             if let Some(out) = child.stdout.take() {
-                pumps.push(tokio::spawn(pump(out, log.clone(), Some(ready))));
+                pumps.push(tokio::spawn(pump(out, log.clone(), Some(ready), "")));
             }
             if let Some(err) = child.stderr.take() {
-                pumps.push(tokio::spawn(pump(err, log.clone(), None)));
+                pumps.push(tokio::spawn(pump(err, log.clone(), None, "")));
             }
             log.runner(&format!(
                 "runtime started (pid {})",
@@ -561,13 +644,13 @@ async fn launch(
         }
         Start::Container(l) => {
             let docker = container::connect().await.map_err(Error)?;
-            container::check_image(&docker, &l.image)
+            container::check_image(&docker, &l.image, "guest_images.oxydra_vm")
                 .await
                 .map_err(Error)?;
             let (out_w, out_r) = tokio::io::duplex(64 * 1024);
             let (err_w, err_r) = tokio::io::duplex(64 * 1024);
-            pumps.push(tokio::spawn(pump(out_r, log.clone(), Some(ready))));
-            pumps.push(tokio::spawn(pump(err_r, log.clone(), None)));
+            pumps.push(tokio::spawn(pump(out_r, log.clone(), Some(ready), "")));
+            pumps.push(tokio::spawn(pump(err_r, log.clone(), None, "")));
             let running = container::start(&docker, l, out_w, err_w)
                 .await
                 .map_err(Error)?;
@@ -577,6 +660,138 @@ async fn launch(
                 l.image
             ));
             Ok(Child::Container(running))
+        }
+    }
+}
+
+/// How long a starting sidecar has for its socket to answer.
+const SHELL_READY: Duration = Duration::from_secs(15);
+
+/// Run the shell sidecar until `stop`: start its container, wait for its socket, and
+/// start it again with backoff when it dies. `up` is answered once: when the socket
+/// first answers, or with why the first start failed. An image that is not built is not
+/// retried (building it is the fix); `status` shows the sidecar's state throughout.
+async fn sidecar(
+    l: ContainerLaunch,
+    ws: PathBuf,
+    log: Arc<Log>,
+    state: Arc<Mutex<State>>,
+    up: oneshot::Sender<Result<(), String>>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let mut up = Some(up);
+    let mut failures: u32 = 0;
+    let set = |s: String| lock(&state).status.shell = Some(s);
+    let socket = shell_socket(&ws);
+    loop {
+        let launched = Instant::now();
+        let _ = std::fs::remove_file(&socket);
+        let docker = match container::connect().await {
+            Ok(d) => d,
+            Err(e) => {
+                set(format!("off: {e}"));
+                log.runner(&format!("shell sidecar: {e}"));
+                if let Some(tx) = up.take() {
+                    let _ = tx.send(Err(e));
+                }
+                return;
+            }
+        };
+        if let Err(e) = container::check_image(&docker, &l.image, "guest_images.shell_vm").await {
+            set(format!("off: {e}"));
+            log.runner(&format!("shell sidecar: {e}"));
+            if let Some(tx) = up.take() {
+                let _ = tx.send(Err(e));
+            }
+            return;
+        }
+        let (out_w, out_r) = tokio::io::duplex(64 * 1024);
+        let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+        let pumps = [
+            tokio::spawn(pump(out_r, log.clone(), None, "shell: ")),
+            tokio::spawn(pump(err_r, log.clone(), None, "shell: ")),
+        ];
+        let outcome: Result<container::Running, String> =
+            container::start(&docker, &l, out_w, err_w).await;
+        let what = match outcome {
+            Err(e) => e,
+            Ok(running) => {
+                log.runner(&format!(
+                    "shell sidecar started in container {} from image {}",
+                    running.describe(),
+                    l.image
+                ));
+                set(format!("starting (container {})", running.describe()));
+                let answers = async {
+                    let deadline = Instant::now() + SHELL_READY;
+                    while Instant::now() < deadline {
+                        if UnixStream::connect(&socket).await.is_ok() {
+                            return true;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                    false
+                };
+                let what = tokio::select! {
+                    answered = answers => {
+                        if answered {
+                            let ms = launched.elapsed().as_millis();
+                            set(format!("up (container {}, ready in {ms} ms)", running.describe()));
+                            log.runner(&format!("shell sidecar ready in {ms} ms"));
+                            if let Some(tx) = up.take() {
+                                let _ = tx.send(Ok(()));
+                            }
+                            tokio::select! {
+                                (what, _) = running.wait() => what,
+                                _ = &mut stop => {
+                                    let what = running.terminate(STOP_GRACE).await;
+                                    running.remove().await;
+                                    log.runner(&format!("shell sidecar {what}"));
+                                    lock(&state).status.shell = None;
+                                    return;
+                                }
+                            }
+                        } else {
+                            let _ = running.terminate(Duration::from_secs(2)).await;
+                            format!("did not answer on {} within {} s", socket.display(), SHELL_READY.as_secs())
+                        }
+                    }
+                    (what, _) = running.wait() => what,
+                    _ = &mut stop => {
+                        let what = running.terminate(STOP_GRACE).await;
+                        running.remove().await;
+                        log.runner(&format!("shell sidecar {what}"));
+                        lock(&state).status.shell = None;
+                        return;
+                    }
+                };
+                running.remove().await;
+                what
+            }
+        };
+        for p in pumps {
+            let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
+        }
+        log.runner(&format!("shell sidecar {what}"));
+        if let Some(tx) = up.take() {
+            let _ = tx.send(Err(what.clone()));
+        }
+        failures = if launched.elapsed() >= HEALTHY_RUN {
+            0
+        } else {
+            failures + 1
+        };
+        let delay = backoff(failures);
+        set(format!(
+            "restarting in {} ms (it {what})",
+            delay.as_millis()
+        ));
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = &mut stop => {
+                lock(&state).status.shell = None;
+                return;
+            }
         }
     }
 }
@@ -662,6 +877,10 @@ async fn supervise(
                             s.status.applied = r.applied;
                             s.status.degraded = r.degraded;
                             s.status.verified = r.verified;
+                        }
+                        if let Some(off) = s.status.shell.as_deref().and_then(|t| t.strip_prefix("off: ")) {
+                            let reason = format!("no shell_exec: the shell sidecar is off ({off})");
+                            s.status.degraded.push(reason);
                         }
                     }
                     log.runner(&format!("runtime ready in {ms} ms"));

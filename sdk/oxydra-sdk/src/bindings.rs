@@ -63,3 +63,16 @@ pub mod scheduler {
         generate_all,
     });
 }
+
+/// `oxydra:shell/exec`. Inline like [`channel`]: a tool that calls it imports the shell
+/// interface and nothing else.
+#[cfg(feature = "shell")]
+pub mod shell {
+    wit_bindgen::generate!({
+        path: ["wit/v0.1/shell"],
+        inline: "package oxydra:sdk-shell@0.1.0;\n\
+                 world shell-imports { import oxydra:shell/exec@0.1.0; }\n",
+        world: "oxydra:sdk-shell/shell-imports",
+        generate_all,
+    });
+}

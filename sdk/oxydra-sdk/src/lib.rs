@@ -57,6 +57,8 @@ pub mod outbox;
 pub mod scheduler;
 mod schema;
 pub mod settings;
+#[cfg(feature = "shell")]
+pub mod shell;
 pub mod url;
 mod validate;
 pub mod vault;

@@ -128,6 +128,14 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             ),
         ));
     }
+    if tier == Tier::Process && user_cfg.behavior.shell_enabled == Some(true) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "[behavior] shell_enabled = true of user {user} needs the container tier: the process tier has no shell sidecar (shell tools are off there); remove the key, or run without --insecure"
+            ),
+        ));
+    }
     if tier == Tier::Process && user_cfg.resources.max_vcpus.is_some() {
         return Err(Failure::new(
             exit::USAGE,
@@ -250,6 +258,8 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         "--listen".into(),
         format!("unix:{}", runner::gateway_socket(&ws).display()).into(),
     ]);
+    // The shell sidecar runs beside the runtime's container unless the user turned it off.
+    let shell_on = tier == Tier::Container && user_cfg.behavior.shell_enabled != Some(false);
     let read_write = [
         ws.join("shared"),
         ws.join("tmp"),
@@ -286,6 +296,12 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         )
     } else {
         args_out.push("--in-container".into());
+        if shell_on {
+            env.push((
+                oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
+                runner::shell_socket(&ws).into(),
+            ));
+        }
         container_launch(ContainerParts {
             user: &user,
             ws: &ws,
@@ -297,8 +313,18 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             args: args_out,
             env,
             cwd,
+            shell: shell_on,
         })?
     };
+    let shell = shell_on.then(|| runner::Sidecar {
+        launch: shell_launch(
+            &user,
+            &ws,
+            runner_cfg.guest_images.shell_vm.clone(),
+            &user_cfg.resources,
+        ),
+        required: user_cfg.behavior.shell_enabled == Some(true),
+    });
     let tier_name = if tier == Tier::Process {
         "process"
     } else {
@@ -312,6 +338,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         grants,
         launch,
         runtime_owner,
+        shell,
     };
     // The managed local model's server (if any) lives as long as the runner; the rest
     // of the system (the engine, the loaded components) is not needed any more.
@@ -352,6 +379,77 @@ struct ContainerParts<'a> {
     args: Vec<OsString>,
     env: Vec<(OsString, OsString)>,
     cwd: PathBuf,
+    /// The shell sidecar runs: its socket directory is bound too.
+    shell: bool,
+}
+
+/// The `--user` a container runs as, and who must own what it writes: never root (a root
+/// runner's containers run as [`CONTAINER_UID`]).
+fn container_user() -> (String, Option<(u32, u32)>) {
+    let (uid, gid) = oxydra_tiers::container::effective_ids();
+    if uid == 0 {
+        (
+            format!("{CONTAINER_UID}:{CONTAINER_UID}"),
+            Some((CONTAINER_UID, CONTAINER_UID)),
+        )
+    } else {
+        (format!("{uid}:{gid}"), None)
+    }
+}
+
+/// The image the shell sidecar uses when runner.toml names none.
+pub const DEFAULT_SHELL_IMAGE: &str = "oxydra-shell:local";
+
+/// The shell sidecar's container: the user's `shared` and `tmp` (at `/shared` and
+/// `/tmp`, where `shell_exec`'s paths point), its socket directory at `/ipc` — and
+/// nothing else: no vault, no config, no keys (only `TZ` in its environment), no
+/// network, the same user and `[resources]` limits as the runtime. (Each command's
+/// `oom_score_adj` is 1000, so at the memory limit a command dies, not the daemon; the
+/// daemon's own is not lowered: runc cannot set a negative one without privileges.)
+fn shell_launch(
+    user: &str,
+    ws: &Path,
+    image: Option<String>,
+    resources: &config::runner::Resources,
+) -> ContainerLaunch {
+    let bind = |from: PathBuf, inside: &str| Bind {
+        path: from,
+        read_only: false,
+        inside: Some(PathBuf::from(inside)),
+    };
+    let socket = format!("/ipc/{}", runner::SHELL_SOCKET);
+    let mut env = Vec::new();
+    if let Ok(tz) = std::env::var("TZ") {
+        env.push(format!("TZ={tz}"));
+    }
+    ContainerLaunch {
+        image: image.unwrap_or_else(|| DEFAULT_SHELL_IMAGE.to_string()),
+        name: format!("oxydra-shell-{user}-{:08x}", fnv(ws)),
+        args: vec![
+            "shell-daemon".into(),
+            "--socket".into(),
+            socket,
+            "--root".into(),
+            "/shared".into(),
+            "--root".into(),
+            "/tmp".into(),
+        ],
+        env,
+        binds: vec![
+            bind(ws.join("shared"), "/shared"),
+            bind(ws.join("tmp"), "/tmp"),
+            bind(runner::shell_dir(ws), "/ipc"),
+        ],
+        working_dir: PathBuf::from("/shared"),
+        user: container_user().0,
+        memory_bytes: resources.max_memory_mib.map(|m| m << 20),
+        cpus: resources.max_vcpus,
+        pids_limit: resources.max_processes,
+        runtime: None,
+        role: "shell".into(),
+        scratch_tmp: false,
+        oom_score_adj: None,
+    }
 }
 
 /// The runtime's container: the same paths inside as outside, the image's binary and
@@ -364,6 +462,7 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
         .map(|path| Bind {
             path: path.clone(),
             read_only: true,
+            inside: None,
         })
         .collect();
     let mut rw = p.read_write;
@@ -372,12 +471,21 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
         binds.push(Bind {
             path,
             read_only: false,
+            inside: None,
         });
     }
     binds.push(Bind {
         path: runner::egress_socket(p.ws),
         read_only: false,
+        inside: None,
     });
+    if p.shell {
+        binds.push(Bind {
+            path: runner::shell_dir(p.ws),
+            read_only: false,
+            inside: None,
+        });
+    }
     let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
     let mut env: Vec<String> = p
         .env
@@ -393,15 +501,7 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
             p.ws.join(".oxydra").join("cache").display()
         ));
     }
-    let (uid, gid) = oxydra_tiers::container::effective_ids();
-    let (user, owner) = if uid == 0 {
-        (
-            format!("{CONTAINER_UID}:{CONTAINER_UID}"),
-            Some((CONTAINER_UID, CONTAINER_UID)),
-        )
-    } else {
-        (format!("{uid}:{gid}"), None)
-    };
+    let (user, owner) = container_user();
     let name = format!("oxydra-runtime-{}-{:08x}", p.user, fnv(p.ws));
     Ok((
         Start::Container(ContainerLaunch {
@@ -422,6 +522,9 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
             cpus: p.resources.max_vcpus,
             pids_limit: p.resources.max_processes,
             runtime: None,
+            role: "runtime".into(),
+            scratch_tmp: true,
+            oom_score_adj: None,
         }),
         owner,
     ))
@@ -461,6 +564,9 @@ fn print_status(s: &Status) {
     println!("runtime    pid {pid}");
     if let Some(c) = &s.container {
         println!("container  {c}");
+    }
+    if let Some(sh) = &s.shell {
+        println!("shell      {sh}");
     }
     println!("gateway    {}", s.gateway);
     println!("health     {}", s.health);

@@ -115,6 +115,12 @@ fn contained(ws: &std::path::Path) -> Result<Report, Failure> {
         std::env::var(EGRESS_SECRET_ENV).ok(),
     )
     .map_err(|e| Failure::new(exit::USAGE, e))?;
+    // The shell sidecar, when the runner started one: `shell_exec` is registered only
+    // if it answers (System::new checks).
+    if let Some(shell) = std::env::var_os(oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV) {
+        oxydra_runtime::capabilities::shell::use_sidecar(std::path::Path::new(&shell))
+            .map_err(|e| Failure::new(exit::USAGE, e))?;
+    }
     Ok(report)
 }
 

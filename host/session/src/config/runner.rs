@@ -92,18 +92,26 @@ impl RunnerConfig {
         }
         // Keys of parts not built yet are refused when set, never silently accepted.
         let g = &self.guest_images;
-        if let Some(img) = &g.oxydra_vm
-            && (img.is_empty() || img.chars().any(|c| c.is_whitespace()))
-        {
-            return Err((
-                "guest_images.oxydra_vm".into(),
-                format!(
-                    "{img:?} is not an image reference: name a local image such as oxydra-runtime:local (./scripts/build-guest-images.sh builds it)"
-                ),
-            ));
+        for (key, img, default) in [
+            (
+                "guest_images.oxydra_vm",
+                &g.oxydra_vm,
+                "oxydra-runtime:local",
+            ),
+            ("guest_images.shell_vm", &g.shell_vm, "oxydra-shell:local"),
+        ] {
+            if let Some(img) = img
+                && (img.is_empty() || img.chars().any(|c| c.is_whitespace()))
+            {
+                return Err((
+                    key.into(),
+                    format!(
+                        "{img:?} is not an image reference: name a local image such as {default} (./scripts/build-guest-images.sh builds it)"
+                    ),
+                ));
+            }
         }
         for (key, set) in [
-            ("guest_images.shell_vm", g.shell_vm.is_some()),
             (
                 "guest_images.firecracker_oxydra_vm_config",
                 g.firecracker_oxydra_vm_config.is_some(),
@@ -116,7 +124,7 @@ impl RunnerConfig {
             if set {
                 return Err((
                     key.into(),
-                    "the shell sidecar and the micro_vm tier are not built yet; remove the key (the container tier reads only guest_images.oxydra_vm)".into(),
+                    "the micro_vm tier is not built yet; remove the key (the container tier reads guest_images.oxydra_vm and guest_images.shell_vm)".into(),
                 ));
             }
         }
@@ -284,11 +292,10 @@ impl UserConfig {
                     .into(),
             ));
         }
-        if self.behavior.shell_enabled == Some(true) || self.behavior.browser_enabled == Some(true)
-        {
+        if self.behavior.browser_enabled == Some(true) {
             return Err((
-                "behavior".into(),
-                "shell and browser tools are not built yet: shell_enabled and browser_enabled can only be false".into(),
+                "behavior.browser_enabled".into(),
+                "browser tools are not built yet: browser_enabled can only be false".into(),
             ));
         }
         if self.behavior.timezone != "UTC" {
