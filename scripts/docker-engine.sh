@@ -17,9 +17,16 @@ docker_engine() {
   local sock=$iso/docker.sock
   # A unix socket path has at most 107 bytes.
   [ ${#sock} -lt 100 ] || sock=$(mktemp -d /tmp/oxydra-docker.XXXXXX)/docker.sock
+  # gVisor as the runtime `runsc` when it is installed (Debian's runsc): ptrace platform
+  # (KVM here is paravirtual), no network of its own, and the workspace's unix sockets
+  # (the egress proxy, the gateway, the shell sidecar) usable across the sandbox.
+  local runtimes=""
+  if [ -x /usr/bin/runsc ]; then
+    runtimes=',"runtimes":{"runsc":{"path":"/usr/bin/runsc","runtimeArgs":["--platform=ptrace","--network=none","--host-uds=all"]}}'
+  fi
   cat >"$iso/daemon.json" <<JSON
 {"data-root":"$iso/data","exec-root":"$iso/exec","pidfile":"$iso/dockerd.pid",
- "hosts":["unix://$sock"],"bridge":"none","iptables":false,"ip6tables":false,"ip-masq":false}
+ "hosts":["unix://$sock"],"bridge":"none","iptables":false,"ip6tables":false,"ip-masq":false$runtimes}
 JSON
   setsid dockerd --config-file "$iso/daemon.json" >"$iso/dockerd.log" 2>&1 &
   DOCKERD_PID=$!

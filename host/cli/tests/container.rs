@@ -372,3 +372,79 @@ fn shell_exec_runs_in_a_sidecar_without_the_vault_and_within_the_limits() {
         assert!(!exists, "{name} is removed");
     }
 }
+
+#[test]
+fn gvisor_runs_the_runtime_and_the_shell_sidecar_when_configured() {
+    engine();
+    let (ok, runtimes) = docker(&["info", "--format", "{{json .Runtimes}}"]);
+    assert!(
+        ok && runtimes.contains("\"runsc\""),
+        "this test needs gVisor as the engine's runtime runsc (./scripts/test.sh configures it when Debian's runsc is installed: apt-get install runsc): {runtimes}"
+    );
+    let env = Env::new(vec![
+        server::openai::tool_calls(
+            &[(
+                "uname",
+                "shell_exec",
+                json!({"command": "dmesg 2>/dev/null | head -1; echo gvisor > /shared/g.txt"}),
+            )],
+            None,
+        ),
+        server::openai::answer("answered from gVisor", None),
+    ]);
+    setup(&env, "oxydra-runtime:local");
+    let d = env.dir.path().join(".oxydra");
+    let toml = std::fs::read_to_string(d.join("runner.toml")).unwrap();
+    std::fs::write(
+        d.join("runner.toml"),
+        format!("container_runtime = \"runsc\"\n{toml}"),
+    )
+    .unwrap();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    let tok = token(&env.alice());
+    assert_eq!(turn(&url, &tok, "where are you?"), "answered from gVisor");
+    // gVisor's own kernel answers the sidecar's commands (its dmesg is the Sentry's).
+    let out = tool_result(&env, "uname");
+    assert!(out.starts_with("exit code 0"), "{out}");
+    assert!(out.to_lowercase().contains("gvisor"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(env.alice().join("shared/g.txt")).unwrap(),
+        "gvisor\n"
+    );
+    let s = env.status();
+    assert!(
+        s["applied"].to_string().contains("OCI runtime runsc"),
+        "{s}"
+    );
+    let name = container_name(&s);
+    let (ok, inspect) = docker(&["inspect", "--format", "{{.HostConfig.Runtime}}", &name]);
+    assert!(ok && inspect.trim() == "runsc", "{inspect}");
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(runner.child.0.wait().unwrap().success());
+    let (exists, _) = docker(&["inspect", &name]);
+    assert!(!exists, "the container is removed");
+}
+
+#[test]
+fn a_runtime_the_engine_does_not_offer_is_refused_naming_the_key() {
+    engine();
+    let env = Env::new(vec![]);
+    setup(&env, "oxydra-runtime:local");
+    let d = env.dir.path().join(".oxydra");
+    let toml = std::fs::read_to_string(d.join("runner.toml")).unwrap();
+    std::fs::write(
+        d.join("runner.toml"),
+        format!("container_runtime = \"no-such-runtime\"\n{toml}"),
+    )
+    .unwrap();
+    let mut runner = env.start(&[]);
+    let status = runner.child.0.wait().unwrap();
+    assert!(!status.success());
+    let err = runner.err.lock().unwrap().clone();
+    assert!(
+        err.contains("container_runtime") && err.contains("no-such-runtime"),
+        "{err}"
+    );
+}

@@ -97,6 +97,31 @@ pub async fn check_image(docker: &Docker, image: &str, key: &str) -> Result<(), 
     }
 }
 
+/// Fail, saying how to add it, when the engine has no OCI runtime `name`
+/// (runner.toml `container_runtime`).
+pub async fn check_runtime(docker: &Docker, name: &str) -> Result<(), String> {
+    let info = docker
+        .info()
+        .await
+        .map_err(|e| format!("could not ask the Docker engine for its runtimes: {e}"))?;
+    let offered: Vec<String> = info
+        .runtimes
+        .map(|r| r.into_keys().collect())
+        .unwrap_or_default();
+    if offered.iter().any(|r| r == name) {
+        return Ok(());
+    }
+    let gvisor = if name == "runsc" {
+        " (gVisor: apt-get install runsc, then in the engine's daemon.json \"runtimes\": {\"runsc\": {\"path\": \"/usr/bin/runsc\", \"runtimeArgs\": [\"--platform=ptrace\", \"--network=none\", \"--host-uds=all\"]}} and restart dockerd)"
+    } else {
+        ""
+    };
+    Err(format!(
+        "container_runtime = {name:?} in runner.toml: the Docker engine offers no such runtime (it offers {}){gvisor}; or remove the key for the engine's default",
+        offered.join(", ")
+    ))
+}
+
 /// A running runtime container.
 pub struct Running {
     docker: Docker,
@@ -456,6 +481,9 @@ pub fn verify_inside(ws: &std::path::Path) -> crate::confine::Report {
     }
     match field("NoNewPrivs:").as_str() {
         "1" => r.verified.push("no_new_privs set".into()),
+        "" => r.degraded.push(
+            "no_new_privs: not verified from inside (this kernel's /proc/self/status does not show it, as under gVisor); the engine was asked for no-new-privileges".into(),
+        ),
         other => r.degraded.push(format!("no_new_privs is {other:?}")),
     }
     r

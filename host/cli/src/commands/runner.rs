@@ -314,6 +314,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             env,
             cwd,
             shell: shell_on,
+            runtime: runner_cfg.container_runtime.clone(),
         })?
     };
     let shell = shell_on.then(|| runner::Sidecar {
@@ -322,6 +323,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             &ws,
             runner_cfg.guest_images.shell_vm.clone(),
             &user_cfg.resources,
+            runner_cfg.container_runtime.clone(),
         ),
         required: user_cfg.behavior.shell_enabled == Some(true),
     });
@@ -381,6 +383,8 @@ struct ContainerParts<'a> {
     cwd: PathBuf,
     /// The shell sidecar runs: its socket directory is bound too.
     shell: bool,
+    /// runner.toml `container_runtime` (`runsc`: gVisor).
+    runtime: Option<String>,
 }
 
 /// The `--user` a container runs as, and who must own what it writes: never root (a root
@@ -411,6 +415,7 @@ fn shell_launch(
     ws: &Path,
     image: Option<String>,
     resources: &config::runner::Resources,
+    runtime: Option<String>,
 ) -> ContainerLaunch {
     let bind = |from: PathBuf, inside: &str| Bind {
         path: from,
@@ -445,7 +450,7 @@ fn shell_launch(
         memory_bytes: resources.max_memory_mib.map(|m| m << 20),
         cpus: resources.max_vcpus,
         pids_limit: resources.max_processes,
-        runtime: None,
+        runtime,
         role: "shell".into(),
         scratch_tmp: false,
         oom_score_adj: None,
@@ -521,7 +526,7 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
             memory_bytes: p.resources.max_memory_mib.map(|m| m << 20),
             cpus: p.resources.max_vcpus,
             pids_limit: p.resources.max_processes,
-            runtime: None,
+            runtime: p.runtime,
             role: "runtime".into(),
             scratch_tmp: true,
             oom_score_adj: None,

@@ -23,6 +23,10 @@ pub struct RunnerConfig {
     pub workspace_root: PathBuf,
     pub default_tier: Tier,
     pub guest_images: GuestImages,
+    /// The OCI runtime of the container tier's containers (the runtime's and the shell
+    /// sidecar's), as the Docker engine names it: `runsc` for gVisor. `None`: the
+    /// engine's default (runc).
+    pub container_runtime: Option<String>,
     pub users: BTreeMap<String, UserRef>,
     pub web: Web,
 }
@@ -34,6 +38,7 @@ impl Default for RunnerConfig {
             workspace_root: PathBuf::from("workspaces"),
             default_tier: Tier::Container,
             guest_images: GuestImages::default(),
+            container_runtime: None,
             users: BTreeMap::new(),
             web: Web::default(),
         }
@@ -110,6 +115,19 @@ impl RunnerConfig {
                     ),
                 ));
             }
+        }
+        if let Some(r) = &self.container_runtime
+            && (r.is_empty()
+                || !r
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+        {
+            return Err((
+                "container_runtime".into(),
+                format!(
+                    "{r:?} is not an OCI runtime name: name one the Docker engine offers, e.g. \"runsc\" for gVisor"
+                ),
+            ));
         }
         for (key, set) in [
             (
