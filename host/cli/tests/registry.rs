@@ -6,6 +6,8 @@
 
 #[path = "common/reap.rs"]
 mod reap;
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
 #[path = "common/registry.rs"]
 mod support;
 
@@ -288,17 +290,17 @@ fn refusals_name_the_reference_and_write_nothing() {
         "{e}"
     );
 
-    // A provider component: not a tool, refused from its declaration, before download.
-    let provider = reg.oci("acme/openai-chat:1.0.0");
+    // A channel component: refused from its declaration, before download.
+    let channel = reg.oci("acme/telegram:1.0.0");
     s.ok(&[
         "component",
         "push",
-        path(&fixture("oxydra_provider_openai_chat")),
-        &provider,
+        path(&fixture("oxydra_channel_telegram")),
+        &channel,
     ]);
-    let e = s.fails(3, &["component", "install", &provider]);
+    let e = s.fails(3, &["component", "install", &channel]);
     assert!(
-        e.contains(&format!("{provider}: it is a `llm-provider` component; only tools install from a registry so far")),
+        e.contains(&format!("{channel}: it is a `chat-channel` component; tools and providers install from a registry, channels are bundled so far")),
         "{e}"
     );
 
@@ -513,4 +515,91 @@ fn a_terminal_is_asked_to_confirm_the_declared_profile() {
     let o = on_a_terminal(&s, &["component", "install", &r], "y");
     assert!(o.contains("installed word_count 0.1.0"), "{o}");
     assert!(s.lock().unwrap().contains("grant = \"file-read-only\""));
+}
+
+#[test]
+fn an_installed_provider_adapter_answers_the_agent() {
+    let reg = Registry::start();
+    let s = Sandbox::new();
+    let model = server::Server::start(vec![server::openai::answer(
+        "answered by the installed adapter",
+        None,
+    )]);
+    let src = reg.oci("acme/chat-adapter:1.0.0");
+    s.ok(&[
+        "component",
+        "push",
+        path(&fixture("oxydra_provider_openai_chat")),
+        &src,
+    ]);
+    let e = s.fails(2, &["component", "install", &src]);
+    assert!(e.contains("pass --grant llm-provider"), "{e}");
+    // A tool's grant does not cover a provider.
+    s.fails(3, &["component", "install", &src, "--grant", "web"]);
+    assert!(
+        s.lock().is_none() && s.stored().is_empty(),
+        "nothing written"
+    );
+    let o = s.ok(&["component", "install", &src, "--grant", "llm-provider"]);
+    let name = o
+        .lines()
+        .find_map(|l| l.strip_prefix("installed "))
+        .and_then(|l| l.split(' ').next())
+        .unwrap_or_else(|| panic!("{o}"))
+        .to_string();
+    assert!(
+        o.contains(&format!("component = \"{name}\"")),
+        "how to use it: {o}"
+    );
+    assert!(s.lock().unwrap().contains("grant = \"llm-provider\""));
+    // Not a tool: `tool list` does not show it.
+    assert!(!s.ok(&["tool", "list"]).contains(&name));
+
+    s.config(&format!(
+        "[selection]\nprovider = \"mine\"\nmodel = \"gpt-4o-mini\"\n\
+         [providers.registry.mine]\nprovider_type = \"openai\"\nbase_url = \"{}/v1\"\napi_key_env = \"MY_KEY\"\ncomponent = \"{name}\"\n",
+        model.url
+    ));
+    let run = || {
+        s.run_env(
+            &["run", "--workspace", "ws", "say hi"],
+            &[("MY_KEY", "sk-installed-adapter")],
+        )
+    };
+    let o = run();
+    assert!(o.status.success(), "{}", support::err(&o));
+    assert!(
+        support::out(&o).contains("answered by the installed adapter"),
+        "{}",
+        support::out(&o)
+    );
+    assert_eq!(
+        model.requests()[0].header("authorization"),
+        Some("Bearer sk-installed-adapter"),
+        "the host adds the key to the adapter's request"
+    );
+
+    // Its pinned digest is checked at every load.
+    let stored = s.stored().pop().unwrap();
+    let good = std::fs::read(&stored).unwrap();
+    let mut bad = good.clone();
+    bad[300] ^= 1;
+    std::fs::write(&stored, &bad).unwrap();
+    let o = run();
+    assert!(!o.status.success());
+    assert!(
+        support::err(&o).contains("providers.registry.mine.component")
+            && support::err(&o).contains("but components.lock pins sha256:"),
+        "{}",
+        support::err(&o)
+    );
+    std::fs::write(&stored, &good).unwrap();
+    s.ok(&["component", "remove", &name]);
+    let o = run();
+    assert!(!o.status.success());
+    assert!(
+        support::err(&o).contains(&format!("no installed component `{name}`")),
+        "{}",
+        support::err(&o)
+    );
 }

@@ -322,7 +322,13 @@ impl System {
         if let (Some(s), Ok(mut slot)) = (&server, self.local.lock()) {
             *slot = Some(s.clone());
         }
-        providers::load(&self.host, &self.config, name, server.as_deref())
+        providers::load(
+            &self.host,
+            &self.config,
+            self.base_dir.as_deref(),
+            name,
+            server.as_deref(),
+        )
     }
 
     /// A runtime for `agent_name` over one workspace and its store, with the agents a

@@ -89,13 +89,29 @@ pub fn request_options(entry: &ProviderEntry) -> Vec<(String, String)> {
 /// The provider's spec; a managed provider's base URL is its running `server`.
 pub fn spec(
     cfg: &AgentConfig,
+    base_dir: Option<&std::path::Path>,
     name: &str,
     server: Option<&LocalServer>,
 ) -> Result<ProviderSpec, SetupError> {
     let e = entry(cfg, name)?;
-    let dir = tools::bundled_dir(&cfg.components);
-    let manifest = bundle::read_manifest(&dir)?;
-    let (wasm, sha) = bundle::provider_component(&dir, &manifest, type_name(e.provider_type))?;
+    let (wasm, sha) = match &e.component {
+        // An installed adapter: its digest is checked against the lock as it is read.
+        Some(c) => {
+            let wasm =
+                crate::registry::installed_provider(cfg, base_dir, &crate::registry::store(), c)
+                    .map_err(|err| {
+                        SetupError::Refused(format!("providers.registry.{name}.component: {err}"))
+                    })?;
+            (wasm, None)
+        }
+        None => {
+            let dir = tools::bundled_dir(&cfg.components);
+            let manifest = bundle::read_manifest(&dir)?;
+            let (wasm, sha) =
+                bundle::provider_component(&dir, &manifest, type_name(e.provider_type))?;
+            (wasm, Some(sha))
+        }
+    };
     let env = e
         .api_key_env
         .clone()
@@ -105,7 +121,7 @@ pub fn spec(
     Ok(ProviderSpec {
         name: name.to_string(),
         wasm,
-        expected_sha256: Some(sha),
+        expected_sha256: sha,
         base_url: server
             .map(|s| format!("{}/v1", s.url))
             .or_else(|| e.base_url.clone()),
@@ -153,9 +169,10 @@ pub fn http_limits(cfg: &AgentConfig) -> oxydra_runtime::llm::HttpLimits {
 pub fn load(
     host: &oxydra_runtime::ComponentHost,
     cfg: &AgentConfig,
+    base_dir: Option<&std::path::Path>,
     name: &str,
     server: Option<&LocalServer>,
 ) -> Result<oxydra_runtime::llm::LoadedProvider, SetupError> {
-    host.load_provider_with(spec(cfg, name, server)?, http_limits(cfg))
+    host.load_provider_with(spec(cfg, base_dir, name, server)?, http_limits(cfg))
         .map_err(|e| SetupError::Refused(e.to_string()))
 }

@@ -183,7 +183,10 @@ impl Installer<'_> {
         let resolved = self.resolve_any(source)?;
         // A provider or channel says so in its exports: refused before any download.
         if let Some(shape) = &resolved.declared.shape
-            && shape.export != profiles::ExportKind::Tool
+            && !matches!(
+                shape.export,
+                profiles::ExportKind::Tool | profiles::ExportKind::Provider
+            )
         {
             return Err(not_a_tool(&resolved.source_text, shape.derived_profile()));
         }
@@ -299,6 +302,9 @@ impl Installer<'_> {
                 shape.imports.join(", ")
             ))
         })?;
+        if profile.export() == profiles::ExportKind::Provider {
+            return self.check_provider(resolved, wasm, shape, profile, grant, guess);
+        }
         if profile.export() != profiles::ExportKind::Tool {
             return Err(not_a_tool(&resolved.source_text, Some(profile)));
         }
@@ -333,6 +339,32 @@ impl Installer<'_> {
         let wasm = Arc::try_unwrap(wasm).unwrap_or_else(|a| (*a).clone());
         Ok(Checked {
             name: described,
+            wasm,
+            shape,
+            profile,
+            grant,
+        })
+    }
+
+    /// A provider adapter: loaded once under its grant (its `describe` must answer); it is
+    /// named as installed (the reference's name, or the file's), which config names in
+    /// `[providers.registry.<name>] component`.
+    fn check_provider(
+        &self,
+        resolved: &Resolved,
+        wasm: Vec<u8>,
+        shape: Shape,
+        profile: Profile,
+        grant: Profile,
+        name: String,
+    ) -> Result<Checked, InstallError> {
+        let wasm = Arc::new(wasm);
+        self.host
+            .load_provider(provider_spec(&name, wasm.clone()))
+            .map_err(|e| InstallError::Refused(format!("{}: {e}", resolved.source_text)))?;
+        let wasm = Arc::try_unwrap(wasm).unwrap_or_else(|a| (*a).clone());
+        Ok(Checked {
+            name,
             wasm,
             shape,
             profile,
@@ -384,16 +416,31 @@ impl Installer<'_> {
     }
 }
 
+/// A provider spec for a trial load: no base URL, no key (nothing is sent).
+fn provider_spec(name: &str, wasm: Arc<Vec<u8>>) -> oxydra_runtime::llm::ProviderSpec {
+    oxydra_runtime::llm::ProviderSpec {
+        name: name.to_string(),
+        wasm,
+        expected_sha256: None,
+        base_url: None,
+        api_key: None,
+        api_key_env: None,
+        extra_headers: Vec::new(),
+        limits: oxydra_runtime::Limits::default(),
+        retry: oxydra_runtime::llm::RetryPolicy::default(),
+    }
+}
+
 fn not_a_tool(source: &str, profile: Option<Profile>) -> InstallError {
     let what = match profile {
         Some(p) if p.export() == profiles::ExportKind::Step => format!(
             "it is one step of a two-step tool (`{p}`); only single-component tools install from a registry"
         ),
         Some(p) => format!(
-            "it is a `{p}` component; only tools install from a registry so far (providers and channels are bundled)"
+            "it is a `{p}` component; tools and providers install from a registry, channels are bundled so far"
         ),
         None => {
-            "it exports no oxydra tool interface; only tools install from a registry so far".into()
+            "it exports no oxydra tool or provider interface; only tools and providers install from a registry".into()
         }
     };
     InstallError::Refused(format!("{source}: {what}"))
@@ -417,49 +464,14 @@ pub fn installed_specs(
     store: &Store,
 ) -> Result<Vec<(Locked, ToolSpec)>, InstallError> {
     let lock: LockFile = store.read()?;
+    let keys = required_keys(cfg, base_dir)?;
     let mut out = Vec::new();
-    let keys = if cfg.components.trust.mode == crate::config::agent::TrustMode::Require {
-        Some(trusted_keys(cfg, base_dir)?)
-    } else {
-        None
-    };
     for c in lock.components {
-        let path = store.blob_path(&c.layer_digest);
-        let wasm = std::fs::read(&path).map_err(|e| {
-            InstallError::Refused(format!(
-                "component `{}`: {} is unreadable ({e}); reinstall it from {}",
-                c.name,
-                path.display(),
-                c.source
-            ))
-        })?;
-        let actual = artifact::sha256_digest(&wasm);
-        if actual != c.layer_digest {
-            return Err(InstallError::Refused(format!(
-                "component `{}`: {} has digest {actual}, but components.lock pins {}: the file was changed after install; reinstall it from {}",
-                c.name,
-                path.display(),
-                c.layer_digest,
-                c.source
-            )));
+        // Providers are loaded (and checked) by the provider entry that names them.
+        if Profile::parse(&c.grant).is_some_and(|g| g.export() != profiles::ExportKind::Tool) {
+            continue;
         }
-        let grant = Profile::parse(&c.grant).ok_or_else(|| {
-            InstallError::Refused(format!(
-                "component `{}`: components.lock grants `{}`, which is not a profile of this host",
-                c.name, c.grant
-            ))
-        })?;
-        if let Some(keys) = &keys
-            && !c
-                .signed_by
-                .as_ref()
-                .is_some_and(|f| keys.iter().any(|k| &k.fingerprint == f))
-        {
-            return Err(InstallError::Refused(format!(
-                "component `{}` was installed without a signature from a key in [components.trust] keys, which mode = \"require\" demands; reinstall it from a signed source ({})",
-                c.name, c.source
-            )));
-        }
+        let (wasm, grant) = verified(&c, store, keys.as_deref())?;
         let spec = ToolSpec {
             name: c.name.clone(),
             components: vec![ComponentSpec {
@@ -474,4 +486,94 @@ pub fn installed_specs(
         out.push((c, spec));
     }
     Ok(out)
+}
+
+/// The installed `llm-provider` component `name` (`[providers.registry.*] component`),
+/// checked like every installed load: its digest against the lock, its signature under
+/// `require`.
+pub fn installed_provider(
+    cfg: &AgentConfig,
+    base_dir: Option<&Path>,
+    store: &Store,
+    name: &str,
+) -> Result<Arc<Vec<u8>>, InstallError> {
+    let lock: LockFile = store.read()?;
+    let Some(c) = lock.components.iter().find(|c| c.name == name) else {
+        let installed: Vec<&str> = lock.components.iter().map(|c| c.name.as_str()).collect();
+        return Err(InstallError::Usage(format!(
+            "no installed component `{name}` (installed: {}); install a provider with `oxydra-host component install oci://… --grant llm-provider`",
+            if installed.is_empty() {
+                "none".to_string()
+            } else {
+                installed.join(", ")
+            }
+        )));
+    };
+    let keys = required_keys(cfg, base_dir)?;
+    let (wasm, grant) = verified(c, store, keys.as_deref())?;
+    if grant != Profile::LlmProvider {
+        return Err(InstallError::Usage(format!(
+            "component `{name}` is installed as `{}`, not as a provider (`llm-provider`)",
+            grant.name()
+        )));
+    }
+    Ok(Arc::new(wasm))
+}
+
+/// The trusted keys when `[components.trust] mode = "require"`.
+fn required_keys(
+    cfg: &AgentConfig,
+    base_dir: Option<&Path>,
+) -> Result<Option<Vec<oxydra_registry::cosign::PublicKey>>, InstallError> {
+    if cfg.components.trust.mode == crate::config::agent::TrustMode::Require {
+        Ok(Some(trusted_keys(cfg, base_dir)?))
+    } else {
+        Ok(None)
+    }
+}
+
+/// An installed component's bytes (their digest checked against the lock) and grant;
+/// under `require`, its signer must be a trusted key.
+fn verified(
+    c: &Locked,
+    store: &Store,
+    keys: Option<&[oxydra_registry::cosign::PublicKey]>,
+) -> Result<(Vec<u8>, Profile), InstallError> {
+    let path = store.blob_path(&c.layer_digest);
+    let wasm = std::fs::read(&path).map_err(|e| {
+        InstallError::Refused(format!(
+            "component `{}`: {} is unreadable ({e}); reinstall it from {}",
+            c.name,
+            path.display(),
+            c.source
+        ))
+    })?;
+    let actual = artifact::sha256_digest(&wasm);
+    if actual != c.layer_digest {
+        return Err(InstallError::Refused(format!(
+            "component `{}`: {} has digest {actual}, but components.lock pins {}: the file was changed after install; reinstall it from {}",
+            c.name,
+            path.display(),
+            c.layer_digest,
+            c.source
+        )));
+    }
+    let grant = Profile::parse(&c.grant).ok_or_else(|| {
+        InstallError::Refused(format!(
+            "component `{}`: components.lock grants `{}`, which is not a profile of this host",
+            c.name, c.grant
+        ))
+    })?;
+    if let Some(keys) = &keys
+        && !c
+            .signed_by
+            .as_ref()
+            .is_some_and(|f| keys.iter().any(|k| &k.fingerprint == f))
+    {
+        return Err(InstallError::Refused(format!(
+            "component `{}` was installed without a signature from a key in [components.trust] keys, which mode = \"require\" demands; reinstall it from a signed source ({})",
+            c.name, c.source
+        )));
+    }
+    Ok((wasm, grant))
 }

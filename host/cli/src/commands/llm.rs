@@ -41,7 +41,9 @@ pub fn run(cmd: LlmCommand, sources: &Sources) -> Result<(), Failure> {
         reasoning_effort,
         prompt,
     } = cmd;
-    let cfg = config::load_agent(sources)?.value;
+    let loaded_cfg = config::load_agent(sources)?;
+    let base_dir = loaded_cfg.base_dir;
+    let cfg = loaded_cfg.value;
     let name = provider.unwrap_or_else(|| cfg.selection.provider.clone());
     let model = model.unwrap_or_else(|| cfg.selection.model.clone());
     let entry = providers::entry(&cfg, &name)?;
@@ -52,7 +54,7 @@ pub fn run(cmd: LlmCommand, sources: &Sources) -> Result<(), Failure> {
     }
     let server =
         providers::managed_server(&cfg, &name, &mut |line| eprintln!("[local model] {line}"))?;
-    let loaded = providers::load(&host, &cfg, &name, server.as_deref())?;
+    let loaded = providers::load(&host, &cfg, base_dir.as_deref(), &name, server.as_deref())?;
 
     let mut messages = Vec::new();
     if let Some(s) = system {

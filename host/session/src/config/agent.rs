@@ -120,6 +120,10 @@ pub struct ProviderEntry {
     /// Turn tool calls the model writes as text (`<tool_call>{…}</tool_call>`, a fenced
     /// JSON block) into real ones: for small local models. On by default for `managed`.
     pub textual_tool_calls: Option<bool>,
+    /// An installed `llm-provider` component (`oxydra-host component install …
+    /// --grant llm-provider`) to use instead of the bundled adapter for `provider_type`,
+    /// which still picks the catalog and the default key variable.
+    pub component: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -545,6 +549,14 @@ impl AgentConfig {
                 return Err((
                     format!("providers.registry.{name}.{key}"),
                     "not supported yet; remove the key".into(),
+                ));
+            }
+            if let Some(c) = &p.component
+                && (c.trim().is_empty() || p.managed)
+            {
+                return Err((
+                    format!("providers.registry.{name}.component"),
+                    "name an installed llm-provider component (`oxydra-host component list`); a managed provider uses the bundled adapter".into(),
                 ));
             }
             if p.managed && (p.base_url.is_some() || p.provider_type != ProviderType::Openai) {

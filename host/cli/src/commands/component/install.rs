@@ -302,5 +302,11 @@ pub fn install(
         short(&entry.layer_digest),
         entry.grant
     );
+    if entry.grant == oxydra_runtime::Profile::LlmProvider.name() {
+        println!(
+            "use it in agent.toml: [providers.registry.<name>] component = \"{}\"",
+            entry.name
+        );
+    }
     Ok(())
 }
