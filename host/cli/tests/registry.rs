@@ -290,7 +290,7 @@ fn refusals_name_the_reference_and_write_nothing() {
         "{e}"
     );
 
-    // A channel component: refused from its declaration, before download.
+    // A channel component needs its own grant: a tool's does not cover it.
     let channel = reg.oci("acme/telegram:1.0.0");
     s.ok(&[
         "component",
@@ -298,11 +298,10 @@ fn refusals_name_the_reference_and_write_nothing() {
         path(&fixture("oxydra_channel_telegram")),
         &channel,
     ]);
-    let e = s.fails(3, &["component", "install", &channel]);
-    assert!(
-        e.contains(&format!("{channel}: it is a `chat-channel` component; tools and providers install from a registry, channels are bundled so far")),
-        "{e}"
-    );
+    let e = s.fails(2, &["component", "install", &channel]);
+    assert!(e.contains("pass --grant chat-channel"), "{e}");
+    let e = s.fails(3, &["component", "install", &channel, "--grant", "web"]);
+    assert!(e.contains(&channel), "{e}");
 
     // A missing tag, an unreachable registry, a warg source.
     let e = s.fails(

@@ -106,6 +106,22 @@ fn sent_wait(bot: &FakeBot, n: usize, err: &std::sync::Mutex<String>) -> Vec<(St
     }
 }
 
+/// Wait until the bot's `i`-th message reads `want` (answers grow by edits: the first
+/// send may hold only the start of the answer).
+fn text_wait(bot: &FakeBot, i: usize, want: &str, err: &std::sync::Mutex<String>) {
+    let started = Instant::now();
+    while !bot.sent().get(i).is_some_and(|(_, t)| t.contains(want)) {
+        if started.elapsed() > Duration::from_secs(30) {
+            panic!(
+                "message {i} never read {want:?}: {:?}\nserve stderr:\n{}",
+                bot.sent(),
+                err.lock().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn allowed_senders_get_answers_rejected_ones_reach_nothing_and_a_restart_replays_nothing() {
     let bot = FakeBot::start(TOKEN);
@@ -495,8 +511,8 @@ fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
     m["message"]["message_thread_id"] = json!(9);
     m["message"]["is_topic_message"] = json!(true);
     bot.push_update(m);
-    let sent = sent_wait(&bot, 1, &err);
-    assert!(sent[0].1.contains("I will remind you"), "{sent:?}");
+    sent_wait(&bot, 1, &err);
+    text_wait(&bot, 0, "I will remind you", &err);
     // The tool made the job (its result went back to the model).
     let tool_result = env.server.requests()[1].json()["messages"]
         .as_array()
@@ -511,7 +527,7 @@ fn a_job_made_in_a_chat_sends_its_result_to_that_chat() {
     );
     let sent = sent_wait(&bot, 2, &err);
     assert_eq!(sent[1].0, "-100", "the chat that made the job: {sent:?}");
-    assert!(sent[1].1.contains("stretch"), "{sent:?}");
+    text_wait(&bot, 1, "stretch", &err);
     let last = bot.calls_to("sendMessage").pop().unwrap();
     assert_eq!(
         last.param("message_thread_id").as_deref(),
@@ -559,5 +575,58 @@ fn html_telegram_cannot_parse_is_resent_plain_and_group_gating_can_be_switched_o
     bot.push_update(message(2, 42, group, "no mention here"));
     let sent = sent_wait(&bot, 2, &err);
     assert_eq!(sent[1], ("-100".to_string(), "group answer".to_string()));
+    stop(child);
+}
+
+#[test]
+fn an_installed_channel_component_serves_the_chat_in_place_of_the_bundled_one() {
+    let bot = FakeBot::start(TOKEN);
+    let env = setup_with(
+        &bot,
+        vec![answer("from the installed channel")],
+        "component = \"oxydra_channel_telegram\"",
+    );
+    // Not installed yet: serve refuses, naming the key and how to install one.
+    let o = env
+        .cmd()
+        .args(["serve", "--user", "alice", "--workspace"])
+        .arg(env.ws())
+        .env("TG_TOKEN", TOKEN)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        e.contains("channels.telegram.component")
+            && e.contains("no installed component `oxydra_channel_telegram`")
+            && e.contains("--grant chat-channel"),
+        "{e}"
+    );
+    // The channel adapter, installed from a file with the same checks as a registry's.
+    let wasm = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target/wasm32-wasip2/wasm-release/oxydra_channel_telegram.wasm");
+    let o = env
+        .cmd()
+        .args(["component", "install"])
+        .arg(&wasm)
+        .args(["--grant", "chat-channel"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(out.contains("granted chat-channel"), "{out}");
+    assert!(
+        out.contains("[channels.telegram] component = \"oxydra_channel_telegram\""),
+        "{out}"
+    );
+    let (child, err) = serve(&env);
+    bot.push_update(message(1, 42, private(42), "hello"));
+    let sent = sent_wait(&bot, 1, &err);
+    assert!(sent[0].1.contains("from the installed channel"), "{sent:?}");
     stop(child);
 }

@@ -185,7 +185,9 @@ impl Installer<'_> {
         if let Some(shape) = &resolved.declared.shape
             && !matches!(
                 shape.export,
-                profiles::ExportKind::Tool | profiles::ExportKind::Provider
+                profiles::ExportKind::Tool
+                    | profiles::ExportKind::Provider
+                    | profiles::ExportKind::Channel
             )
         {
             return Err(not_a_tool(&resolved.source_text, shape.derived_profile()));
@@ -302,7 +304,10 @@ impl Installer<'_> {
                 shape.imports.join(", ")
             ))
         })?;
-        if profile.export() == profiles::ExportKind::Provider {
+        if matches!(
+            profile.export(),
+            profiles::ExportKind::Provider | profiles::ExportKind::Channel
+        ) {
             return self.check_provider(resolved, wasm, shape, profile, grant, guess);
         }
         if profile.export() != profiles::ExportKind::Tool {
@@ -346,9 +351,10 @@ impl Installer<'_> {
         })
     }
 
-    /// A provider adapter: loaded once under its grant (its `describe` must answer); it is
-    /// named as installed (the reference's name, or the file's), which config names in
-    /// `[providers.registry.<name>] component`.
+    /// A provider adapter or a chat channel: loaded once under its grant (its `describe`
+    /// must answer); it is named as installed (the reference's name, or the file's),
+    /// which config names in `[providers.registry.<name>] component` or
+    /// `[channels.telegram] component`.
     fn check_provider(
         &self,
         resolved: &Resolved,
@@ -359,9 +365,26 @@ impl Installer<'_> {
         name: String,
     ) -> Result<Checked, InstallError> {
         let wasm = Arc::new(wasm);
-        self.host
-            .load_provider(provider_spec(&name, wasm.clone()))
-            .map_err(|e| InstallError::Refused(format!("{}: {e}", resolved.source_text)))?;
+        let refused =
+            |e: LoadError| InstallError::Refused(format!("{}: {e}", resolved.source_text));
+        if profile.export() == profiles::ExportKind::Channel {
+            self.host
+                .load_channel(oxydra_runtime::channels::ChannelSpec {
+                    name: name.clone(),
+                    wasm: wasm.clone(),
+                    expected_sha256: None,
+                    // A trial load only: nothing is sent anywhere.
+                    api_base_url: "https://channel.invalid".into(),
+                    token: None,
+                    poll_timeout_secs: None,
+                    limits: oxydra_runtime::Limits::default(),
+                })
+                .map_err(refused)?;
+        } else {
+            self.host
+                .load_provider(provider_spec(&name, wasm.clone()))
+                .map_err(refused)?;
+        }
         let wasm = Arc::try_unwrap(wasm).unwrap_or_else(|a| (*a).clone());
         Ok(Checked {
             name,
@@ -437,10 +460,10 @@ fn not_a_tool(source: &str, profile: Option<Profile>) -> InstallError {
             "it is one step of a two-step tool (`{p}`); only single-component tools install from a registry"
         ),
         Some(p) => format!(
-            "it is a `{p}` component; tools and providers install from a registry, channels are bundled so far"
+            "it is a `{p}` component; tools, providers and channels install from a registry"
         ),
         None => {
-            "it exports no oxydra tool or provider interface; only tools and providers install from a registry".into()
+            "it exports no oxydra tool, provider or channel interface; only those install from a registry".into()
         }
     };
     InstallError::Refused(format!("{source}: {what}"))
@@ -497,11 +520,32 @@ pub fn installed_provider(
     store: &Store,
     name: &str,
 ) -> Result<Arc<Vec<u8>>, InstallError> {
+    installed_as(cfg, base_dir, store, name, Profile::LlmProvider)
+}
+
+/// The installed `chat-channel` component `name` (`[channels.telegram] component`),
+/// checked like [`installed_provider`].
+pub fn installed_channel(
+    cfg: &AgentConfig,
+    base_dir: Option<&Path>,
+    store: &Store,
+    name: &str,
+) -> Result<Arc<Vec<u8>>, InstallError> {
+    installed_as(cfg, base_dir, store, name, Profile::ChatChannel)
+}
+
+fn installed_as(
+    cfg: &AgentConfig,
+    base_dir: Option<&Path>,
+    store: &Store,
+    name: &str,
+    want: Profile,
+) -> Result<Arc<Vec<u8>>, InstallError> {
     let lock: LockFile = store.read()?;
     let Some(c) = lock.components.iter().find(|c| c.name == name) else {
         let installed: Vec<&str> = lock.components.iter().map(|c| c.name.as_str()).collect();
         return Err(InstallError::Usage(format!(
-            "no installed component `{name}` (installed: {}); install a provider with `oxydra-host component install oci://… --grant llm-provider`",
+            "no installed component `{name}` (installed: {}); install one with `oxydra-host component install oci://… --grant {want}`",
             if installed.is_empty() {
                 "none".to_string()
             } else {
@@ -511,9 +555,9 @@ pub fn installed_provider(
     };
     let keys = required_keys(cfg, base_dir)?;
     let (wasm, grant) = verified(c, store, keys.as_deref())?;
-    if grant != Profile::LlmProvider {
+    if grant != want {
         return Err(InstallError::Usage(format!(
-            "component `{name}` is installed as `{}`, not as a provider (`llm-provider`)",
+            "component `{name}` is installed as `{}`, not as `{want}`",
             grant.name()
         )));
     }

@@ -773,15 +773,32 @@ pub fn start(
         )
     })?;
     let system = service.system().clone();
-    let dir = crate::tools::bundled_dir(&system.config.components);
-    let manifest = oxydra_runtime::bundle::read_manifest(&dir)?;
-    let (wasm, sha) = oxydra_runtime::bundle::channel_component(&dir, &manifest, "telegram")?;
+    let (wasm, sha) = match &cfg.component {
+        // An installed adapter: its digest is checked against the lock as it is read.
+        Some(c) => {
+            let wasm = crate::registry::installed_channel(
+                &system.config,
+                system.base_dir.as_deref(),
+                &crate::registry::store(),
+                c,
+            )
+            .map_err(|e| key("component", e.to_string()))?;
+            (wasm, None)
+        }
+        None => {
+            let dir = crate::tools::bundled_dir(&system.config.components);
+            let manifest = oxydra_runtime::bundle::read_manifest(&dir)?;
+            let (wasm, sha) =
+                oxydra_runtime::bundle::channel_component(&dir, &manifest, "telegram")?;
+            (wasm, Some(sha))
+        }
+    };
     let channel = system
         .host
         .load_channel(ChannelSpec {
             name: "telegram".into(),
             wasm,
-            expected_sha256: Some(sha),
+            expected_sha256: sha,
             api_base_url: cfg
                 .api_base_url
                 .clone()

@@ -236,6 +236,9 @@ pub struct Telegram {
     /// of at most 20 MB).
     pub max_file_bytes: u64,
     pub senders: Vec<Sender>,
+    /// An installed `chat-channel` component (`oxydra-host component install …
+    /// --grant chat-channel`) speaking the Bot API, used instead of the bundled one.
+    pub component: Option<String>,
 }
 
 /// `channels.telegram.streaming`.
@@ -266,6 +269,7 @@ impl Default for Telegram {
             require_mention_in_groups: true,
             max_file_bytes: 10 * 1024 * 1024,
             senders: vec![],
+            component: None,
         }
     }
 }
@@ -325,6 +329,12 @@ impl UserConfig {
         if let Some(t) = &self.channels.telegram
             && t.enabled
         {
+            if t.component.as_deref().is_some_and(|c| c.trim().is_empty()) {
+                return Err((
+                    "channels.telegram.component".into(),
+                    "name an installed chat-channel component (`oxydra-host component list`), or remove the key for the bundled one".into(),
+                ));
+            }
             if t.bot_token_env.is_none() {
                 return Err((
                     "channels.telegram.bot_token_env".into(),

@@ -302,6 +302,12 @@ pub fn install(
         short(&entry.layer_digest),
         entry.grant
     );
+    if entry.grant == oxydra_runtime::Profile::ChatChannel.name() {
+        println!(
+            "use it in the user's file (users/<id>.toml): [channels.telegram] component = \"{}\"",
+            entry.name
+        );
+    }
     if entry.grant == oxydra_runtime::Profile::LlmProvider.name() {
         println!(
             "use it in agent.toml: [providers.registry.<name>] component = \"{}\"",
