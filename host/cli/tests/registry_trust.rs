@@ -507,4 +507,69 @@ fn the_registry_token_flow_with_basic_credentials() {
         "{log}"
     );
     assert!(log.contains(r#""scope": ["repository:acme/word-count:pull"], "service": ["oxydra-test-registry"], "auth": true"#), "{log}");
+
+    // A token issued beforehand (`token_env`, as CI systems hand out): sent as it is from
+    // the first request, the token service is not asked, and it is never shown.
+    let issued = Command::new("python3")
+        .args([
+            "-c",
+            "import base64,json,sys,urllib.request as u; r=u.Request(sys.argv[1]); r.add_header('Authorization','Basic '+base64.b64encode(sys.argv[2].encode()).decode()); print(json.load(u.urlopen(r))['token'])",
+        ])
+        .arg(format!(
+            "http://127.0.0.1:{port}/token?service=oxydra-test-registry&scope=repository:acme/word-count:pull"
+        ))
+        .arg(format!("alice:{password}"))
+        .output()
+        .unwrap();
+    assert!(issued.status.success(), "{issued:?}");
+    let token = String::from_utf8(issued.stdout).unwrap().trim().to_string();
+    let asked = std::fs::read_to_string(d.join("token.log"))
+        .unwrap()
+        .lines()
+        .count();
+    let t = Sandbox::new();
+    t.config(&format!(
+        "[components.registries.\"{}\"]\ntoken_env = \"REG_TOKEN\"\n",
+        reg.host
+    ));
+    let install = ["component", "install", &r, "--grant", "file-read-only"];
+    let o = t.run_env(
+        &[
+            "-v", install[0], install[1], install[2], install[3], install[4],
+        ],
+        &[("REG_TOKEN", &token)],
+    );
+    assert!(o.status.success(), "{}", support::err(&o));
+    assert_eq!(
+        std::fs::read_to_string(d.join("token.log"))
+            .unwrap()
+            .lines()
+            .count(),
+        asked,
+        "the token service was not asked"
+    );
+    let all = format!(
+        "{}{}{}",
+        support::out(&o),
+        support::err(&o),
+        t.lock().unwrap()
+    );
+    assert!(!all.contains(&token), "the token was shown: {all}");
+    let u = Sandbox::new();
+    u.config(&format!(
+        "[components.registries.\"{}\"]\ntoken_env = \"REG_TOKEN\"\n",
+        reg.host
+    ));
+    let o = u.run_env(&install, &[("REG_TOKEN", "forged-token-5e1a")]);
+    assert_eq!(o.status.code(), Some(1));
+    let e = support::err(&o);
+    assert!(
+        e.contains("the configured token was refused (check token_env)"),
+        "{e}"
+    );
+    assert!(
+        !e.contains("forged-token-5e1a"),
+        "a token in a message: {e}"
+    );
+    assert!(u.lock().is_none(), "nothing written");
 }
