@@ -170,12 +170,7 @@ fn web(cfg: &AgentConfig, spec: &mut ToolSpec) -> Result<(), SetupError> {
     let access = tools
         .access(&spec.name, |v| std::env::var(v).ok())
         .map_err(|(k, m)| key(k, m))?;
-    let explicit = cfg
-        .components
-        .tools
-        .get(&spec.name)
-        .is_some_and(|t| t.limits.deadline_ms.is_some());
-    if !explicit {
+    if !explicit_deadline(cfg, &spec.name) {
         let per_request = access.timeout.as_millis() as u64;
         let needed = per_request
             .saturating_mul(tools.attempts(&spec.name))
@@ -189,18 +184,21 @@ fn web(cfg: &AgentConfig, spec: &mut ToolSpec) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// The operator set `[components.tools.<name>.limits] deadline_ms`.
+fn explicit_deadline(cfg: &AgentConfig, name: &str) -> bool {
+    cfg.components
+        .tools
+        .get(name)
+        .is_some_and(|t| t.limits.deadline_ms.is_some())
+}
+
 /// A `shell`-profile tool's deadline covers the longest command it may ask the sidecar
 /// for (the host waits that long for the answer), unless the operator set one.
 fn shell(cfg: &AgentConfig, spec: &mut ToolSpec) {
     if !spec.components.iter().any(|c| c.grant == Profile::Shell) {
         return;
     }
-    let explicit = cfg
-        .components
-        .tools
-        .get(&spec.name)
-        .is_some_and(|t| t.limits.deadline_ms.is_some());
-    if !explicit {
+    if !explicit_deadline(cfg, &spec.name) {
         let needed = u64::from(oxydra_runtime::capabilities::shell::MAX_TIMEOUT_MS) + 15_000;
         spec.limits.deadline_ms = spec.limits.deadline_ms.max(needed);
     }

@@ -754,13 +754,7 @@ async fn sidecar(
                             }
                             tokio::select! {
                                 (what, _) = running.wait() => what,
-                                _ = &mut stop => {
-                                    let what = running.terminate(STOP_GRACE).await;
-                                    running.remove().await;
-                                    log.runner(&format!("shell sidecar {what}"));
-                                    lock(&state).status.shell = None;
-                                    return;
-                                }
+                                _ = &mut stop => return stop_sidecar(&running, &log, &state).await,
                             }
                         } else {
                             let _ = running.terminate(Duration::from_secs(2)).await;
@@ -768,13 +762,7 @@ async fn sidecar(
                         }
                     }
                     (what, _) = running.wait() => what,
-                    _ = &mut stop => {
-                        let what = running.terminate(STOP_GRACE).await;
-                        running.remove().await;
-                        log.runner(&format!("shell sidecar {what}"));
-                        lock(&state).status.shell = None;
-                        return;
-                    }
+                    _ = &mut stop => return stop_sidecar(&running, &log, &state).await,
                 };
                 running.remove().await;
                 what
@@ -805,6 +793,14 @@ async fn sidecar(
             }
         }
     }
+}
+
+/// `stop`: the sidecar's container stopped (SIGKILL after the grace) and removed.
+async fn stop_sidecar(running: &container::Running, log: &Log, state: &Mutex<State>) {
+    let what = running.terminate(STOP_GRACE).await;
+    running.remove().await;
+    log.runner(&format!("shell sidecar {what}"));
+    lock(state).status.shell = None;
 }
 
 /// Exit codes of a runtime that cannot start as configured: starting it again will not
