@@ -208,9 +208,31 @@ fn main() {
         );
         return;
     }
+    container_tier(d, "container tier (runc)", "", d50);
+    // gVisor, when the engine offers it (scripts/docker-engine.sh configures it).
+    let runtimes = Command::new("docker")
+        .args(["info", "--format", "{{json .Runtimes}}"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    if runtimes.contains("\"runsc\"") {
+        container_tier(
+            d,
+            "container tier (gVisor runsc)",
+            "container_runtime = \"runsc\"\n",
+            d50,
+        );
+    } else {
+        println!("container tier (gVisor): not measured (the engine offers no runsc runtime)");
+    }
+}
+
+/// Start-to-ready (runtime and shell sidecar) and per-turn figures of the container tier
+/// with `extra` at the top of runner.toml; `d50`: serve on its own, p50.
+fn container_tier(d: &std::path::Path, label: &str, extra: &str, d50: f64) {
     std::fs::write(
         d.join(".oxydra/runner.toml"),
-        "default_tier = \"container\"\n[users.alice]\n",
+        format!("{extra}default_tier = \"container\"\n[users.alice]\n"),
     )
     .unwrap();
     let container_args = ["--user", "alice", "start"];
@@ -230,7 +252,7 @@ fn main() {
     stop(runner);
     let c50 = pct(&mut contained, 0.5);
     println!(
-        "container tier, warm cache (first, cold start: {:.0} ms)",
+        "{label}, warm cache (first, cold start: {:.0} ms)",
         cold.as_secs_f64() * 1000.0
     );
     println!(
