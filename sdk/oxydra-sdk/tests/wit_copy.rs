@@ -19,6 +19,7 @@ const COPIES: &[(&str, &[&str])] = &[
             "llm",
             "scheduler",
             "sdk",
+            "shell",
             "tool",
             "vault",
         ],
