@@ -122,6 +122,16 @@ pub async fn check_runtime(docker: &Docker, name: &str) -> Result<(), String> {
     ))
 }
 
+/// What `l` needs of the engine before it is created: its image (`key` in runner.toml)
+/// and, when one is configured, its OCI runtime.
+pub async fn check(docker: &Docker, l: &ContainerLaunch, key: &str) -> Result<(), String> {
+    check_image(docker, &l.image, key).await?;
+    match &l.runtime {
+        Some(r) => check_runtime(docker, r).await,
+        None => Ok(()),
+    }
+}
+
 /// A running runtime container.
 pub struct Running {
     docker: Docker,

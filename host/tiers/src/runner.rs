@@ -644,12 +644,9 @@ async fn launch(
         }
         Start::Container(l) => {
             let docker = container::connect().await.map_err(Error)?;
-            container::check_image(&docker, &l.image, "guest_images.oxydra_vm")
+            container::check(&docker, l, "guest_images.oxydra_vm")
                 .await
                 .map_err(Error)?;
-            if let Some(r) = &l.runtime {
-                container::check_runtime(&docker, r).await.map_err(Error)?;
-            }
             let (out_w, out_r) = tokio::io::duplex(64 * 1024);
             let (err_w, err_r) = tokio::io::duplex(64 * 1024);
             pumps.push(tokio::spawn(pump(out_r, log.clone(), Some(ready), "")));
@@ -700,14 +697,7 @@ async fn sidecar(
                 return;
             }
         };
-        let checked = match container::check_image(&docker, &l.image, "guest_images.shell_vm").await
-        {
-            Ok(()) => match &l.runtime {
-                Some(r) => container::check_runtime(&docker, r).await,
-                None => Ok(()),
-            },
-            Err(e) => Err(e),
-        };
+        let checked = container::check(&docker, &l, "guest_images.shell_vm").await;
         if let Err(e) = checked {
             set(format!("off: {e}"));
             log.runner(&format!("shell sidecar: {e}"));
