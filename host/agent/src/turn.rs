@@ -17,7 +17,7 @@ use oxydra_runtime::llm::types::{
     TimeoutPhase, ToolCall, ToolChoice, ToolDefinition, Usage,
 };
 use oxydra_runtime::llm::{CallOptions, CancelFlag, LoadedProvider};
-use oxydra_runtime::{CallContext, ComponentHost, LoadedTool, Profile, Workspace};
+use oxydra_runtime::{CallContext, ComponentHost, LoadedTool, Profile, ToolSource, Workspace};
 use oxydra_store::{Store, StoreError, TurnStatus};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -146,6 +146,9 @@ pub struct Runtime {
     /// small local model).
     pub request_options: Vec<(String, String)>,
     pub tools: Vec<Arc<LoadedTool>>,
+    /// Tools whose set changes while the runtime runs (MCP servers'): asked at the
+    /// start of every turn, after `tools` (a name already there is not taken again).
+    pub tool_sources: Vec<Arc<dyn ToolSource>>,
     pub workspace: Arc<Workspace>,
     pub store: Store,
     pub scrubber: Scrubber,
@@ -292,8 +295,15 @@ impl Runtime {
     /// The tools `agent` may use at delegation `depth`: at the depth limit, none granted
     /// the delegation capability.
     fn tools_for(&self, agent: &AgentProfile, depth: u32) -> Vec<Arc<LoadedTool>> {
-        self.tools
-            .iter()
+        let mut all = self.tools.clone();
+        for source in &self.tool_sources {
+            for t in source.tools() {
+                if !all.iter().any(|a| a.descriptor.name == t.descriptor.name) {
+                    all.push(t);
+                }
+            }
+        }
+        all.into_iter()
             .filter(|t| {
                 agent
                     .tools
@@ -301,7 +311,6 @@ impl Runtime {
                     .is_none_or(|allow| allow.iter().any(|a| a == &t.descriptor.name))
                     && (depth < self.max_delegation_depth || !delegates(t))
             })
-            .cloned()
             .collect()
     }
 
@@ -609,16 +618,30 @@ impl Runtime {
         let (session, turn) = (scope.session.as_str(), scope.turn);
         let cancel = &scope.cancel;
         self.persist(session, turn, &Message::text(Role::User, prompt))?;
-        let tools = self.tools_for(&scope.agent, scope.depth);
-        let definitions: Vec<ToolDefinition> = tools
-            .iter()
-            .map(|t| ToolDefinition {
-                name: t.descriptor.name.clone(),
-                description: t.descriptor.description.clone(),
-                parameters_schema: t.descriptor.parameters.to_string(),
-            })
-            .collect();
+        let define = |tools: &[Arc<LoadedTool>]| -> Vec<ToolDefinition> {
+            tools
+                .iter()
+                .map(|t| ToolDefinition {
+                    name: t.descriptor.name.clone(),
+                    description: t.descriptor.description.clone(),
+                    parameters_schema: t.descriptor.parameters.to_string(),
+                })
+                .collect()
+        };
+        let mut tools = self.tools_for(&scope.agent, scope.depth);
+        let mut definitions = define(&tools);
         loop {
+            // A tool source (an MCP server) may have changed its tools since the last
+            // call (`tools/list_changed`): the model is offered the current set.
+            if !self.tool_sources.is_empty() {
+                let now = self.tools_for(&scope.agent, scope.depth);
+                let same = now.len() == tools.len()
+                    && now.iter().zip(&tools).all(|(a, b)| Arc::ptr_eq(a, b));
+                if !same {
+                    tools = now;
+                    definitions = define(&tools);
+                }
+            }
             // Before each call: every budget, delegated tasks' spending included.
             scope.check(true)?;
             let history = self.history(session, turn)?;

@@ -5,6 +5,7 @@ pub mod chat;
 pub mod component;
 pub mod config;
 pub mod llm;
+pub mod mcp;
 pub mod model;
 pub mod run;
 pub mod runner;

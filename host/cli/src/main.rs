@@ -62,6 +62,16 @@ enum Command {
     /// Tools: list them, call one.
     #[command(subcommand)]
     Tool(commands::tool::ToolCommand),
+    /// MCP servers: list them and their state, the tools one lists.
+    #[command(subcommand)]
+    Mcp(commands::mcp::McpCommand),
+    /// Start a stdio MCP server confined (the host runs this; not for people).
+    #[command(hide = true)]
+    McpExec {
+        /// `--` then the server's program and its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
     /// Components: inspect a .wasm file.
     #[command(subcommand)]
     Component(commands::component::ComponentCommand),
@@ -187,6 +197,8 @@ fn main() -> ExitCode {
             commands::runner::logs(a, &sources)
         }
         Command::Tool(c) => commands::tool::run(c, &sources),
+        Command::Mcp(c) => commands::mcp::run(c, &sources),
+        Command::McpExec { argv } => Err(commands::mcp::exec(argv)),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),

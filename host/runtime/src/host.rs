@@ -20,7 +20,9 @@ use wasmtime::Engine;
 
 pub use crate::kernel::{ComponentReport, ComponentSpec};
 pub use crate::profiles::Tier;
-pub use crate::tools::{CallError, LoadedTool, ToolDescriptor, ToolFailure, ToolSpec};
+pub use crate::tools::{
+    CallError, ExternalTool, LoadedTool, ToolDescriptor, ToolFailure, ToolSource, ToolSpec,
+};
 
 pub struct HostConfig {
     /// Where compiled components are cached; `None` keeps them in memory only.

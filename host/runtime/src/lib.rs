@@ -29,7 +29,8 @@ pub use capabilities::paths::Workspace;
 pub use capabilities::web::{Resolver, WebAccess};
 pub use context::CallContext;
 pub use host::{
-    CallError, ComponentHost, ComponentSpec, HostConfig, LoadedTool, Tier, ToolDescriptor, ToolSpec,
+    CallError, ComponentHost, ComponentSpec, ExternalTool, HostConfig, LoadedTool, Tier,
+    ToolDescriptor, ToolSource, ToolSpec,
 };
 pub use limits::Limits;
 pub use profiles::{LoadError, Profile};

@@ -23,8 +23,25 @@ pub struct ToolDescriptor {
     pub description: String,
     pub parameters: serde_json::Value,
     pub tier: Tier,
-    /// One profile per component (two for a two-step tool).
+    /// One profile per component (two for a two-step tool); none for an external tool.
     pub profiles: Vec<Profile>,
+    /// Where an external tool comes from (`mcp:<server>`); `None` for a component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// A tool that is not a component: served by a process the host talks to (an MCP
+/// server). The host checks its arguments against its schema, bounds its output and
+/// scrubs it like any tool's; `call` runs on the turn's blocking thread.
+pub trait ExternalTool: Send + Sync {
+    /// The tool's output, or its failure; `deadline` is the tool's `deadline_ms`.
+    fn call(&self, arguments: &str, deadline: std::time::Duration) -> Result<String, CallError>;
+}
+
+/// Tools whose set changes while the host runs (an MCP server's `tools/list_changed`):
+/// asked for the current list at every model call.
+pub trait ToolSource: Send + Sync {
+    fn tools(&self) -> Vec<Arc<LoadedTool>>;
 }
 
 /// A tool made of one component, or of two steps run in separate instances.
@@ -41,6 +58,7 @@ pub struct ToolSpec {
 enum Kind {
     Single(ToolExportPre<CallState>),
     TwoStep(StepExportPre<CallState>, StepExportPre<CallState>),
+    External(Arc<dyn ExternalTool>),
 }
 
 pub struct LoadedTool {
@@ -52,6 +70,21 @@ pub struct LoadedTool {
 }
 
 impl LoadedTool {
+    /// An external tool under `descriptor` (its `source` set) and `limits`.
+    pub fn external(
+        descriptor: ToolDescriptor,
+        limits: Limits,
+        tool: Arc<dyn ExternalTool>,
+    ) -> LoadedTool {
+        LoadedTool {
+            descriptor,
+            limits,
+            load_report: Vec::new(),
+            web: CallWeb::default(),
+            kind: Kind::External(tool),
+        }
+    }
+
     /// The web policy this tool's calls are held to (`None`: no web access).
     pub fn web_policy(&self) -> Option<&crate::capabilities::web::policy::Policy> {
         self.web.access.as_deref().map(|a| &a.policy)
@@ -263,6 +296,7 @@ impl Tools {
             parameters,
             tier,
             profiles: reports.iter().map(|r| r.grant).collect(),
+            source: None,
         };
         Ok(LoadedTool {
             descriptor,
@@ -327,6 +361,10 @@ impl Tools {
                 }
                 Ok(info)
             }
+            Kind::External(_) => Err(LoadError::Other {
+                component: name.to_string(),
+                message: "an external tool describes itself where it is made".into(),
+            }),
         }
     }
 
@@ -380,6 +418,10 @@ impl Tools {
                 });
                 finish(name, &tool.limits, &mut s2, r2).map(|o| o.message)
             }
+            Kind::External(t) => t.call(
+                arguments,
+                std::time::Duration::from_millis(tool.limits.deadline_ms),
+            ),
         }?;
         tracing::debug!(tool = %name, elapsed_us = started.elapsed().as_micros() as u64, "call finished");
         if out.len() > tool.limits.max_output_bytes {

@@ -133,6 +133,8 @@ pub struct System {
     /// The managed local model's server, started when a runtime first needs it and
     /// shared by every session of this system; stopped when the system is dropped.
     local: std::sync::Mutex<Option<Arc<crate::local::LocalServer>>>,
+    /// The MCP servers, started for the workspace of the first runtime that needs them.
+    mcp: std::sync::Mutex<Option<(PathBuf, Arc<oxydra_mcp::Manager>)>>,
 }
 
 impl System {
@@ -185,6 +187,7 @@ impl System {
             tools: loaded,
             warnings,
             local: std::sync::Mutex::new(None),
+            mcp: std::sync::Mutex::new(None),
         })
     }
 
@@ -306,7 +309,52 @@ impl System {
             .ok()
             .and_then(|l| l.as_ref().map(|s| s.url.clone()));
         out.web = self.tools.iter().find_map(|t| t.web_policy().cloned());
+        // MCP: an HTTP server's origin; the host variables a server's config names.
+        for (name, s) in self.config.mcp.servers.iter().filter(|(_, s)| s.enabled) {
+            if let Some(url) = &s.url {
+                let o =
+                    oxydra_runtime::capabilities::http::Origin::parse(url).map_err(|message| {
+                        SetupError::Key {
+                            key: format!("mcp.servers.{name}.url"),
+                            message,
+                        }
+                    })?;
+                if !out.origins.contains(&(o.host.clone(), o.port)) {
+                    out.origins.push((o.host, o.port));
+                }
+            }
+            for var in s.env_from.values().chain(s.headers_from_env.values()) {
+                if !out.key_envs.contains(var) {
+                    out.key_envs.push(var.clone());
+                }
+            }
+        }
         Ok(out)
+    }
+
+    /// The MCP servers for `ws_dir` (started on first use; `None` when none is
+    /// configured). One set per system: a second workspace shares the first's.
+    pub fn mcp(&self, ws_dir: &Path) -> Result<Option<Arc<oxydra_mcp::Manager>>, SetupError> {
+        if !crate::mcp::configured(&self.config) {
+            return Ok(None);
+        }
+        let mut slot = self.mcp.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((ws, m)) = slot.as_ref() {
+            if ws != ws_dir {
+                tracing::warn!(
+                    first = %ws.display(),
+                    now = %ws_dir.display(),
+                    "MCP servers run for the first workspace of this process"
+                );
+            }
+            return Ok(Some(m.clone()));
+        }
+        let Some(m) = crate::mcp::start(&self.config, ws_dir, None)? else {
+            return Ok(None);
+        };
+        let m = Arc::new(m);
+        *slot = Some((ws_dir.to_path_buf(), m.clone()));
+        Ok(Some(m))
     }
 
     /// The managed local model's server this system started, if any.
@@ -409,6 +457,11 @@ impl System {
             max_output_tokens: providers::max_output(entry, info),
             request_options: providers::request_options(entry),
             tools: self.tools.clone(),
+            tool_sources: self
+                .mcp(ws_dir)?
+                .into_iter()
+                .map(|m| m as Arc<dyn oxydra_runtime::ToolSource>)
+                .collect(),
             scrubber: Scrubber::new(Some(workspace.host_root()), secrets),
             workspace: Arc::new(workspace),
             store,

@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod local;
+pub mod mcp;
 pub mod origin;
 pub mod providers;
 pub mod registry;

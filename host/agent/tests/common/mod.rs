@@ -177,6 +177,7 @@ impl Env {
             max_output_tokens: Some(1024),
             request_options: Vec::new(),
             tools,
+            tool_sources: Vec::new(),
             scrubber: Scrubber::new(Some(ws.host_root()), vec![]),
             workspace: Arc::new(ws),
             store: Store::open(&dir.path().join("store.db")).unwrap(),

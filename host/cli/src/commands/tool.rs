@@ -35,7 +35,16 @@ pub enum ToolCommand {
 pub fn run(cmd: ToolCommand, sources: &Sources) -> Result<(), Failure> {
     let agent = config::load_agent(sources)?;
     match cmd {
-        ToolCommand::List { json } => list(&agent.value, agent.base_dir.as_deref(), json),
+        ToolCommand::List { json } => {
+            // MCP servers' tools too, started for the default workspace.
+            let mcp = if oxydra_session::mcp::configured(&agent.value) {
+                let ws = default_workspace(sources, None)?;
+                oxydra_session::mcp::start(&agent.value, &ws, None)?
+            } else {
+                None
+            };
+            list(&agent.value, agent.base_dir.as_deref(), json, mcp.as_ref())
+        }
         ToolCommand::Call {
             name,
             arguments,
@@ -71,6 +80,7 @@ fn list(
     cfg: &config::AgentConfig,
     base: Option<&std::path::Path>,
     json: bool,
+    mcp: Option<&oxydra_mcp::Manager>,
 ) -> Result<(), Failure> {
     let host = tools::host(&cfg.components)?;
     let mut rows = Vec::new();
@@ -84,6 +94,18 @@ fn list(
             }
         }
     }
+    if let Some(m) = mcp {
+        use oxydra_runtime::ToolSource;
+        rows.extend(m.tools().iter().map(|t| t.descriptor.clone()));
+        for s in m.servers().iter().filter(|s| s.state != "ready") {
+            eprintln!(
+                "MCP server `{}` is {}: {}",
+                s.name,
+                s.state,
+                s.reason.clone().unwrap_or_default()
+            );
+        }
+    }
     if json {
         let text = serde_json::to_string_pretty(&rows)
             .map_err(|e| Failure::new(exit::USAGE, e.to_string()))?;
@@ -95,10 +117,12 @@ fn list(
         );
         for d in &rows {
             let profiles: Vec<&str> = d.profiles.iter().map(|p| p.name()).collect();
+            // An MCP tool has no profile: its source says where it runs.
+            let kind = d.source.clone().unwrap_or_else(|| profiles.join("+"));
             println!(
                 "{:<16} {:<34} {:<15} {}",
                 d.name,
-                profiles.join("+"),
+                kind,
                 d.tier.name(),
                 first_sentence(&d.description)
             );
@@ -130,6 +154,12 @@ fn call(
         ));
     }
     let specs = tools::specs(cfg, base)?;
+    if !specs.iter().any(|s| s.name == name)
+        && let Some((server, _)) = name.split_once(oxydra_mcp::config::SEPARATOR)
+        && cfg.mcp.servers.contains_key(server)
+    {
+        return call_mcp(cfg, server, name, &parsed, arguments, ws_dir);
+    }
     let Some(spec) = specs.iter().find(|s| s.name == name) else {
         let known: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
         return Err(Failure::new(
@@ -147,6 +177,64 @@ fn call(
     let ws = Workspace::open(ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
     match host.call(&tool, arguments, &Arc::new(ws)) {
+        Ok(out) => {
+            print!("{out}");
+            if !out.ends_with('\n') {
+                println!();
+            }
+            Ok(())
+        }
+        Err(CallError::Tool(f)) => Err(Failure::new(exit::TOOL_ERROR, f.to_string())),
+        Err(e) => Err(Failure::new(exit::LIMIT, e.to_string())),
+    }
+}
+
+/// `tool call <server>__<tool>`: that server alone, started for `ws_dir`; the arguments
+/// checked against the tool's schema as the agent checks them.
+fn call_mcp(
+    cfg: &config::AgentConfig,
+    server: &str,
+    name: &str,
+    parsed: &serde_json::Value,
+    arguments: &str,
+    ws_dir: &std::path::Path,
+) -> Result<(), Failure> {
+    use oxydra_runtime::ToolSource;
+    let Some(manager) = oxydra_session::mcp::start(cfg, ws_dir, Some(server))? else {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("MCP server `{server}` is disabled (enabled = false)"),
+        ));
+    };
+    let tools = manager.tools();
+    let Some(tool) = tools.iter().find(|t| t.descriptor.name == name) else {
+        let status = manager.servers().into_iter().next();
+        if let Some(s) = status.filter(|s| s.state != "ready") {
+            return Err(Failure::new(
+                exit::TOOL_ERROR,
+                s.reason
+                    .unwrap_or_else(|| format!("MCP server `{server}` is {}", s.state)),
+            ));
+        }
+        let known: Vec<&str> = tools.iter().map(|t| t.descriptor.name.as_str()).collect();
+        return Err(Failure::new(
+            exit::USAGE,
+            format!(
+                "MCP server `{server}` offers no tool `{name}`; it offers: {} (see `oxydra-host mcp tools {server}`)",
+                known.join(", ")
+            ),
+        ));
+    };
+    if let Err(problem) = oxydra_agent::args::check(parsed, &tool.descriptor.parameters) {
+        return Err(Failure::new(
+            exit::USAGE,
+            format!("invalid arguments for `{name}`: {problem}"),
+        ));
+    }
+    let host = tools::host(&cfg.components)?;
+    let ws = Workspace::open(ws_dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
+    match host.call(tool, arguments, &Arc::new(ws)) {
         Ok(out) => {
             print!("{out}");
             if !out.ends_with('\n') {

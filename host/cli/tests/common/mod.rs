@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod gateway;
+pub mod mcp;
 
 use crate::server::{Reply, Server};
 use std::io::Read;

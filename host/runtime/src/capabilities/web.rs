@@ -20,7 +20,9 @@ use wasmtime_wasi_http::{
 
 pub use policy::{DENIED_PREFIX, Denial, Policy, Rule};
 pub(crate) use send::tls_config;
-pub use send::{FINAL_URL_HEADER, Resolver, WebAccess, join};
+pub use send::{Conn, FINAL_URL_HEADER, Resolver, WebAccess, forward, join};
+/// The body and error types of [`forward`]'s requests and responses.
+pub use wasmtime_wasi_http::{Error as BodyError, WasiBody as Body};
 
 /// What one call of a tool may reach on the web, and its settings.
 pub struct WebCtx {

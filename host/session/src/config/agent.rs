@@ -26,6 +26,8 @@ pub struct AgentConfig {
     pub components: ComponentsConfig,
     /// `[tools.web]`, `[tools.web_fetch]`, `[tools.web_search]`.
     pub tools: super::web::ToolsConfig,
+    /// `[mcp.servers.<name>]`: MCP servers whose tools the agents get.
+    pub mcp: oxydra_mcp::McpConfig,
     /// What loading decided on the user's behalf (the local model when no key is set),
     /// for the front end to say once. Not a key.
     #[serde(skip)]
@@ -531,6 +533,7 @@ impl AgentConfig {
         )?;
         money("runtime.max_cost", self.runtime.max_cost)?;
         self.tools.validate()?;
+        self.mcp.validate()?;
         self.scheduler.validate()?;
         if let Some(key) = self.memory.as_ref().and_then(|t| t.keys().next()) {
             return Err((

@@ -273,7 +273,8 @@ async fn tls_over(
     }
 }
 
-type Conn = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
+/// A response's connection: drive it (spawn it) while reading the body.
+pub type Conn = Pin<Box<dyn Future<Output = Result<(), hyper::Error>> + Send>>;
 
 /// One exchange on a fresh connection: the response head and the connection's driver.
 async fn exchange(
@@ -374,6 +375,29 @@ pub async fn send(
             ),
         }));
     }
+    hops(access, parts, body, deadline, true).await
+}
+
+/// Send `request` under `access` as [`send`] does, with any method and no redirect
+/// followed (a redirect comes back as it is): for a client that speaks a protocol over
+/// HTTP to one configured origin (an MCP server), held to the same policy, address
+/// checks and egress as the web tools, with the same secrets added.
+pub async fn forward(
+    access: Arc<WebAccess>,
+    request: Request<WasiBody>,
+) -> Result<(Response<WasiBody>, Conn), HttpError> {
+    let deadline = Instant::now() + access.timeout;
+    let (parts, body) = request.into_parts();
+    hops(access, parts, body, deadline, false).await
+}
+
+async fn hops(
+    access: Arc<WebAccess>,
+    parts: http::request::Parts,
+    body: WasiBody,
+    deadline: Instant,
+    follow: bool,
+) -> Result<(Response<WasiBody>, Conn), HttpError> {
     let mut headers = parts.headers;
     headers.remove(HOST);
     let mut uri = parts.uri;
@@ -414,7 +438,8 @@ pub async fn send(
             .get(LOCATION)
             .and_then(|l| l.to_str().ok())
             .map(str::to_string);
-        if is_redirect(response.status())
+        if follow
+            && is_redirect(response.status())
             && let Some(location) = location
         {
             if hop >= access.max_redirects {
