@@ -245,6 +245,23 @@ fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
         err.contains("guest_images.shell_vm") && err.contains("oxydra-shell:local"),
         "{err}"
     );
+    // A stdio MCP server in the container tier (whose image has no programs for it)
+    // is refused with what to do, not left to fail inside.
+    std::fs::write(d.join("runner.toml"), "").unwrap();
+    std::fs::write(
+        d.join("agent.toml"),
+        format!(
+            "{}\n[mcp.servers.t]\ncommand = \"/bin/sh\"\n",
+            std::fs::read_to_string(d.join("agent.toml")).unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, _, err) = env.ctl(&["start"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("mcp.servers.t") && err.contains("process tier"),
+        "{err}"
+    );
     // serve --confine outside a runner says who starts it.
     let (code, _, err) = env.ctl(&["serve", "--confine"]);
     assert_eq!(code, 2, "{err}");
@@ -299,4 +316,68 @@ fn web_tools_work_inside_the_tier_through_the_proxy_and_its_policy() {
         s["egress_tunnels"].as_u64().unwrap() >= 2,
         "model and page: {s}"
     );
+}
+
+#[test]
+fn a_stdio_mcp_server_runs_inside_the_process_tier_confined_twice() {
+    // The model asks for the agent's config by its real path once it knows it: the
+    // runtime may read it (its own confinement allows its config), the server may not
+    // (its confinement, inside the runtime's, does not).
+    let target: std::sync::Arc<std::sync::Mutex<String>> = Default::default();
+    let v = target.clone();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let model = server::Server::routes("127.0.0.1", move |_| {
+        match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => server::openai::tool_calls(
+                &[
+                    ("m1", "t__echo", json!({ "text": "from inside" })),
+                    (
+                        "m2",
+                        "t__read_file",
+                        json!({ "path": v.lock().unwrap().clone() }),
+                    ),
+                    ("m3", "t__env", json!({})),
+                ],
+                None,
+            ),
+            _ => server::openai::answer("done", None),
+        }
+    });
+    let env = Env::with_server(
+        model,
+        &format!(
+            "[mcp.servers.t]\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n",
+            common::mcp::mcp_python().display().to_string(),
+            common::mcp::server_script().display().to_string(),
+        ),
+    );
+    let config = env.dir.path().join(".oxydra/agent.toml");
+    *target.lock().unwrap() = config.display().to_string();
+    let runner = env.start(&["--insecure"]);
+    let gw = runner.url();
+    let tok = token(&env.alice());
+    assert_eq!(turn(&gw, &tok, "use the MCP tools"), "done");
+    let req = env.server.requests()[1].json();
+    let results: Vec<String> = req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(results[0], "from inside", "{results:?}");
+    assert!(
+        results[1].contains("Permission denied") && !results[1].contains("[mcp.servers.t]"),
+        "{results:?}"
+    );
+    // No variable of the runner's or the runtime's (its egress secret, its gateway
+    // token) reaches the server.
+    let vars: serde_json::Value = serde_json::from_str(&results[2]).unwrap();
+    let names: Vec<&str> = vars
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(names, ["HOME", "LANG", "PATH", "TMPDIR"], "{vars}");
 }

@@ -292,10 +292,10 @@ impl Server {
             State::Ready(_) => ("ready", None),
             State::Down { reason, retry_at } => (
                 "down",
-                Some(format!(
-                    "{reason} (started again in {} s)",
-                    retry_at.saturating_duration_since(Instant::now()).as_secs()
-                )),
+                Some(match retry_at.checked_duration_since(Instant::now()) {
+                    Some(d) => format!("{reason} (started again in {} s)", d.as_secs() + 1),
+                    None => format!("{reason} (being started again)"),
+                }),
             ),
         };
         ServerStatus {
@@ -330,7 +330,8 @@ impl Server {
     pub(crate) async fn supervise(self: Arc<Self>, opts: Arc<Options>) {
         let mut backoff = Duration::from_secs(1);
         loop {
-            *lock(&self.state) = State::Starting;
+            // A restart keeps the last failure on show (and its tools answering with it)
+            // until the server is ready again.
             let started = Instant::now();
             let changed = Arc::new(Notify::new());
             let startup = Duration::from_secs(self.cfg.startup_timeout_secs);
@@ -746,10 +747,9 @@ impl Server {
         let peer = loop {
             match &*lock(&self.state) {
                 State::Ready(p) => break p.clone(),
-                State::Down { reason, retry_at } => {
+                State::Down { reason, .. } => {
                     return Err(failed(format!(
-                        "{reason}; its tools are unavailable until it is started again (in {} s)",
-                        retry_at.saturating_duration_since(Instant::now()).as_secs()
+                        "{reason}; its tools are unavailable until it is started again (automatically, with backoff)"
                     )));
                 }
                 State::Starting => {}

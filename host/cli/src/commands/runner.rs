@@ -204,6 +204,27 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         read_only.extend(["/usr/share/zoneinfo".into(), "/etc/localtime".into()]);
     }
     read_only.push(ws.join("vault"));
+    // Stdio MCP servers run as the runtime's children, inside its confinement: in the
+    // process tier it must reach what each may (their own confinement narrows it
+    // again); a container has no programs to run them with.
+    let mut mcp_read_write = Vec::new();
+    for (name, s) in system.config.mcp.servers.iter().filter(|(_, s)| s.enabled) {
+        if s.transport() != oxydra_mcp::config::Transport::Stdio {
+            continue;
+        }
+        if tier != Tier::Process {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!(
+                    "mcp.servers.{name}: stdio MCP servers run in the process tier (start --insecure) or with run/chat for now; the container's image has no programs to run one. Use an HTTP server (`url`), or set enabled = false"
+                ),
+            ));
+        }
+        let access =
+            oxydra_mcp::config::access(name, s).map_err(|e| Failure::new(exit::USAGE, e))?;
+        read_only.extend(access.read_only);
+        mcp_read_write.extend(access.read_write);
+    }
     let log = runner::log_path(&ws);
     let _ = std::fs::OpenOptions::new()
         .create(true)
@@ -270,6 +291,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         let mut read_write = read_write.to_vec();
         read_write.push(PathBuf::from("/dev/null"));
         read_write.extend(cache);
+        read_write.extend(mcp_read_write);
         let plan = Plan {
             read_only,
             read_write: existing(read_write),
