@@ -65,6 +65,14 @@ enum Command {
     /// MCP servers: list them and their state, the tools one lists.
     #[command(subcommand)]
     Mcp(commands::mcp::McpCommand),
+    /// Bridge a stdio MCP server in its own container to a socket (the runner runs
+    /// this in the container tier; not for people).
+    #[command(hide = true)]
+    McpBridge {
+        /// The unix socket to answer on (replaced if it exists).
+        #[arg(long, value_name = "PATH")]
+        socket: std::path::PathBuf,
+    },
     /// Start a stdio MCP server confined (the host runs this; not for people).
     #[command(hide = true)]
     McpExec {
@@ -199,6 +207,7 @@ fn main() -> ExitCode {
         Command::Tool(c) => commands::tool::run(c, &sources),
         Command::Mcp(c) => commands::mcp::run(c, &sources),
         Command::McpExec { argv } => Err(commands::mcp::exec(argv)),
+        Command::McpBridge { socket } => commands::mcp::bridge(&socket),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),

@@ -448,3 +448,105 @@ fn a_runtime_the_engine_does_not_offer_is_refused_naming_the_key() {
         "{err}"
     );
 }
+
+#[test]
+fn a_stdio_mcp_server_runs_in_its_own_container_without_the_vault_or_a_network() {
+    engine();
+    // The model reads the agent's config and the vault by their host paths, which the
+    // server's container does not mount, and /proc/net (its confinement refuses it).
+    let paths: std::sync::Arc<std::sync::Mutex<(String, String)>> = Default::default();
+    let p = paths.clone();
+    let n = std::sync::atomic::AtomicUsize::new(0);
+    let model = server::Server::routes("127.0.0.1", move |_| {
+        let (config, vault) = p.lock().unwrap().clone();
+        match n.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+            0 => server::openai::tool_calls(
+                &[
+                    ("m1", "t__echo", json!({ "text": "from its container" })),
+                    ("m2", "t__read_file", json!({ "path": config })),
+                    ("m3", "t__read_file", json!({ "path": vault })),
+                    ("m4", "t__read_file", json!({ "path": "/proc/net/dev" })),
+                    ("m5", "t__env", json!({})),
+                ],
+                None,
+            ),
+            _ => server::openai::answer("done", None),
+        }
+    });
+    let env = Env::with_server(
+        model,
+        &format!(
+            "[mcp.servers.t]\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n",
+            common::mcp::mcp_python().display().to_string(),
+            common::mcp::server_script().display().to_string(),
+        ),
+    );
+    setup(&env, "oxydra-runtime:local");
+    let ws = env.alice();
+    std::fs::create_dir_all(ws.join("vault")).unwrap();
+    let vault = ws.join("vault/secret.txt");
+    std::fs::write(&vault, "vault ✓").unwrap();
+    // A path outside the workspace (the scrubber maps workspace paths to /vault, …).
+    let config = env.dir.path().join(".oxydra/agent.toml");
+    *paths.lock().unwrap() = (config.display().to_string(), vault.display().to_string());
+    let runner = env.start(&[]);
+    let url = runner.url();
+    let tok = token(&ws);
+    assert_eq!(turn(&url, &tok, "use the MCP tools"), "done");
+    let req = env.server.requests()[1].json();
+    let results: Vec<String> = req["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["role"] == "tool")
+        .map(|m| m["content"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        results[0],
+        "from its container",
+        "{results:?} {:?}",
+        env.ctl(&["logs"])
+    );
+    assert!(
+        results[1].contains("FileNotFoundError") || results[1].contains("PermissionError"),
+        "the config is not in the server's container: {results:?}"
+    );
+    assert!(
+        results[2].starts_with("error:") && !results[2].contains("vault ✓"),
+        "no vault: {results:?}"
+    );
+    // Landlock holds inside the container too: not even /proc/net is readable.
+    assert!(results[3].contains("Permission denied"), "{results:?}");
+    let vars: serde_json::Value = serde_json::from_str(&results[4]).unwrap();
+    let names: Vec<&str> = vars
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|k| k.as_str())
+        .collect();
+    assert_eq!(names, ["HOME", "LANG", "PATH", "TMPDIR"], "{vars}");
+    // The engine's view: its own container, no network, a read-only root, no vault.
+    let s = env.ready(None);
+    let line = s["mcp"]["t"].as_str().unwrap_or_default().to_string();
+    assert!(line.starts_with("up (container oxydra-mcp-alice-"), "{s}");
+    let name = line["up (container ".len()..]
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_string();
+    let (ok, out) = docker(&[
+        "inspect",
+        "--format",
+        "{{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{range .Mounts}}{{.Destination}} {{end}}",
+        &name,
+    ]);
+    assert!(ok, "{out}");
+    assert!(out.starts_with("none true "), "{out}");
+    assert!(!out.contains("/vault"), "{out}");
+    let (code, _, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{err}");
+    let mut runner = runner;
+    assert!(runner.child.0.wait().unwrap().success());
+    let (exists, _) = docker(&["inspect", &name]);
+    assert!(!exists, "{name} is removed");
+}

@@ -334,7 +334,7 @@ pub fn resolve_command(name: &str, command: &str) -> Result<PathBuf, String> {
 }
 
 /// What a stdio server may touch, beyond its scratch directory.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Access {
     pub read_only: Vec<PathBuf>,
     pub read_write: Vec<PathBuf>,

@@ -14,8 +14,10 @@
 
 pub mod config;
 mod forward;
+pub mod launch;
 mod result;
 mod server;
 
 pub use config::{McpConfig, ServerConfig};
-pub use server::{Launcher, Manager, Options, PLAN_ENV, ServerStatus, ToolInfo};
+pub use launch::{BRIDGE_DIR_ENV, BRIDGE_ENV, PLAN_ENV, StdioCommand};
+pub use server::{Launcher, Manager, Options, ServerStatus, ToolInfo};

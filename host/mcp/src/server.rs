@@ -5,6 +5,7 @@
 //! blocking thread and wait on a channel, never on the runtime.
 
 use crate::config::{self, MAX_TOOL_NAME, SEPARATOR, ServerConfig, Transport};
+use crate::launch::StdioCommand;
 use crate::result;
 use oxydra_runtime::host::{CallError, ExternalTool, ToolFailure};
 use oxydra_runtime::{Limits, LoadedTool, Tier, ToolDescriptor, ToolSource, WebAccess};
@@ -19,10 +20,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::Notify;
-
-/// The environment variable the trampoline (`oxydra-host mcp-exec`) reads its
-/// confinement from (JSON, the process tier's plan).
-pub const PLAN_ENV: &str = "OXYDRA_MCP_PLAN";
 
 /// How a stdio server is started: this program with these arguments, then `--`, the
 /// server's command and its arguments. It confines itself and executes the server.
@@ -42,15 +39,9 @@ pub struct Options {
     pub web: WebAccess,
     /// A private directory for the HTTP forwarders' sockets.
     pub socket_dir: PathBuf,
-}
-
-/// The confinement the trampoline applies (the fields of the process tier's plan).
-#[derive(Debug, Clone, Serialize)]
-struct ExecPlan {
-    read_only: Vec<PathBuf>,
-    read_write: Vec<PathBuf>,
-    memory_bytes: Option<u64>,
-    max_open_files: u64,
+    /// In the container tier: where the runner's bridges to stdio servers (each in its
+    /// own container) answer, one `<name>.sock` per server.
+    pub bridge_dir: Option<PathBuf>,
 }
 
 /// A server's state as `mcp list` shows it.
@@ -510,63 +501,36 @@ impl Server {
         handler: Handler,
         said: Arc<Said>,
     ) -> Result<Conn, String> {
-        let cfg = &self.cfg;
-        let command = cfg.command.clone().unwrap_or_default();
-        let program = config::resolve_command(&self.name, &command)?;
-        let access = match &self.access {
-            Some(a) => a.clone(),
-            None => config::access(&self.name, cfg)?,
-        };
-        let scratch = config::scratch_dir(&opts.workspace, &self.name);
-        let tmp = scratch.join("tmp");
-        std::fs::create_dir_all(&tmp).map_err(|e| {
-            format!(
-                "MCP server `{}`: its scratch directory {}: {e}",
-                self.name,
-                scratch.display()
-            )
-        })?;
-        let mut read_write = access.read_write.clone();
-        read_write.push(scratch.clone());
-        let plan = ExecPlan {
-            read_only: access.read_only.clone(),
-            read_write,
-            memory_bytes: Some(cfg.max_memory_mib << 20),
-            max_open_files: 1024,
-        };
+        // In the container tier the runner runs the server in its own container and
+        // bridges its stdio to a socket here: connect instead of starting it.
+        if let Some(dir) = &opts.bridge_dir {
+            let socket = dir.join(format!("{}.sock", self.name));
+            let stream = tokio::net::UnixStream::connect(&socket)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "MCP server `{}`: its container's bridge {} does not answer: {e}",
+                        self.name,
+                        socket.display()
+                    )
+                })?;
+            let (r, w) = stream.into_split();
+            return self.handshake(handler, r, w, None, said).await;
+        }
+        let launch =
+            StdioCommand::new(&self.name, &self.cfg, self.access.as_ref(), &opts.workspace)?;
         let mut cmd = tokio::process::Command::new(&opts.launcher.program);
         cmd.args(&opts.launcher.args)
             .arg("--")
-            .arg(&program)
-            .args(&cfg.args)
+            .arg(&launch.program)
+            .args(&launch.args)
             .env_clear()
-            .env(PLAN_ENV, serde_json::to_string(&plan).unwrap_or_default())
-            .env("PATH", config::SERVER_PATH)
-            .env("HOME", &scratch)
-            .env("TMPDIR", &tmp)
-            .env("LANG", "C.UTF-8")
-            .current_dir(cfg.cwd.as_ref().unwrap_or(&scratch))
+            .envs(launch.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&launch.cwd)
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .kill_on_drop(true);
-        for (k, v) in &cfg.env {
-            cmd.env(k, v);
-        }
-        for (k, from) in &cfg.env_from {
-            match std::env::var_os(from) {
-                Some(v) => {
-                    cmd.env(k, v);
-                }
-                None => {
-                    return Err(format!(
-                        "MCP server `{}`: {} = \"{from}\", but ${from} is not set in the host's environment",
-                        self.name,
-                        self.key(&format!("env_from.{k}"))
-                    ));
-                }
-            }
-        }
         let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "MCP server `{}`: could not start {}: {e}",
@@ -593,6 +557,25 @@ impl Server {
                 }
             }
         });
+        self.handshake(handler, stdout, stdin, Some(child), said)
+            .await
+    }
+
+    /// MCP over a byte stream (a child's stdout/stdin, or a bridge's socket): the
+    /// stdout filter, then `initialize`.
+    async fn handshake<R, W>(
+        &self,
+        handler: Handler,
+        stdout: R,
+        stdin: W,
+        child: Option<tokio::process::Child>,
+        said: Arc<Said>,
+    ) -> Result<Conn, String>
+    where
+        R: tokio::io::AsyncRead + Unpin + Send + 'static,
+        W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let cfg = &self.cfg;
         // stdout: JSON-RPC lines on to rmcp; anything else kept for the error, and
         // a message over the limit dropped rather than buffered.
         let max_message = cfg.max_result_bytes.saturating_mul(4).max(4 << 20);
@@ -618,18 +601,21 @@ impl Server {
             }
             let _ = to_rmcp.shutdown().await;
         });
+        let mut child = child;
         match handler.serve((from_filter, stdin)).await {
             Ok(service) => Ok(Conn {
                 service,
-                child: Some(child),
+                child,
                 said,
             }),
             Err(e) => {
-                let status =
-                    match tokio::time::timeout(Duration::from_millis(500), child.wait()).await {
-                        Ok(Ok(st)) => format!(" (it exited: {st})"),
-                        _ => String::new(),
-                    };
+                let mut status = String::new();
+                if let Some(c) = child.as_mut()
+                    && let Ok(Ok(st)) =
+                        tokio::time::timeout(Duration::from_millis(500), c.wait()).await
+                {
+                    status = format!(" (it exited: {st})");
+                }
                 Err(format!(
                     "MCP server `{}` did not complete the MCP handshake: {e}{status}{}",
                     self.name,

@@ -47,6 +47,8 @@ pub fn start(
             },
             web,
             socket_dir: socket_dir(ws_dir),
+            // Set by the runner in the container tier.
+            bridge_dir: std::env::var_os(oxydra_mcp::BRIDGE_DIR_ENV).map(PathBuf::from),
         },
     )
     .map_err(|(key, message)| SetupError::Key { key, message })?;

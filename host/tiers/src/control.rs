@@ -87,6 +87,10 @@ pub struct Status {
     /// `restarting …`, or `off: why`; `None` when the runner starts none.
     #[serde(default)]
     pub shell: Option<String>,
+    /// Each stdio MCP server's container (the container tier), by server name, in the
+    /// same words as `shell`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub mcp: std::collections::BTreeMap<String, String>,
     /// Connections the egress proxy tunnelled, and refused.
     pub egress_tunnels: u64,
     pub egress_refused: u64,

@@ -133,6 +133,61 @@ pub struct Spec {
     pub runtime_owner: Option<(u32, u32)>,
     /// The shell sidecar (the container tier, unless `shell_enabled = false`).
     pub shell: Option<Sidecar>,
+    /// A container per stdio MCP server (the container tier), by server name: each
+    /// answers on `ipc/mcp/<name>.sock` ([`mcp_socket`]).
+    pub mcp: Vec<(String, ContainerLaunch)>,
+}
+
+/// The stdio MCP servers' bridge sockets' directory (`ipc/mcp`): bound into each
+/// server's container and into the runtime's.
+pub fn mcp_dir(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("mcp")
+}
+
+/// Where the container of MCP server `name` answers.
+pub fn mcp_socket(ws: &Path, name: &str) -> PathBuf {
+    mcp_dir(ws).join(format!("{name}.sock"))
+}
+
+/// Which sidecar a supervisor runs: its words in the log, its socket, its line in
+/// `status`, and the config key of its image.
+#[derive(Debug, Clone)]
+enum Role {
+    Shell,
+    Mcp(String),
+}
+
+impl Role {
+    fn label(&self) -> String {
+        match self {
+            Role::Shell => "shell sidecar".into(),
+            Role::Mcp(n) => format!("MCP server `{n}`'s container"),
+        }
+    }
+    fn socket(&self, ws: &Path) -> PathBuf {
+        match self {
+            Role::Shell => shell_socket(ws),
+            Role::Mcp(n) => mcp_socket(ws, n),
+        }
+    }
+    fn image_key(&self) -> &'static str {
+        match self {
+            Role::Shell => "guest_images.shell_vm",
+            Role::Mcp(_) => "guest_images.oxydra_vm",
+        }
+    }
+    fn set(&self, state: &Mutex<State>, s: Option<String>) {
+        let mut st = lock(state);
+        match (self, s) {
+            (Role::Shell, s) => st.status.shell = s,
+            (Role::Mcp(n), Some(s)) => {
+                st.status.mcp.insert(n.clone(), s);
+            }
+            (Role::Mcp(n), None) => {
+                st.status.mcp.remove(n);
+            }
+        }
+    }
 }
 
 /// The shell sidecar: a second container, started before the runtime, that answers
@@ -256,6 +311,7 @@ pub fn prepare(ws: &Path) -> std::io::Result<()> {
         "vault",
         "ipc/runtime",
         "ipc/shell",
+        "ipc/mcp",
         "logs",
         ".oxydra",
     ] {
@@ -334,6 +390,7 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         let (up_tx, up_rx) = oneshot::channel();
         let (stop_tx, stop_rx) = oneshot::channel();
         let task = tokio::spawn(sidecar(
+            Role::Shell,
             sc.launch,
             ws.clone(),
             log.clone(),
@@ -357,6 +414,27 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         }
         shell = Some((stop_tx, task));
     }
+    // Each stdio MCP server's container before the runtime, which connects at start.
+    let mut mcp = Vec::new();
+    for (name, launch) in spec.mcp.clone() {
+        let (up_tx, up_rx) = oneshot::channel();
+        let (stop_tx, stop_rx) = oneshot::channel();
+        let task = tokio::spawn(sidecar(
+            Role::Mcp(name.clone()),
+            launch,
+            ws.clone(),
+            log.clone(),
+            state.clone(),
+            up_tx,
+            stop_rx,
+        ));
+        if let Ok(Err(e)) = up_rx.await {
+            log.runner(&format!(
+                "MCP server `{name}` is down at start: its container did not start ({e})"
+            ));
+        }
+        mcp.push((stop_tx, task));
+    }
     let (cmd_tx, cmd_rx) = mpsc::channel::<Command>(8);
     let counters = proxy.counters.clone();
     let ctl = tokio::spawn(serve_control(
@@ -369,7 +447,7 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         ws.clone(),
     ));
     let result = supervise(&spec, &state, &log, cmd_rx, url, on_ready).await;
-    if let Some((stop, task)) = shell {
+    for (stop, task) in shell.into_iter().chain(mcp) {
         let _ = stop.send(());
         let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(5), task).await;
     }
@@ -405,6 +483,7 @@ fn give(ws: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
         ".oxydra",
         "ipc/runtime",
         "ipc/shell",
+        "ipc/mcp",
     ] {
         walk(&ws.join(d), uid, gid)?;
     }
@@ -672,6 +751,7 @@ const SHELL_READY: Duration = Duration::from_secs(15);
 /// first answers, or with why the first start failed. An image that is not built is not
 /// retried (building it is the fix); `status` shows the sidecar's state throughout.
 async fn sidecar(
+    role: Role,
     l: ContainerLaunch,
     ws: PathBuf,
     log: Arc<Log>,
@@ -681,8 +761,9 @@ async fn sidecar(
 ) {
     let mut up = Some(up);
     let mut failures: u32 = 0;
-    let set = |s: String| lock(&state).status.shell = Some(s);
-    let socket = shell_socket(&ws);
+    let set = |s: String| role.set(&state, Some(s));
+    let socket = role.socket(&ws);
+    let label = role.label();
     loop {
         let launched = Instant::now();
         let _ = std::fs::remove_file(&socket);
@@ -690,17 +771,17 @@ async fn sidecar(
             Ok(d) => d,
             Err(e) => {
                 set(format!("off: {e}"));
-                log.runner(&format!("shell sidecar: {e}"));
+                log.runner(&format!("{label}: {e}"));
                 if let Some(tx) = up.take() {
                     let _ = tx.send(Err(e));
                 }
                 return;
             }
         };
-        let checked = container::check(&docker, &l, "guest_images.shell_vm").await;
+        let checked = container::check(&docker, &l, role.image_key()).await;
         if let Err(e) = checked {
             set(format!("off: {e}"));
-            log.runner(&format!("shell sidecar: {e}"));
+            log.runner(&format!("{label}: {e}"));
             if let Some(tx) = up.take() {
                 let _ = tx.send(Err(e));
             }
@@ -708,9 +789,13 @@ async fn sidecar(
         }
         let (out_w, out_r) = tokio::io::duplex(64 * 1024);
         let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+        let prefix: &'static str = match &role {
+            Role::Shell => "shell: ",
+            Role::Mcp(_) => "mcp: ",
+        };
         let pumps = [
-            tokio::spawn(pump(out_r, log.clone(), None, "shell: ")),
-            tokio::spawn(pump(err_r, log.clone(), None, "shell: ")),
+            tokio::spawn(pump(out_r, log.clone(), None, prefix)),
+            tokio::spawn(pump(err_r, log.clone(), None, prefix)),
         ];
         let outcome: Result<container::Running, String> =
             container::start(&docker, &l, out_w, err_w).await;
@@ -718,7 +803,7 @@ async fn sidecar(
             Err(e) => e,
             Ok(running) => {
                 log.runner(&format!(
-                    "shell sidecar started in container {} from image {}",
+                    "{label} started in container {} from image {}",
                     running.describe(),
                     l.image
                 ));
@@ -738,13 +823,13 @@ async fn sidecar(
                         if answered {
                             let ms = launched.elapsed().as_millis();
                             set(format!("up (container {}, ready in {ms} ms)", running.describe()));
-                            log.runner(&format!("shell sidecar ready in {ms} ms"));
+                            log.runner(&format!("{label} ready in {ms} ms"));
                             if let Some(tx) = up.take() {
                                 let _ = tx.send(Ok(()));
                             }
                             tokio::select! {
                                 (what, _) = running.wait() => what,
-                                _ = &mut stop => return stop_sidecar(&running, &log, &state).await,
+                                _ = &mut stop => return stop_sidecar(&role, &running, &log, &state).await,
                             }
                         } else {
                             let _ = running.terminate(Duration::from_secs(2)).await;
@@ -752,7 +837,7 @@ async fn sidecar(
                         }
                     }
                     (what, _) = running.wait() => what,
-                    _ = &mut stop => return stop_sidecar(&running, &log, &state).await,
+                    _ = &mut stop => return stop_sidecar(&role, &running, &log, &state).await,
                 };
                 running.remove().await;
                 what
@@ -761,7 +846,7 @@ async fn sidecar(
         for p in pumps {
             let _ = tokio::time::timeout(Duration::from_secs(2), p).await;
         }
-        log.runner(&format!("shell sidecar {what}"));
+        log.runner(&format!("{label} {what}"));
         if let Some(tx) = up.take() {
             let _ = tx.send(Err(what.clone()));
         }
@@ -778,7 +863,7 @@ async fn sidecar(
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             _ = &mut stop => {
-                lock(&state).status.shell = None;
+                role.set(&state, None);
                 return;
             }
         }
@@ -786,11 +871,11 @@ async fn sidecar(
 }
 
 /// `stop`: the sidecar's container stopped (SIGKILL after the grace) and removed.
-async fn stop_sidecar(running: &container::Running, log: &Log, state: &Mutex<State>) {
+async fn stop_sidecar(role: &Role, running: &container::Running, log: &Log, state: &Mutex<State>) {
     let what = running.terminate(STOP_GRACE).await;
     running.remove().await;
-    log.runner(&format!("shell sidecar {what}"));
-    lock(state).status.shell = None;
+    log.runner(&format!("{} {what}", role.label()));
+    role.set(state, None);
 }
 
 /// Exit codes of a runtime that cannot start as configured: starting it again will not

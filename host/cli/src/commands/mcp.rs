@@ -187,3 +187,81 @@ pub fn exec(argv: Vec<OsString>) -> Failure {
         ),
     )
 }
+
+/// `mcp-bridge --socket PATH`: in a stdio server's own container (the container tier),
+/// answer on `PATH`; for each connection (one at a time) start the server through
+/// `mcp-exec` as [`oxydra_mcp::BRIDGE_ENV`] describes and join the connection to its
+/// stdin and stdout. Its stderr is the container's (the runner's log). When either side
+/// ends, the server is stopped and the next connection starts a new one.
+pub fn bridge(socket: &std::path::Path) -> Result<(), Failure> {
+    let launch: oxydra_mcp::StdioCommand = std::env::var(oxydra_mcp::BRIDGE_ENV)
+        .map_err(|e| e.to_string())
+        .and_then(|j| serde_json::from_str(&j).map_err(|e| e.to_string()))
+        .map_err(|e| {
+            Failure::new(
+                exit::USAGE,
+                format!("mcp-bridge: no server in {}: {e}", oxydra_mcp::BRIDGE_ENV),
+            )
+        })?;
+    let exe = std::env::current_exe()
+        .map_err(|e| Failure::new(exit::USAGE, format!("mcp-bridge: this binary: {e}")))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::USAGE, format!("mcp-bridge: {e}")))?;
+    rt.block_on(async move {
+        let _ = std::fs::remove_file(socket);
+        let listener = tokio::net::UnixListener::bind(socket).map_err(|e| {
+            Failure::new(
+                exit::USAGE,
+                format!("mcp-bridge: {}: {e}", socket.display()),
+            )
+        })?;
+        eprintln!(
+            "mcp-bridge: {} answers on {}",
+            launch.program.display(),
+            socket.display()
+        );
+        loop {
+            let (conn, _) = listener
+                .accept()
+                .await
+                .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("mcp-bridge: accept: {e}")))?;
+            let mut child = match tokio::process::Command::new(&exe)
+                .arg(oxydra_session::mcp::TRAMPOLINE)
+                .arg("--")
+                .arg(&launch.program)
+                .args(&launch.args)
+                .env_clear()
+                .envs(launch.env.iter().map(|(k, v)| (k, v)))
+                .current_dir(&launch.cwd)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("mcp-bridge: could not start the server: {e}");
+                    continue;
+                }
+            };
+            let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take())
+            else {
+                continue;
+            };
+            let (mut from_client, mut to_client) = conn.into_split();
+            let up = tokio::io::copy(&mut from_client, &mut stdin);
+            let down = tokio::io::copy(&mut stdout, &mut to_client);
+            tokio::select! {
+                _ = up => {}
+                _ = down => {}
+            }
+            let _ = child.start_kill();
+            match child.wait().await {
+                Ok(st) => eprintln!("mcp-bridge: the server {st}"),
+                Err(e) => eprintln!("mcp-bridge: {e}"),
+            }
+        }
+    })
+}

@@ -204,26 +204,37 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         read_only.extend(["/usr/share/zoneinfo".into(), "/etc/localtime".into()]);
     }
     read_only.push(ws.join("vault"));
-    // Stdio MCP servers run as the runtime's children, inside its confinement: in the
-    // process tier it must reach what each may (their own confinement narrows it
-    // again); a container has no programs to run them with.
+    // Stdio MCP servers. In the process tier they run as the runtime's children, inside
+    // its confinement: it must reach what each may (their own confinement narrows it
+    // again). In the container tier each runs in its own container (the runtime's image,
+    // the server's paths mounted read-only, no network), bridged to `ipc/mcp/<name>.sock`.
     let mut mcp_read_write = Vec::new();
+    let mut mcp_containers = Vec::new();
     for (name, s) in system.config.mcp.servers.iter().filter(|(_, s)| s.enabled) {
         if s.transport() != oxydra_mcp::config::Transport::Stdio {
             continue;
         }
-        if tier != Tier::Process {
-            return Err(Failure::new(
-                exit::USAGE,
-                format!(
-                    "mcp.servers.{name}: stdio MCP servers run in the process tier (start --insecure) or with run/chat for now; the container's image has no programs to run one. Use an HTTP server (`url`), or set enabled = false"
-                ),
+        if tier == Tier::Process {
+            let access =
+                oxydra_mcp::config::access(name, s).map_err(|e| Failure::new(exit::USAGE, e))?;
+            read_only.extend(access.read_only);
+            mcp_read_write.extend(access.read_write);
+        } else {
+            let launch = oxydra_mcp::StdioCommand::new(name, s, None, &ws)
+                .map_err(|e| Failure::new(exit::USAGE, e))?;
+            mcp_containers.push((
+                name.clone(),
+                mcp_launch(
+                    &user,
+                    &ws,
+                    name,
+                    &launch,
+                    runner_cfg.guest_images.oxydra_vm.clone(),
+                    &user_cfg.resources,
+                    runner_cfg.container_runtime.clone(),
+                )?,
             ));
         }
-        let access =
-            oxydra_mcp::config::access(name, s).map_err(|e| Failure::new(exit::USAGE, e))?;
-        read_only.extend(access.read_only);
-        mcp_read_write.extend(access.read_write);
     }
     let log = runner::log_path(&ws);
     let _ = std::fs::OpenOptions::new()
@@ -318,6 +329,12 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         )
     } else {
         args_out.push("--in-container".into());
+        if !mcp_containers.is_empty() {
+            env.push((
+                oxydra_mcp::BRIDGE_DIR_ENV.into(),
+                runner::mcp_dir(&ws).into(),
+            ));
+        }
         if shell_on {
             env.push((
                 oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
@@ -336,6 +353,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             env,
             cwd,
             shell: shell_on,
+            mcp: !mcp_containers.is_empty(),
             runtime: runner_cfg.container_runtime.clone(),
         })?
     };
@@ -363,6 +381,7 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         launch,
         runtime_owner,
         shell,
+        mcp: mcp_containers,
     };
     // The managed local model's server (if any) lives as long as the runner; the rest
     // of the system (the engine, the loaded components) is not needed any more.
@@ -405,6 +424,8 @@ struct ContainerParts<'a> {
     cwd: PathBuf,
     /// The shell sidecar runs: its socket directory is bound too.
     shell: bool,
+    /// Stdio MCP servers run in their own containers: their sockets' directory too.
+    mcp: bool,
     /// runner.toml `container_runtime` (`runsc`: gVisor).
     runtime: Option<String>,
 }
@@ -425,6 +446,71 @@ fn container_user() -> (String, Option<(u32, u32)>) {
 
 /// The image the shell sidecar uses when runner.toml names none.
 pub const DEFAULT_SHELL_IMAGE: &str = "oxydra-shell:local";
+
+/// The container of stdio MCP server `name` (the container tier): the runtime's image
+/// running `mcp-bridge` (which starts the server through `mcp-exec` per connection), the
+/// paths the server may read mounted read-only at their own paths, what it may write and
+/// its scratch directory read-write, its socket directory; nothing else — no vault, no
+/// config, no store, no network, and only the environment its config lists.
+fn mcp_launch(
+    user: &str,
+    ws: &Path,
+    name: &str,
+    launch: &oxydra_mcp::StdioCommand,
+    image: Option<String>,
+    resources: &config::runner::Resources,
+    runtime: Option<String>,
+) -> Result<ContainerLaunch, Failure> {
+    let mut binds = Vec::new();
+    // Not /dev (the engine's own), not /sbin (where the engine puts the container's
+    // init), not a symlink (usr-merged /bin, /lib64: what it points to is bound).
+    let skip = |p: &&PathBuf| {
+        p.starts_with("/dev")
+            || p.as_path() == Path::new("/sbin")
+            || std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_symlink())
+    };
+    for (paths, read_only) in [
+        (&launch.access.read_only, true),
+        (&launch.access.read_write, false),
+    ] {
+        for path in paths.iter().filter(|p| !skip(p)) {
+            binds.push(Bind {
+                path: path.clone(),
+                read_only,
+                inside: None,
+            });
+        }
+    }
+    for path in [launch.scratch.clone(), runner::mcp_dir(ws)] {
+        binds.push(Bind {
+            path,
+            read_only: false,
+            inside: None,
+        });
+    }
+    let json = serde_json::to_string(launch)
+        .map_err(|e| Failure::new(exit::USAGE, format!("mcp.servers.{name}: {e}")))?;
+    Ok(ContainerLaunch {
+        image: image.unwrap_or_else(|| DEFAULT_IMAGE.to_string()),
+        name: format!("oxydra-mcp-{user}-{:08x}-{name}", fnv(ws)),
+        args: vec![
+            "mcp-bridge".into(),
+            "--socket".into(),
+            runner::mcp_socket(ws, name).display().to_string(),
+        ],
+        env: vec![format!("{}={json}", oxydra_mcp::BRIDGE_ENV)],
+        binds,
+        working_dir: launch.scratch.clone(),
+        user: container_user().0,
+        memory_bytes: resources.max_memory_mib.map(|m| m << 20),
+        cpus: resources.max_vcpus,
+        pids_limit: resources.max_processes,
+        runtime,
+        role: "mcp".into(),
+        scratch_tmp: true,
+        oom_score_adj: None,
+    })
+}
 
 /// The shell sidecar's container: the user's `shared` and `tmp` (at `/shared` and
 /// `/tmp`, where `shell_exec`'s paths point), its socket directory at `/ipc` — and
@@ -513,6 +599,13 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
             inside: None,
         });
     }
+    if p.mcp {
+        binds.push(Bind {
+            path: runner::mcp_dir(p.ws),
+            read_only: false,
+            inside: None,
+        });
+    }
     let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
     let mut env: Vec<String> = p
         .env
@@ -594,6 +687,9 @@ fn print_status(s: &Status) {
     }
     if let Some(sh) = &s.shell {
         println!("shell      {sh}");
+    }
+    for (name, line) in &s.mcp {
+        println!("mcp {name:<6} {line}");
     }
     println!("gateway    {}", s.gateway);
     println!("health     {}", s.health);

@@ -176,17 +176,7 @@ fn call(
         .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
     let ws = Workspace::open(ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    match host.call(&tool, arguments, &Arc::new(ws)) {
-        Ok(out) => {
-            print!("{out}");
-            if !out.ends_with('\n') {
-                println!();
-            }
-            Ok(())
-        }
-        Err(CallError::Tool(f)) => Err(Failure::new(exit::TOOL_ERROR, f.to_string())),
-        Err(e) => Err(Failure::new(exit::LIMIT, e.to_string())),
-    }
+    print_outcome(host.call(&tool, arguments, &Arc::new(ws)))
 }
 
 /// `tool call <server>__<tool>`: that server alone, started for `ws_dir`; the arguments
@@ -234,7 +224,12 @@ fn call_mcp(
     let host = tools::host(&cfg.components)?;
     let ws = Workspace::open(ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    match host.call(tool, arguments, &Arc::new(ws)) {
+    print_outcome(host.call(tool, arguments, &Arc::new(ws)))
+}
+
+/// A call's output on stdout (with a final newline), or its failure and exit code.
+fn print_outcome(outcome: Result<String, CallError>) -> Result<(), Failure> {
+    match outcome {
         Ok(out) => {
             print!("{out}");
             if !out.ends_with('\n') {
