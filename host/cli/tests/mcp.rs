@@ -256,7 +256,7 @@ fn a_crashed_server_says_why_and_is_started_again_a_slow_call_times_out() {
             tool_calls(&[("c1", "t__crash", json!({}))]),
             tool_calls(&[("c2", "t__echo", json!({"text": "too soon"}))]),
             // The other server's slow call outlasts the 1 s backoff.
-            tool_calls(&[("c3", "u__slow", json!({"seconds": 4}))]),
+            tool_calls(&[("c3", "u__slow", json!({"seconds": 8}))]),
             tool_calls(&[("c4", "t__echo", json!({"text": "back"}))]),
             tool_calls(&[("c5", "u__slow", json!({"seconds": 30}))]),
             answer("done"),
@@ -264,7 +264,7 @@ fn a_crashed_server_says_why_and_is_started_again_a_slow_call_times_out() {
         &format!(
             "{}{}",
             stdio_server("t", ""),
-            stdio_server("u", "call_timeout_secs = 6")
+            stdio_server("u", "call_timeout_secs = 10")
         ),
     );
     let started = Instant::now();
@@ -287,10 +287,10 @@ fn a_crashed_server_says_why_and_is_started_again_a_slow_call_times_out() {
     assert_eq!(get("c4"), "back", "{results:?}");
     let slow = get("c5");
     assert!(
-        slow.contains("did not answer `slow` within 6 s (mcp.servers.u.call_timeout_secs)"),
+        slow.contains("did not answer `slow` within 10 s (mcp.servers.u.call_timeout_secs)"),
         "{slow}"
     );
-    assert!(started.elapsed() < Duration::from_secs(40));
+    assert!(started.elapsed() < Duration::from_secs(60));
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn bad_servers_fail_clearly_and_the_others_still_work() {
                 server_script().display().to_string()
             ),
             format!(
-                "[mcp.servers.flood]\ncommand = {:?}\nargs = [{:?}, \"flood\"]\nstartup_timeout_secs = 4\n",
+                "[mcp.servers.flood]\ncommand = {:?}\nargs = [{:?}, \"flood\"]\nstartup_timeout_secs = 8\n",
                 mcp_python().display().to_string(),
                 server_script().display().to_string()
             ),
@@ -423,7 +423,7 @@ fn an_http_server_goes_through_the_web_policy_with_credentials_from_the_host() {
     let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
     let (_server, port) = http_server(dir.path());
     let table = format!(
-        "[mcp.servers.h]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders_from_env = {{ Authorization = \"H_TOKEN\", X-Team = \"H_TEAM\" }}\n"
+        "[mcp.servers.h]\nurl = \"http://127.0.0.1:{port}/mcp\"\nheaders = {{ X-Team = \"blue-team-7\" }}\nheaders_from_env = {{ Authorization = \"H_TOKEN\" }}\n"
     );
 
     // Loopback is not a public address: without an allow rule the policy refuses it.
@@ -431,7 +431,6 @@ fn an_http_server_goes_through_the_web_policy_with_credentials_from_the_host() {
     let o = env
         .cmd()
         .env("H_TOKEN", "Bearer t0ken")
-        .env("H_TEAM", "blue-team-7")
         .args(["mcp", "list", "--json"])
         .args(["--workspace", env.ws().to_str().unwrap()])
         .output()
@@ -458,7 +457,6 @@ fn an_http_server_goes_through_the_web_policy_with_credentials_from_the_host() {
     let o = env
         .cmd()
         .env("H_TOKEN", "Bearer t0ken")
-        .env("H_TEAM", "blue-team-7")
         .args(["run", "--workspace", env.ws().to_str().unwrap(), "go"])
         .output()
         .unwrap();
@@ -470,10 +468,10 @@ fn an_http_server_goes_through_the_web_policy_with_credentials_from_the_host() {
     let results = tool_results(&reqs[2].json());
     assert_eq!(results[1].1, "late tool ran", "{results:?}");
     let headers: Value = serde_json::from_str(&results[2].1).unwrap();
-    // The host added both; the bearer token reaches the model scrubbed, like any secret
-    // in a tool result.
+    // The host added both: the configured header as it is, and the one from its
+    // environment, which reaches the model only scrubbed (its exact value is a secret).
     assert_eq!(headers["x-team"], "blue-team-7", "{headers}");
-    assert_eq!(headers["authorization"], "Bearer [REDACTED]", "{headers}");
+    assert_eq!(headers["authorization"], "[REDACTED]", "{headers}");
 
     // Without the variable the server is not reached, and the error names it.
     let o = env.tool("h__echo", json!({"text": "x"}));

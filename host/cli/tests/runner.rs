@@ -245,23 +245,6 @@ fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
         err.contains("guest_images.shell_vm") && err.contains("oxydra-shell:local"),
         "{err}"
     );
-    // A stdio MCP server in the container tier (whose image has no programs for it)
-    // is refused with what to do, not left to fail inside.
-    std::fs::write(d.join("runner.toml"), "").unwrap();
-    std::fs::write(
-        d.join("agent.toml"),
-        format!(
-            "{}\n[mcp.servers.t]\ncommand = \"/bin/sh\"\n",
-            std::fs::read_to_string(d.join("agent.toml")).unwrap()
-        ),
-    )
-    .unwrap();
-    let (code, _, err) = env.ctl(&["start"]);
-    assert_eq!(code, 2, "{err}");
-    assert!(
-        err.contains("mcp.servers.t") && err.contains("process tier"),
-        "{err}"
-    );
     // serve --confine outside a runner says who starts it.
     let (code, _, err) = env.ctl(&["serve", "--confine"]);
     assert_eq!(code, 2, "{err}");

@@ -171,22 +171,32 @@ impl ServerConfig {
                         return Err((key(k), "is for an HTTP server (`url`); this one is stdio (`command`): pass what it needs in `env`/`env_from`".into()));
                     }
                 }
-                for (k, v) in self.env.iter().chain(self.env_from.iter()) {
+                for (table, k) in self
+                    .env
+                    .keys()
+                    .map(|k| ("env", k))
+                    .chain(self.env_from.keys().map(|k| ("env_from", k)))
+                {
                     if !env_name_ok(k) {
                         return Err((
-                            key("env"),
+                            key(table),
                             format!("`{k}` is not an environment variable name"),
+                        ));
+                    }
+                    if k.starts_with("OXYDRA_") {
+                        return Err((
+                            key(table),
+                            format!("`{k}`: names starting with OXYDRA_ are the host's"),
                         ));
                     }
                     if FIXED_ENV.contains(&k.as_str()) {
                         return Err((
-                            key("env"),
+                            key(table),
                             format!(
                                 "`{k}` is set by the host (HOME and TMPDIR: the server's scratch directory; PATH: /usr/local/bin:/usr/bin:/bin)"
                             ),
                         ));
                     }
-                    let _ = v;
                 }
                 for (k, v) in &self.env_from {
                     if !env_name_ok(v) {
@@ -209,6 +219,14 @@ impl ServerConfig {
                             format!("`{}` would give the server the whole machine", p.display()),
                         ));
                     }
+                }
+                if let Some(c) = &self.cwd
+                    && !c.is_absolute()
+                {
+                    return Err((
+                        key("cwd"),
+                        format!("`{}` is not an absolute path", c.display()),
+                    ));
                 }
                 if !(64..=65_536).contains(&self.max_memory_mib) {
                     return Err((key("max_memory_mib"), "must be 64 to 65536".into()));
@@ -239,11 +257,14 @@ impl ServerConfig {
                         ));
                     }
                 }
-                for (h, v) in self.headers.iter().chain(self.headers_from_env.iter()) {
+                for (table, h) in self.headers.keys().map(|h| ("headers", h)).chain(
+                    self.headers_from_env
+                        .keys()
+                        .map(|h| ("headers_from_env", h)),
+                ) {
                     if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                        return Err((key("headers"), format!("`{h}` is not a header name")));
+                        return Err((key(table), format!("`{h}` is not a header name")));
                     }
-                    let _ = v;
                 }
                 for (h, v) in &self.headers {
                     if http::HeaderValue::from_str(v).is_err() {
@@ -341,14 +362,31 @@ pub struct Access {
 }
 
 /// A stdio server's reach: the system directories, the installation its program
-/// belongs to (`<prefix>` of `<prefix>/bin/<program>`, as written and resolved, unless
-/// that is `/` or the home directory: then only the program's directory), the
-/// directory of each argument that is an existing file (a script), and what
-/// `read_only`/`read_write` list. Only paths that exist.
+/// belongs to (`<prefix>` of `<prefix>/bin/<program>`, as written and resolved), the
+/// directory of each argument that is an existing file (a script), `cwd`, and what
+/// `read_only`/`read_write` list. A directory too wide to grant (`/`, `/home`, `/root`,
+/// `/etc`, `/tmp`, `/var`, `/opt`, `/srv`, the home directory or one above it) is not:
+/// only the program or script file in it is. Only paths that exist.
 pub fn access(name: &str, s: &ServerConfig) -> Result<Access, String> {
     let command = s.command.as_deref().unwrap_or_default();
     let program = resolve_command(name, command)?;
     let home = std::env::var_os("HOME").map(PathBuf::from);
+    // A directory too wide to grant for a program or a script in it: only the file is.
+    let too_wide = |d: &Path| {
+        [
+            "/", "/home", "/root", "/etc", "/tmp", "/var", "/opt", "/srv",
+        ]
+        .iter()
+        .any(|w| d == Path::new(w))
+            || home.as_deref().is_some_and(|h| d == h || h.starts_with(d))
+    };
+    let grant = |file: &Path, dir: &Path| {
+        if too_wide(dir) {
+            file.to_path_buf()
+        } else {
+            dir.to_path_buf()
+        }
+    };
     let mut ro: Vec<PathBuf> = SYSTEM_READ.iter().map(PathBuf::from).collect();
     let canonical = program.canonicalize().unwrap_or_else(|_| program.clone());
     for p in [&program, &canonical] {
@@ -357,8 +395,11 @@ pub fn access(name: &str, s: &ServerConfig) -> Result<Access, String> {
             .file_name()
             .filter(|n| *n == "bin")
             .and_then(|_| dir.parent())
-            .filter(|pre| *pre != Path::new("/") && Some(pre.to_path_buf()) != home);
-        ro.push(prefix.unwrap_or(dir).to_path_buf());
+            .filter(|pre| !too_wide(pre));
+        ro.push(match prefix {
+            Some(pre) => pre.to_path_buf(),
+            None => grant(p, dir),
+        });
     }
     for a in &s.args {
         let p = Path::new(a);
@@ -366,9 +407,10 @@ pub fn access(name: &str, s: &ServerConfig) -> Result<Access, String> {
             && p.is_file()
             && let Some(d) = p.parent()
         {
-            ro.push(d.to_path_buf());
+            ro.push(grant(p, d));
         }
     }
+    ro.extend(s.cwd.iter().cloned());
     ro.extend(s.read_only.iter().cloned());
     let mut rw = s.read_write.clone();
     rw.push(PathBuf::from("/dev/null"));
@@ -464,5 +506,17 @@ mod tests {
         assert!(a.read_only.iter().all(|p| p != Path::new("/")), "{a:?}");
         assert!(a.read_only.iter().all(|p| p != Path::new("/etc")), "{a:?}");
         assert_eq!(a.read_write, vec![PathBuf::from("/dev/null")]);
+        // A script directly in /tmp (or home, /etc, …): the file, not the directory.
+        let wide = std::env::temp_dir().join(format!("oxydra-mcp-test-{}.py", std::process::id()));
+        std::fs::write(&wide, "").unwrap();
+        let mut s = stdio("/bin/sh");
+        s.args = vec![wide.display().to_string()];
+        let a = access("x", &s);
+        let _ = std::fs::remove_file(&wide);
+        let a = a.unwrap();
+        if std::env::temp_dir() == Path::new("/tmp") {
+            assert!(a.read_only.contains(&wide), "{a:?}");
+            assert!(!a.read_only.contains(&PathBuf::from("/tmp")), "{a:?}");
+        }
     }
 }

@@ -20,11 +20,27 @@ use web::{Body, BodyError};
 pub fn start(socket: &Path, upstream: Uri, access: Arc<WebAccess>) -> std::io::Result<()> {
     let _ = std::fs::remove_file(socket);
     let listener = UnixListener::bind(socket)?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
+    }
+    let me = std::process::id();
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             };
+            // Only this process's own MCP client: the forwarder adds credentials.
+            let ours = stream
+                .peer_cred()
+                .ok()
+                .and_then(|c| c.pid())
+                .is_some_and(|p| u32::try_from(p).ok() == Some(me));
+            if !ours {
+                tracing::warn!("MCP forwarder: a connection from another process was refused");
+                continue;
+            }
             let upstream = upstream.clone();
             let access = access.clone();
             tokio::spawn(async move {

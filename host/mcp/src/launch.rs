@@ -107,3 +107,35 @@ impl StdioCommand {
         })
     }
 }
+
+/// The hard `RLIMIT_DATA` of this process, when it has one.
+pub fn data_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Data).maximum
+}
+
+/// A process group, killed (SIGKILL) when this is dropped: a server and whatever it
+/// started.
+#[derive(Debug)]
+pub struct Group(pub u32);
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        kill_group(self.0);
+    }
+}
+
+/// Kill the process group `pgid` (a server started in its own group).
+pub fn kill_group(pgid: u32) {
+    if let Some(pid) = i32::try_from(pgid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process_group(pid, rustix::process::Signal::KILL);
+    }
+}
+
+/// Where the bridge of stdio server `name` answers, under the bridges' directory: its
+/// own directory, so each server's container mounts only its own socket.
+pub fn bridge_socket(dir: &std::path::Path, name: &str) -> PathBuf {
+    dir.join(name).join("bridge.sock")
+}

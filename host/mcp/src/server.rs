@@ -61,6 +61,9 @@ pub struct ServerStatus {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<PathBuf>,
     pub restarts: u32,
+    /// What its confinement could not apply on this kernel (e.g. no Landlock).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub degraded: Vec<String>,
 }
 
 /// One tool a server lists, and whether it is offered.
@@ -99,8 +102,10 @@ pub(crate) struct Server {
     me: Weak<Server>,
     /// Whether this process's forwarder (an HTTP server's) is listening.
     forwarding: Mutex<bool>,
-    /// A tool list change not yet listed (see [`Handler::pending`]).
-    pending: Arc<std::sync::atomic::AtomicBool>,
+    /// Tool list changes announced, and listed (see [`Changes`]).
+    pending: Arc<Changes>,
+    /// What the server's confinement could not apply, as it reported it.
+    degraded: Mutex<Vec<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -110,15 +115,52 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// Calls `notifications/tools/list_changed` back into the supervisor.
 struct Handler {
     changed: Arc<Notify>,
-    /// Set on a change, cleared once the tools are listed again: a call that returns
-    /// while it is set waits for the new list, so the model's next step sees it.
-    pending: Arc<std::sync::atomic::AtomicBool>,
+    pending: Arc<Changes>,
+}
+
+/// `tools/list_changed` announcements counted (by the stdout filter, which sees one
+/// before the response that follows it, and by the handler), and how many of them a
+/// finished tool list covers: a call that returns while the list is behind waits for
+/// it, so the model's next step is offered the new tools.
+#[derive(Default)]
+struct Changes {
+    seen: std::sync::atomic::AtomicU64,
+    listed: std::sync::atomic::AtomicU64,
+}
+
+impl Changes {
+    fn announce(&self) {
+        self.seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// The count a list started now covers.
+    fn mark(&self) -> u64 {
+        self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
+    fn listed(&self, upto: u64) {
+        self.listed
+            .fetch_max(upto, std::sync::atomic::Ordering::SeqCst);
+    }
+    /// A new connection: nothing it announced is pending yet.
+    fn reset(&self) {
+        self.listed.store(
+            self.seen.load(std::sync::atomic::Ordering::SeqCst),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+    /// The connection is gone: no call waits for a list.
+    fn release(&self) {
+        self.listed
+            .store(u64::MAX, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn behind(&self) -> bool {
+        self.listed.load(std::sync::atomic::Ordering::SeqCst)
+            < self.seen.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl ClientHandler for Handler {
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
-        self.pending
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.pending.announce();
         self.changed.notify_one();
     }
 
@@ -135,6 +177,8 @@ impl ClientHandler for Handler {
 #[derive(Default)]
 struct Said {
     stderr: Mutex<VecDeque<String>>,
+    /// What its confinement could not apply (`mcp-exec: degraded: …` on stderr).
+    degraded: Mutex<Vec<String>>,
     junk: Mutex<Vec<String>>,
     oversized: Mutex<u64>,
 }
@@ -223,11 +267,18 @@ impl<R: tokio::io::AsyncRead + Unpin> Lines<R> {
     }
 }
 
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
 /// A running connection and what ends with it.
 struct Conn {
     service: RunningService<RoleClient, Handler>,
     child: Option<tokio::process::Child>,
     said: Arc<Said>,
+    /// The child's process group, killed when the connection ends (a launcher's own
+    /// children with it).
+    _group: Option<crate::launch::Group>,
 }
 
 impl Server {
@@ -240,7 +291,8 @@ impl Server {
         Arc::new_cyclic(|me| Server {
             me: me.clone(),
             forwarding: Mutex::new(false),
-            pending: Arc::new(std::sync::atomic::AtomicBool::new(false)),
+            pending: Arc::new(Changes::default()),
+            degraded: Mutex::new(Vec::new()),
             name,
             cfg,
             access,
@@ -306,6 +358,7 @@ impl Server {
                 .map(|a| a.read_write.clone())
                 .unwrap_or_default(),
             restarts: *lock(&self.restarts),
+            degraded: lock(&self.degraded).clone(),
         }
     }
 
@@ -341,7 +394,13 @@ impl Server {
                     said.tail()
                 ),
                 Ok(Err(e)) => e,
-                Ok(Ok(conn)) => self.run(conn, changed, startup).await,
+                Ok(Ok(conn)) => {
+                    // The first tool list within what is left of the startup time.
+                    let left = startup
+                        .saturating_sub(started.elapsed())
+                        .max(Duration::from_secs(1));
+                    self.run(conn, changed, left).await
+                }
             };
             tracing::warn!(server = %self.name, "{reason}");
             if started.elapsed() > Duration::from_secs(60) {
@@ -364,12 +423,18 @@ impl Server {
             service,
             mut child,
             said,
+            _group,
         } = conn;
         let peer = service.peer().clone();
+        self.pending.reset();
+        let covers = self.pending.mark();
         if let Err(e) = self.refresh(&peer, startup).await {
             let _ = service.cancel().await;
+            self.pending.release();
             return format!("{e}{}", said.tail());
         }
+        self.pending.listed(covers);
+        *lock(&self.degraded) = lock(&said.degraded).clone();
         *lock(&self.state) = State::Ready(peer.clone());
         self.settle();
         tracing::info!(server = %self.name, tools = lock(&self.tools).len(), "MCP server ready");
@@ -378,13 +443,23 @@ impl Server {
             tokio::select! {
                 _ = &mut waiting => break,
                 _ = changed.notified() => {
+                    // A change announced while listing is listed again (the notify
+                    // keeps its permit), and a waiting call waits for that too.
+                    let covers = self.pending.mark();
                     if let Err(e) = self.refresh(&peer, startup).await {
                         tracing::warn!(server = %self.name, "{e}");
                     }
-                    self.pending.store(false, std::sync::atomic::Ordering::SeqCst);
+                    self.pending.listed(covers);
                 }
             }
         }
+        // Its tools stop offering a dead connection at once; the reason follows.
+        *lock(&self.state) = State::Down {
+            reason: format!("MCP server `{}` stopped", self.name),
+            retry_at: Instant::now() + Duration::from_secs(1),
+        };
+        // Nothing more will be listed on this connection: no call waits for it.
+        self.pending.release();
         let mut how = "closed the connection".to_string();
         if let Some(c) = child.as_mut() {
             match tokio::time::timeout(Duration::from_secs(2), c.wait()).await {
@@ -504,7 +579,7 @@ impl Server {
         // In the container tier the runner runs the server in its own container and
         // bridges its stdio to a socket here: connect instead of starting it.
         if let Some(dir) = &opts.bridge_dir {
-            let socket = dir.join(format!("{}.sock", self.name));
+            let socket = crate::launch::bridge_socket(dir, &self.name);
             let stream = tokio::net::UnixStream::connect(&socket)
                 .await
                 .map_err(|e| {
@@ -515,7 +590,7 @@ impl Server {
                     )
                 })?;
             let (r, w) = stream.into_split();
-            return self.handshake(handler, r, w, None, said).await;
+            return self.handshake(handler, r, w, None, said, None).await;
         }
         let launch =
             StdioCommand::new(&self.name, &self.cfg, self.access.as_ref(), &opts.workspace)?;
@@ -530,6 +605,7 @@ impl Server {
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
+            .process_group(0)
             .kill_on_drop(true);
         let mut child = cmd.spawn().map_err(|e| {
             format!(
@@ -549,6 +625,13 @@ impl Server {
             let mut lines = Lines::new(stderr, 64 * 1024);
             while let Some(line) = lines.next().await {
                 if let Some(l) = line {
+                    if let Some(d) = String::from_utf8_lossy(&l)
+                        .trim_end()
+                        .strip_prefix("mcp-exec: degraded: ")
+                    {
+                        lock(&s.degraded).push(d.to_string());
+                        continue;
+                    }
                     let mut q = lock(&s.stderr);
                     q.push_back(short(&l));
                     while q.len() > KEEP_LINES {
@@ -557,7 +640,8 @@ impl Server {
                 }
             }
         });
-        self.handshake(handler, stdout, stdin, Some(child), said)
+        let group = child.id().map(crate::launch::Group);
+        self.handshake(handler, stdout, stdin, Some(child), said, group)
             .await
     }
 
@@ -570,6 +654,7 @@ impl Server {
         stdin: W,
         child: Option<tokio::process::Child>,
         said: Arc<Said>,
+        group: Option<crate::launch::Group>,
     ) -> Result<Conn, String>
     where
         R: tokio::io::AsyncRead + Unpin + Send + 'static,
@@ -581,12 +666,18 @@ impl Server {
         let max_message = cfg.max_result_bytes.saturating_mul(4).max(4 << 20);
         let (mut to_rmcp, from_filter) = tokio::io::duplex(256 * 1024);
         let s = said.clone();
+        let pending = self.pending.clone();
         tokio::spawn(async move {
             let mut lines = Lines::new(stdout, max_message);
             while let Some(line) = lines.next().await {
                 match line {
                     None => *lock(&s.oversized) += 1,
                     Some(l) if l.trim_ascii_start().starts_with(b"{") => {
+                        // Seen here, before the response that follows it is: the call
+                        // that changed the tools waits for the new list.
+                        if contains(&l, b"notifications/tools/list_changed") {
+                            pending.announce();
+                        }
                         if to_rmcp.write_all(&l).await.is_err() {
                             break;
                         }
@@ -607,6 +698,7 @@ impl Server {
                 service,
                 child,
                 said,
+                _group: group,
             }),
             Err(e) => {
                 let mut status = String::new();
@@ -671,6 +763,7 @@ impl Server {
             service,
             child: None,
             said,
+            _group: None,
         })
     }
 
@@ -778,9 +871,7 @@ impl Server {
         };
         // The call changed the server's tools: wait (briefly) for the new list.
         let waited = Instant::now();
-        while self.pending.load(std::sync::atomic::Ordering::SeqCst)
-            && waited.elapsed() < Duration::from_secs(5)
-        {
+        while self.pending.behind() && waited.elapsed() < Duration::from_secs(5) {
             std::thread::sleep(Duration::from_millis(10));
         }
         let value = serde_json::to_value(&result).unwrap_or_default();

@@ -443,7 +443,18 @@ impl System {
             });
         }
         let provider = self.provider(&provider_name)?;
-        let secrets: Vec<String> = provider.spec.api_key.iter().cloned().collect();
+        let mut secrets: Vec<String> = provider.spec.api_key.iter().cloned().collect();
+        // What MCP servers get from the host's environment (tokens, keys) is scrubbed
+        // exactly, whatever shape it has, should a server echo it.
+        for s in cfg.mcp.servers.values().filter(|s| s.enabled) {
+            for var in s.env_from.values().chain(s.headers_from_env.values()) {
+                if let Ok(v) = std::env::var(var)
+                    && v.len() >= 8
+                {
+                    secrets.push(v);
+                }
+            }
+        }
         // `max_context_tokens` overrides the catalog's window (a local server's is smaller).
         let mut model_info = info.cloned();
         if let (Some(m), Some(n)) = (model_info.as_mut(), entry.max_context_tokens) {

@@ -55,13 +55,27 @@ pub fn start(
     Ok(Some(manager))
 }
 
-/// `<workspace>/.oxydra/mcp/s`, or a directory of this process under the system's
-/// temporary directory when that path is too long for a unix socket.
+/// `<workspace>/.oxydra/mcp-sockets` (mode 0700), or, when that path is too long for
+/// a unix socket, a new private directory (0700, a random name) under the system's
+/// temporary directory.
 fn socket_dir(ws_dir: &Path) -> PathBuf {
-    let dir = ws_dir.join(".oxydra").join("mcp").join("s");
-    // sun_path holds 108 bytes; `<name>.sock` adds up to 38.
-    if dir.as_os_str().len() + 40 < 108 {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let dir = ws_dir.join(".oxydra").join("mcp-sockets");
+    // sun_path holds 108 bytes; `<name>.<pid>.sock` adds up to 47.
+    if dir.as_os_str().len() + 48 < 108 {
+        let _ = std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir);
+        let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
         return dir;
     }
-    std::env::temp_dir().join(format!("oxydra-mcp-{}", std::process::id()))
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or_default();
+    let dir = std::env::temp_dir().join(format!("oxydra-mcp-{}-{nanos:08x}", std::process::id()));
+    // `create`, not `create_all`: a directory someone else made first is refused.
+    let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    dir
 }

@@ -134,7 +134,7 @@ pub struct Spec {
     /// The shell sidecar (the container tier, unless `shell_enabled = false`).
     pub shell: Option<Sidecar>,
     /// A container per stdio MCP server (the container tier), by server name: each
-    /// answers on `ipc/mcp/<name>.sock` ([`mcp_socket`]).
+    /// answers on `ipc/mcp/<name>/bridge.sock` ([`mcp_socket`]).
     pub mcp: Vec<(String, ContainerLaunch)>,
 }
 
@@ -144,9 +144,15 @@ pub fn mcp_dir(ws: &Path) -> PathBuf {
     ws.join("ipc").join("mcp")
 }
 
+/// The directory of MCP server `name`'s socket: the only part of `ipc/mcp` its
+/// container mounts.
+pub fn mcp_server_dir(ws: &Path, name: &str) -> PathBuf {
+    mcp_dir(ws).join(name)
+}
+
 /// Where the container of MCP server `name` answers.
 pub fn mcp_socket(ws: &Path, name: &str) -> PathBuf {
-    mcp_dir(ws).join(format!("{name}.sock"))
+    mcp_server_dir(ws, name).join("bridge.sock")
 }
 
 /// Which sidecar a supervisor runs: its words in the log, its socket, its line in

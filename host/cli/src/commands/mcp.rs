@@ -78,10 +78,10 @@ pub fn run(cmd: McpCommand, sources: &Sources) -> Result<(), Failure> {
     let Some(manager) = manager else {
         return Err(Failure::new(
             exit::USAGE,
-            format!(
-                "MCP server `{}` is disabled (enabled = false)",
-                only.unwrap_or_default()
-            ),
+            match only {
+                Some(name) => format!("MCP server `{name}` is disabled (enabled = false)"),
+                None => "every configured MCP server is disabled (enabled = false)".to_string(),
+            },
         ));
     };
     match cmd {
@@ -170,9 +170,24 @@ pub fn exec(argv: Vec<OsString>) -> Failure {
             );
         }
     };
+    let mut plan = plan;
+    // Inside a confined runtime (the process tier) the data limit cannot be raised past
+    // the runtime's own.
+    if let (Some(m), Some(hard)) = (plan.memory_bytes, oxydra_mcp::launch::data_limit()) {
+        plan.memory_bytes = Some(m.min(hard));
+    }
     oxydra_tiers::confine::die_with_parent();
-    if let Err(e) = oxydra_tiers::confine::confine(&plan) {
-        return Failure::new(exit::REFUSED, format!("mcp-exec: confining failed: {e}"));
+    match oxydra_tiers::confine::confine(&plan) {
+        // What the kernel did not give is said where the host reads it (the server's
+        // stderr: `mcp list` and its tools' errors).
+        Ok(report) => {
+            for d in &report.degraded {
+                eprintln!("mcp-exec: degraded: {d}");
+            }
+        }
+        Err(e) => {
+            return Failure::new(exit::REFUSED, format!("mcp-exec: confining failed: {e}"));
+        }
     }
     use std::os::unix::process::CommandExt;
     let e = std::process::Command::new(program)
@@ -237,6 +252,7 @@ pub fn bridge(socket: &std::path::Path) -> Result<(), Failure> {
                 .current_dir(&launch.cwd)
                 .stdin(std::process::Stdio::piped())
                 .stdout(std::process::Stdio::piped())
+                .process_group(0)
                 .kill_on_drop(true)
                 .spawn()
             {
@@ -256,6 +272,10 @@ pub fn bridge(socket: &std::path::Path) -> Result<(), Failure> {
             tokio::select! {
                 _ = up => {}
                 _ = down => {}
+            }
+            // The server and whatever it started.
+            if let Some(pid) = child.id() {
+                oxydra_mcp::launch::kill_group(pid);
             }
             let _ = child.start_kill();
             match child.wait().await {

@@ -481,7 +481,10 @@ fn mcp_launch(
             });
         }
     }
-    for path in [launch.scratch.clone(), runner::mcp_dir(ws)] {
+    let own = runner::mcp_server_dir(ws, name);
+    std::fs::create_dir_all(&own)
+        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", own.display())))?;
+    for path in [launch.scratch.clone(), own] {
         binds.push(Bind {
             path,
             read_only: false,
