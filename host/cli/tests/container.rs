@@ -326,8 +326,13 @@ fn shell_exec_runs_in_a_sidecar_without_the_vault_and_within_the_limits() {
         "no keys in the sidecar's environment: {net}"
     );
     let bomb = tool_result(&env, "bomb");
+    // The pids limit stops it: forks fail ("can't fork"). On a loaded machine those
+    // errors can fill the output cap first, and the shell then dies of SIGPIPE when the
+    // daemon stops reading; either way it ends long before its timeout, and the sidecar
+    // answers the next command (below).
     assert!(
-        !bomb.contains("timed out") && bomb.contains("can't fork"),
+        !bomb.contains("timed out")
+            && (bomb.contains("can't fork") || bomb.contains("killed by signal 13")),
         "the pids limit stopped the bomb: {bomb}"
     );
     let hog = tool_result(&env, "hog");
