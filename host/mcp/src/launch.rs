@@ -108,6 +108,31 @@ impl StdioCommand {
     }
 }
 
+impl StdioCommand {
+    /// `trampoline trampoline_args -- program args`, with exactly this environment,
+    /// stdin and stdout piped, in its own process group, killed when dropped (stderr is
+    /// the caller's to set).
+    pub fn command(
+        &self,
+        trampoline: &std::path::Path,
+        trampoline_args: &[OsString],
+    ) -> tokio::process::Command {
+        let mut cmd = tokio::process::Command::new(trampoline);
+        cmd.args(trampoline_args)
+            .arg("--")
+            .arg(&self.program)
+            .args(&self.args)
+            .env_clear()
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .current_dir(&self.cwd)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        cmd
+    }
+}
+
 /// The hard `RLIMIT_DATA` of this process, when it has one.
 pub fn data_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Data).maximum

@@ -594,19 +594,8 @@ impl Server {
         }
         let launch =
             StdioCommand::new(&self.name, &self.cfg, self.access.as_ref(), &opts.workspace)?;
-        let mut cmd = tokio::process::Command::new(&opts.launcher.program);
-        cmd.args(&opts.launcher.args)
-            .arg("--")
-            .arg(&launch.program)
-            .args(&launch.args)
-            .env_clear()
-            .envs(launch.env.iter().map(|(k, v)| (k, v)))
-            .current_dir(&launch.cwd)
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
+        let mut cmd = launch.command(&opts.launcher.program, &opts.launcher.args);
+        cmd.stderr(std::process::Stdio::piped());
         let mut child = cmd.spawn().map_err(|e| {
             format!(
                 "MCP server `{}`: could not start {}: {e}",

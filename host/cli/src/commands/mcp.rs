@@ -242,18 +242,8 @@ pub fn bridge(socket: &std::path::Path) -> Result<(), Failure> {
                 .accept()
                 .await
                 .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("mcp-bridge: accept: {e}")))?;
-            let mut child = match tokio::process::Command::new(&exe)
-                .arg(oxydra_session::mcp::TRAMPOLINE)
-                .arg("--")
-                .arg(&launch.program)
-                .args(&launch.args)
-                .env_clear()
-                .envs(launch.env.iter().map(|(k, v)| (k, v)))
-                .current_dir(&launch.cwd)
-                .stdin(std::process::Stdio::piped())
-                .stdout(std::process::Stdio::piped())
-                .process_group(0)
-                .kill_on_drop(true)
+            let mut child = match launch
+                .command(&exe, &[oxydra_session::mcp::TRAMPOLINE.into()])
                 .spawn()
             {
                 Ok(c) => c,
