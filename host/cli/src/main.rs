@@ -73,6 +73,9 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         socket: std::path::PathBuf,
     },
+    /// The micro_vm guest's init: PID 1 inside the VM the runner boots (not for people).
+    #[command(hide = true)]
+    VmGuest,
     /// Start a stdio MCP server confined (the host runs this; not for people).
     #[command(hide = true)]
     McpExec {
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         Command::Mcp(c) => commands::mcp::run(c, &sources),
         Command::McpExec { argv } => Err(commands::mcp::exec(argv)),
         Command::McpBridge { socket } => commands::mcp::bridge(&socket),
+        Command::VmGuest => oxydra_tiers::vm_guest::run(),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),

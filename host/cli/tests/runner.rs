@@ -200,14 +200,20 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
 }
 
 #[test]
-fn a_tier_that_is_not_built_is_refused_with_what_to_pass() {
+fn what_a_tier_cannot_do_is_refused_with_what_to_pass() {
     let env = Env::new(vec![]);
     let d = env.dir.path().join(".oxydra");
-    std::fs::write(d.join("runner.toml"), "default_tier = \"micro_vm\"\n").unwrap();
+    // Firecracker cannot give its guest the workspace: its keys are refused, not ignored.
+    std::fs::write(
+        d.join("runner.toml"),
+        "default_tier = \"micro_vm\"\n[guest_images]\nfirecracker_oxydra_vm_config = \"/etc/fc.json\"\n",
+    )
+    .unwrap();
     let (code, _, err) = env.ctl(&["start"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("micro_vm tier is not available") && err.contains("--insecure"),
+        err.contains("guest_images.firecracker_oxydra_vm_config")
+            && err.contains("no shared-directory device"),
         "{err}"
     );
     // A CPU limit the process tier cannot apply is refused, not ignored.

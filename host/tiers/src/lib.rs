@@ -11,3 +11,6 @@ pub mod control;
 pub mod egress;
 pub mod runner;
 pub mod shell;
+pub mod vm;
+pub mod vm_guest;
+pub mod vsock;

@@ -13,6 +13,7 @@ use crate::confine::Report;
 use crate::container::{self, ContainerLaunch};
 use crate::control::{self, Answer, Request, Status};
 use crate::egress::{self, Grants};
+use crate::vm::{self, VmLaunch};
 use std::ffi::OsString;
 use std::io::Write;
 use std::net::SocketAddr;
@@ -114,6 +115,45 @@ pub enum Start {
     Process(Launch),
     /// A Docker container.
     Container(ContainerLaunch),
+    /// A virtual machine (the `micro_vm` tier).
+    Vm(VmLaunch),
+}
+
+/// The runtime's VM's own directory (`ipc/vm/runtime`): its vsock sockets and plan.
+pub fn vm_dir(ws: &Path) -> PathBuf {
+    ws.join("ipc").join("vm").join("runtime")
+}
+
+/// Where the runner's gateway listener sends each connection.
+#[derive(Debug, Clone)]
+enum Target {
+    /// The runtime's gateway socket.
+    Unix(PathBuf),
+    /// The guest's gateway port, through the VM's hybrid vsock socket.
+    Vsock(PathBuf, u32),
+}
+
+impl Target {
+    fn of(spec: &Spec) -> Target {
+        match &spec.launch {
+            Start::Vm(l) => Target::Vsock(vm::vsock_socket(&l.dir), crate::vm_guest::GATEWAY_PORT),
+            _ => Target::Unix(gateway_socket(&spec.ws)),
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<UnixStream> {
+        match self {
+            Target::Unix(p) => UnixStream::connect(p).await,
+            Target::Vsock(uds, port) => vm::hybrid_connect(uds, *port).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Target::Unix(p) => format!("the runtime's gateway socket {}", p.display()),
+            Target::Vsock(_, port) => format!("the guest's gateway (vsock port {port})"),
+        }
+    }
 }
 
 /// One user's runner.
@@ -318,6 +358,7 @@ pub fn prepare(ws: &Path) -> std::io::Result<()> {
         "ipc/runtime",
         "ipc/shell",
         "ipc/mcp",
+        "ipc/vm",
         "logs",
         ".oxydra",
     ] {
@@ -388,7 +429,8 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         std::process::id(),
         spec.tier
     ));
-    tokio::spawn(forward(listener, gateway_socket(&ws)));
+    let target = Target::of(&spec);
+    tokio::spawn(forward(listener, target.clone()));
     // The shell sidecar first: the runtime registers `shell_exec` only when its socket
     // answers at start.
     let mut shell = None;
@@ -450,7 +492,10 @@ async fn main(spec: Spec, on_ready: impl FnOnce(&str) + Send + 'static) -> Resul
         log.clone(),
         cmd_tx,
         counters,
-        ws.clone(),
+        Arc::new(Place {
+            ws: ws.clone(),
+            gateway: target,
+        }),
     ));
     let result = supervise(&spec, &state, &log, cmd_rx, url, on_ready).await;
     for (stop, task) in shell.into_iter().chain(mcp) {
@@ -497,22 +542,22 @@ fn give(ws: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 }
 
 /// Each connection to the runner's listener, copied to and from the runtime's socket.
-async fn forward(listener: TcpListener, socket: PathBuf) {
+async fn forward(listener: TcpListener, target: Target) {
     loop {
         let Ok((mut tcp, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = tcp.set_nodelay(true);
-        let socket = socket.clone();
+        let target = target.clone();
         tokio::spawn(async move {
-            match UnixStream::connect(&socket).await {
+            match target.connect().await {
                 Ok(mut unix) => {
                     let _ = tokio::io::copy_bidirectional(&mut tcp, &mut unix).await;
                 }
                 Err(e) => {
                     // The runtime is (re)starting: the client reconnects.
-                    tracing::debug!("gateway forward: {}: {e}", socket.display());
+                    tracing::debug!("gateway forward: {}: {e}", target.describe());
                     let _ = tcp
                         .write_all(
                             b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 36\r\nconnection: close\r\n\r\nthe runtime is starting; retry soon\n",
@@ -645,6 +690,7 @@ async fn terminate(child: &mut tokio::process::Child) -> String {
 enum Child {
     Process(tokio::process::Child),
     Container(container::Running),
+    Vm(Box<vm::Running>),
 }
 
 impl Child {
@@ -653,6 +699,7 @@ impl Child {
         match self {
             Child::Process(c) => c.id(),
             Child::Container(c) => c.pid().await,
+            Child::Vm(v) => v.pid(),
         }
     }
 
@@ -660,6 +707,7 @@ impl Child {
         match self {
             Child::Process(_) => None,
             Child::Container(c) => Some(c.describe()),
+            Child::Vm(v) => Some(v.describe()),
         }
     }
 
@@ -668,6 +716,7 @@ impl Child {
         match self {
             Child::Process(c) => describe_exit(c.wait().await),
             Child::Container(c) => c.wait().await,
+            Child::Vm(v) => v.wait().await,
         }
     }
 
@@ -676,13 +725,16 @@ impl Child {
         match self {
             Child::Process(c) => terminate(c).await,
             Child::Container(c) => c.terminate(STOP_GRACE).await,
+            Child::Vm(v) => v.terminate(STOP_GRACE).await,
         }
     }
 
     /// What is left of it once it ended (a container is removed).
-    async fn remove(&self) {
-        if let Child::Container(c) = self {
-            c.remove().await;
+    async fn remove(&mut self) {
+        match self {
+            Child::Container(c) => c.remove().await,
+            Child::Vm(v) => v.remove().await,
+            Child::Process(_) => {}
         }
     }
 }
@@ -745,6 +797,15 @@ async fn launch(
                 l.image
             ));
             Ok(Child::Container(running))
+        }
+        Start::Vm(l) => {
+            let (out_w, out_r) = tokio::io::duplex(64 * 1024);
+            let (err_w, err_r) = tokio::io::duplex(64 * 1024);
+            pumps.push(tokio::spawn(pump(out_r, log.clone(), Some(ready), "")));
+            pumps.push(tokio::spawn(pump(err_r, log.clone(), None, "vmm: ")));
+            let running = vm::start(l, out_w, err_w).await.map_err(Error)?;
+            log.runner(&format!("runtime started in a VM: {}", running.describe()));
+            Ok(Child::Vm(Box::new(running)))
         }
     }
 }
@@ -957,6 +1018,11 @@ async fn supervise(
                         r.applied.extend(applied);
                         r.degraded.extend(degraded);
                     }
+                    if let (Child::Vm(v), Start::Vm(l)) = (&child, &spec.launch) {
+                        v.forget_plan();
+                        let r = report.get_or_insert_with(Report::default);
+                        r.applied.extend(vm::protections(l, &v.describe()));
+                    }
                     {
                         let mut s = lock(state);
                         s.status.state = "ready".into();
@@ -1079,6 +1145,12 @@ fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << (failures - 1).min(5)).min(BACKOFF_MAX)
 }
 
+/// The workspace, and where its runtime's gateway answers.
+struct Place {
+    ws: PathBuf,
+    gateway: Target,
+}
+
 /// Answer control connections.
 async fn serve_control(
     listener: UnixListener,
@@ -1087,23 +1159,23 @@ async fn serve_control(
     log: Arc<Log>,
     cmds: mpsc::Sender<Command>,
     counters: Arc<egress::Counters>,
-    ws: PathBuf,
+    at: Arc<Place>,
 ) {
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        let (secret, state, log, cmds, counters, ws) = (
+        let (secret, state, log, cmds, counters, at) = (
             secret.clone(),
             state.clone(),
             log.clone(),
             cmds.clone(),
             counters.clone(),
-            ws.clone(),
+            at.clone(),
         );
         tokio::spawn(async move {
-            control_connection(stream, &secret, &state, &log, &cmds, &counters, &ws).await;
+            control_connection(stream, &secret, &state, &log, &cmds, &counters, &at).await;
         });
     }
 }
@@ -1115,12 +1187,11 @@ async fn send(stream: &mut UnixStream, answer: &Answer) -> std::io::Result<()> {
 }
 
 /// Whether the runtime's gateway socket accepts a connection.
-async fn health(ws: &Path) -> String {
-    let socket = gateway_socket(ws);
-    match tokio::time::timeout(Duration::from_secs(1), UnixStream::connect(&socket)).await {
+async fn health(target: &Target) -> String {
+    match tokio::time::timeout(Duration::from_secs(2), target.connect()).await {
         Ok(Ok(_)) => "ok".into(),
-        Ok(Err(e)) => format!("the runtime's gateway socket does not answer: {e}"),
-        Err(_) => "the runtime's gateway socket did not answer within 1 s".into(),
+        Ok(Err(e)) => format!("{} does not answer: {e}", target.describe()),
+        Err(_) => format!("{} did not answer within 2 s", target.describe()),
     }
 }
 
@@ -1131,8 +1202,9 @@ async fn control_connection(
     log: &Log,
     cmds: &mpsc::Sender<Command>,
     counters: &egress::Counters,
-    ws: &Path,
+    at: &Place,
 ) {
+    let (ws, target) = (at.ws.as_path(), &at.gateway);
     let mut line = String::new();
     {
         let mut reader = BufReader::new(&mut stream);
@@ -1186,7 +1258,7 @@ async fn control_connection(
                 status
             };
             status.health = if status.runtime_pid.is_some() {
-                health(ws).await
+                health(target).await
             } else {
                 "no runtime is running".into()
             };

@@ -120,14 +120,6 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             .sandbox_tier
             .unwrap_or(runner_cfg.default_tier)
     };
-    if tier == Tier::MicroVm {
-        return Err(Failure::new(
-            exit::USAGE,
-            format!(
-                "the micro_vm tier is not available yet (runner.toml default_tier, or [behavior] sandbox_tier of user {user}); use default_tier = \"container\", or pass --insecure to run the process tier: a confined host process with no network of its own"
-            ),
-        ));
-    }
     if tier == Tier::Process && user_cfg.behavior.shell_enabled == Some(true) {
         return Err(Failure::new(
             exit::USAGE,
@@ -288,10 +280,16 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         "--workspace".into(),
         ws.clone().into(),
         "--listen".into(),
-        format!("unix:{}", runner::gateway_socket(&ws).display()).into(),
+        if tier == Tier::MicroVm {
+            format!("unix:{}", vm_guest_path("gateway.sock").display()).into()
+        } else {
+            format!("unix:{}", runner::gateway_socket(&ws).display()).into()
+        },
     ]);
-    // The shell sidecar runs beside the runtime's container unless the user turned it off.
-    let shell_on = tier == Tier::Container && user_cfg.behavior.shell_enabled != Some(false);
+    // The shell sidecar (a container) runs beside the runtime unless the user turned it
+    // off; the micro_vm tier's runtime reaches it over vsock.
+    let shell_on = matches!(tier, Tier::Container | Tier::MicroVm)
+        && user_cfg.behavior.shell_enabled != Some(false);
     let read_write = [
         ws.join("shared"),
         ws.join("tmp"),
@@ -327,6 +325,31 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
             }),
             None,
         )
+    } else if tier == Tier::MicroVm {
+        args_out.push("--in-vm".into());
+        vm_launch(
+            ContainerParts {
+                user: &user,
+                ws: &ws,
+                image: None,
+                resources: &user_cfg.resources,
+                read_only,
+                read_write: read_write.to_vec(),
+                configured_cache,
+                args: args_out,
+                env,
+                cwd,
+                shell: shell_on,
+                mcp: !mcp_containers.is_empty(),
+                runtime: None,
+            },
+            &runner_cfg.micro_vm,
+            &exe,
+            &mcp_containers
+                .iter()
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>(),
+        )?
     } else {
         args_out.push("--in-container".into());
         if !mcp_containers.is_empty() {
@@ -367,10 +390,10 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         ),
         required: user_cfg.behavior.shell_enabled == Some(true),
     });
-    let tier_name = if tier == Tier::Process {
-        "process"
-    } else {
-        "container"
+    let tier_name = match tier {
+        Tier::Process => "process",
+        Tier::Container => "container",
+        Tier::MicroVm => "micro_vm",
     };
     let spec = Spec {
         user: user.clone(),
@@ -653,6 +676,201 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
     ))
 }
 
+/// A path of the runtime's sockets inside the micro_vm guest.
+fn vm_guest_path(name: &str) -> PathBuf {
+    Path::new(oxydra_tiers::vm_guest::GUEST_RUN).join(name)
+}
+
+/// `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name))
+            .find(|f| f.is_file())
+    })
+}
+
+/// Config files bigger than this are not copied into the guest one by one.
+const VM_FILE_MAX: u64 = 1 << 20;
+
+/// The runtime's VM (the micro_vm tier): QEMU's microvm with the images of
+/// `scripts/build-vm-images.sh`; the same paths inside as outside, each directory a 9p
+/// share (the vault and the config read-only), config files named one by one copied
+/// in, no network device; the egress proxy, the shell sidecar and MCP servers'
+/// containers reached over vsock; the runtime as the same non-root user as in a
+/// container.
+fn vm_launch(
+    p: ContainerParts<'_>,
+    cfg: &config::runner::MicroVm,
+    exe: &Path,
+    mcp: &[String],
+) -> Result<(Start, Option<(u32, u32)>), Failure> {
+    use oxydra_tiers::vm::{self, Backend, Images, Share, VmLaunch};
+    use oxydra_tiers::vm_guest::{self, GuestFile, GuestPlan, Outbound};
+    let usage = |m: String| Failure::new(exit::USAGE, m);
+    let qemu = cfg
+        .qemu
+        .clone()
+        .or_else(|| on_path("qemu-system-x86_64"))
+        .ok_or_else(|| {
+            usage("the micro_vm tier needs QEMU: apt-get install qemu-system-x86, or set [micro_vm] qemu in runner.toml".into())
+        })?;
+    let vhost_vsock = cfg
+        .vhost_device_vsock
+        .clone()
+        .or_else(|| on_path("vhost-device-vsock"))
+        .ok_or_else(|| {
+            usage("the micro_vm tier needs vhost-device-vsock (QEMU's vsock device): cargo install --locked vhost-device-vsock --version 0.3.0, or set [micro_vm] vhost_device_vsock in runner.toml".into())
+        })?;
+    let images_dir = cfg.images_dir.clone().unwrap_or_else(|| {
+        exe.parent()
+            .and_then(Path::parent)
+            .unwrap_or(Path::new("/"))
+            .join("guest-images/microvm")
+    });
+    let images = Images::in_dir(&images_dir);
+    images
+        .check("runner.toml [micro_vm] images_dir")
+        .map_err(usage)?;
+    let mut shares = Vec::new();
+    let mut files = Vec::new();
+    for path in &p.read_only {
+        if path.is_dir() {
+            shares.push(Share {
+                path: path.clone(),
+                read_only: true,
+            });
+        } else {
+            let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            let text = std::fs::read_to_string(path)
+                .ok()
+                .filter(|_| size <= VM_FILE_MAX);
+            let Some(text) = text else {
+                return Err(usage(format!(
+                    "{}: the micro_vm tier copies config files into the VM one by one, and this one is not UTF-8 text under 1 MiB; name its directory instead",
+                    path.display()
+                )));
+            };
+            files.push(GuestFile {
+                path: path.clone(),
+                text,
+            });
+        }
+    }
+    let mut rw = p.read_write;
+    rw.extend(p.configured_cache.clone());
+    for path in existing(rw) {
+        shares.push(Share {
+            path,
+            read_only: false,
+        });
+    }
+    let guest_socket = |name: &str| vm_guest_path(name);
+    let mut outbound = vec![Outbound {
+        path: guest_socket("egress.sock"),
+        port: vm_guest::EGRESS_PORT,
+    }];
+    let mut forwards = vec![(vm_guest::EGRESS_PORT, runner::egress_socket(p.ws))];
+    if p.shell {
+        outbound.push(Outbound {
+            path: guest_socket(runner::SHELL_SOCKET),
+            port: vm_guest::SHELL_PORT,
+        });
+        forwards.push((vm_guest::SHELL_PORT, runner::shell_socket(p.ws)));
+    }
+    let mcp_dir = guest_socket("mcp");
+    for (i, name) in mcp.iter().enumerate() {
+        let port = vm_guest::MCP_PORT_BASE + i as u32;
+        outbound.push(Outbound {
+            path: oxydra_mcp::launch::bridge_socket(&mcp_dir, name),
+            port,
+        });
+        forwards.push((port, runner::mcp_socket(p.ws, name)));
+    }
+    let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
+    let mut env: Vec<(String, String)> = p
+        .env
+        .iter()
+        .filter(|(k, _)| k != "OXYDRA_COMPONENTS_DIR" && k != "PATH")
+        .filter(|(k, _)| p.configured_cache.is_some() || k != "XDG_CACHE_HOME")
+        .map(|(k, v)| {
+            let k = text(k);
+            let v = match k.as_str() {
+                oxydra_runtime::capabilities::egress::EGRESS_SOCKET_ENV => {
+                    guest_socket("egress.sock").display().to_string()
+                }
+                oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV => {
+                    guest_socket(runner::SHELL_SOCKET).display().to_string()
+                }
+                oxydra_mcp::BRIDGE_DIR_ENV => mcp_dir.display().to_string(),
+                _ => text(v),
+            };
+            (k, v)
+        })
+        .collect();
+    env.push(("OXYDRA_COMPONENTS_DIR".into(), IMAGE_COMPONENTS.to_string()));
+    if p.configured_cache.is_none() {
+        env.push((
+            "XDG_CACHE_HOME".into(),
+            p.ws.join(".oxydra").join("cache").display().to_string(),
+        ));
+    }
+    let (uid, gid) = oxydra_tiers::container::effective_ids();
+    let owner = (uid == 0).then_some((CONTAINER_UID, CONTAINER_UID));
+    let (guest_uid, guest_gid) = owner.unwrap_or((uid, gid));
+    let vcpus = p.resources.max_vcpus.map_or_else(
+        || {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(2) as u32
+        },
+        |c| c.ceil().max(1.0) as u32,
+    );
+    let accel = match cfg.accel {
+        config::runner::VmAccel::Auto => vm::Accel::Auto,
+        config::runner::VmAccel::Kvm => vm::Accel::Kvm,
+        config::runner::VmAccel::Tcg => vm::Accel::Tcg,
+    };
+    let plan = GuestPlan {
+        shares: Vec::new(),
+        files,
+        program: PathBuf::from(IMAGE_BINARY),
+        args: p.args.iter().map(|a| text(a)).collect(),
+        env,
+        cwd: if p.cwd.join(".oxydra").is_dir() {
+            p.cwd
+        } else {
+            PathBuf::from("/")
+        },
+        uid: guest_uid,
+        gid: guest_gid,
+        max_processes: p.resources.max_processes,
+        outbound,
+        gateway: vm_guest_path("gateway.sock"),
+    };
+    Ok((
+        Start::Vm(VmLaunch {
+            backend: Backend::Qemu {
+                binary: qemu,
+                accel,
+            },
+            vhost_vsock,
+            images,
+            memory_mib: p.resources.max_memory_mib.unwrap_or(cfg.memory_mib),
+            vcpus,
+            shares,
+            guest: plan,
+            dir: runner::vm_dir(p.ws),
+            forwards,
+            run_as: owner,
+        }),
+        owner,
+    ))
+}
+
+/// The binary's path in the guest's root filesystem (`scripts/build-vm-images.sh`).
+const IMAGE_BINARY: &str = "/oxydra/bin/oxydra-host";
+
 /// A short stable hash of a workspace path (container names differ per workspace).
 fn fnv(p: &Path) -> u32 {
     use std::os::unix::ffi::OsStrExt;
@@ -686,7 +904,12 @@ fn print_status(s: &Status) {
     println!("runner     pid {}", s.runner_pid);
     println!("runtime    pid {pid}");
     if let Some(c) = &s.container {
-        println!("container  {c}");
+        let label = if s.tier == "micro_vm" {
+            "vm"
+        } else {
+            "container"
+        };
+        println!("{label:<10} {c}");
     }
     if let Some(sh) = &s.shell {
         println!("shell      {sh}");

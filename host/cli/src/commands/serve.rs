@@ -34,8 +34,13 @@ pub struct ServeArgs {
     /// checks from inside that it has no network, a read-only root and vault, no
     /// capabilities, and sends every outgoing connection through the runner's egress
     /// proxy (OXYDRA_EGRESS_SOCKET). The runner (`oxydra-host start`) starts it so.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "in_vm")]
     in_container: bool,
+    /// Run as the micro_vm tier's runtime: the VM confines this process (the guest's
+    /// init, `vm-guest`, starts it so); it checks from inside as in a container, and
+    /// sends every outgoing connection through the runner's egress proxy over vsock.
+    #[arg(long, conflicts_with = "confine")]
+    in_vm: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -99,7 +104,7 @@ fn confine_self() -> Result<Report, Failure> {
 
 /// The container tier: check the container from inside, and leave only through the
 /// runner's egress proxy.
-fn contained(ws: &std::path::Path) -> Result<Report, Failure> {
+fn contained(ws: &std::path::Path, tier: &str) -> Result<Report, Failure> {
     use oxydra_runtime::capabilities::egress::{EGRESS_SECRET_ENV, EGRESS_SOCKET_ENV, use_proxy};
     let socket = std::env::var_os(EGRESS_SOCKET_ENV).ok_or_else(|| {
         Failure::new(
@@ -109,7 +114,7 @@ fn contained(ws: &std::path::Path) -> Result<Report, Failure> {
             ),
         )
     })?;
-    let report = oxydra_tiers::container::verify_inside(ws);
+    let report = oxydra_tiers::container::verify_inside(ws, tier);
     use_proxy(
         std::path::Path::new(&socket),
         std::env::var(EGRESS_SECRET_ENV).ok(),
@@ -136,7 +141,24 @@ pub fn run(args: ServeArgs, sources: &Sources) -> Result<(), Failure> {
     let ws = args.workspace.unwrap_or(default_ws);
     if args.in_container {
         // The container confined this process before it started.
-        confinement = Some(contained(&ws)?);
+        confinement = Some(contained(
+            &ws,
+            "container tier: the engine confines this process",
+        )?);
+    }
+    if args.in_vm {
+        // The VM is the boundary; inside it the runtime also gains no privileges.
+        let nnp = oxydra_tiers::vm_guest::set_no_new_privs();
+        let mut report = contained(
+            &ws,
+            "micro_vm tier: a virtual machine confines this process",
+        )?;
+        if let Err(e) = nnp {
+            report
+                .degraded
+                .push(format!("no_new_privs could not be set: {e}"));
+        }
+        confinement = Some(report);
     }
     if let Some(report) = &confinement {
         let path = oxydra_tiers::runner::confinement_path(&ws);

@@ -29,6 +29,47 @@ pub struct RunnerConfig {
     pub container_runtime: Option<String>,
     pub users: BTreeMap<String, UserRef>,
     pub web: Web,
+    pub micro_vm: MicroVm,
+}
+
+/// `[micro_vm]`: how the `micro_vm` tier boots its VMs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MicroVm {
+    /// QEMU (default `qemu-system-x86_64` on PATH).
+    pub qemu: Option<PathBuf>,
+    /// The vsock device QEMU's VMs use (default `vhost-device-vsock` on PATH).
+    pub vhost_device_vsock: Option<PathBuf>,
+    pub accel: VmAccel,
+    /// The guest's `vmlinux`, `initrd.cpio` and `runtime.ext4`, as
+    /// `scripts/build-vm-images.sh` builds them (default: `guest-images/microvm` in the
+    /// directory above the binary's, i.e. `target/guest-images/microvm`).
+    pub images_dir: Option<PathBuf>,
+    /// The guest's memory when the user's `[resources] max_memory_mib` is not set.
+    pub memory_mib: u64,
+}
+
+impl Default for MicroVm {
+    fn default() -> Self {
+        MicroVm {
+            qemu: None,
+            vhost_device_vsock: None,
+            accel: VmAccel::Auto,
+            images_dir: None,
+            memory_mib: 1024,
+        }
+    }
+}
+
+/// `micro_vm.accel`: how QEMU runs the guest's CPU.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VmAccel {
+    /// KVM when it can run the guest here (not PVM, vmx/svm present), else TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
 }
 
 impl Default for RunnerConfig {
@@ -41,6 +82,7 @@ impl Default for RunnerConfig {
             container_runtime: None,
             users: BTreeMap::new(),
             web: Web::default(),
+            micro_vm: MicroVm::default(),
         }
     }
 }
@@ -142,9 +184,36 @@ impl RunnerConfig {
             if set {
                 return Err((
                     key.into(),
-                    "the micro_vm tier is not built yet; remove the key (the container tier reads guest_images.oxydra_vm and guest_images.shell_vm)".into(),
+                    "the micro_vm tier runs on QEMU's microvm only: Firecracker has no shared-directory device (no virtio-fs, no 9p) to give the guest the workspace; remove the key ([micro_vm] configures QEMU)".into(),
                 ));
             }
+        }
+        let v = &self.micro_vm;
+        for (key, path) in [
+            ("micro_vm.qemu", &v.qemu),
+            ("micro_vm.vhost_device_vsock", &v.vhost_device_vsock),
+            ("micro_vm.images_dir", &v.images_dir),
+        ] {
+            if let Some(p) = path
+                && !p.is_absolute()
+            {
+                return Err((
+                    key.into(),
+                    format!(
+                        "{} is not an absolute path: give the whole path",
+                        p.display()
+                    ),
+                ));
+            }
+        }
+        if !(128..=65_536).contains(&v.memory_mib) {
+            return Err((
+                "micro_vm.memory_mib".into(),
+                format!(
+                    "{} is out of range: use 128 to 65536 MiB (the guest's memory)",
+                    v.memory_mib
+                ),
+            ));
         }
         if self.web.enabled {
             return Err((

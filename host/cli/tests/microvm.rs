@@ -1,0 +1,253 @@
+//! The `micro_vm` tier end to end: QEMU's `microvm` machine (TCG on this project's
+//! machines, where /dev/kvm is PVM), `vhost-device-vsock`, and the guest images
+//! `./scripts/build-vm-images.sh` builds into target/guest-images/microvm. A turn that
+//! writes a file completes through the runner's listener, forwarded over vsock to the
+//! gateway inside the VM; the model is reached through the egress proxy over vsock.
+//! What the runtime checks from inside (no interface but `lo`, a read-only vault and
+//! root, not root) is asserted; a VMM killed from outside is started again; `stop`
+//! ends the VM; a guest that cannot boot is reported with its console's last lines.
+//! VM boots take seconds under TCG: the tests are few.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+mod common;
+#[path = "common/reap.rs"]
+mod reap;
+#[path = "common/runner.rs"]
+mod runner;
+#[path = "../../runtime/tests/common/server.rs"]
+mod server;
+
+use common::Env;
+use common::gateway::token;
+use runner::turn;
+use serde_json::json;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// The guest images beside the binary (target/guest-images/microvm).
+fn images() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_oxydra-host"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("guest-images/microvm")
+}
+
+/// QEMU, vhost-device-vsock and the images are here; else fail saying what to do.
+fn vhost_vsock() -> PathBuf {
+    assert!(
+        on_path("qemu-system-x86_64").is_some(),
+        "the micro_vm tier's tests need QEMU: apt-get install qemu-system-x86 (./scripts/test.sh checks)"
+    );
+    let vhost = std::env::var_os("VHOST_DEVICE_VSOCK")
+        .map(PathBuf::from)
+        .or_else(|| on_path("vhost-device-vsock"))
+        .expect("the micro_vm tier's tests need vhost-device-vsock on PATH (or VHOST_DEVICE_VSOCK): cargo install --locked vhost-device-vsock --version 0.3.0");
+    for f in ["vmlinux", "initrd.cpio", "runtime.ext4"] {
+        assert!(
+            images().join(f).is_file(),
+            "{} is missing: run ./scripts/build-vm-images.sh (./scripts/test.sh does)",
+            images().join(f).display()
+        );
+    }
+    vhost
+}
+
+/// runner.toml for the micro_vm tier (with `extra` in `[micro_vm]`), and alice's
+/// limits; no shell sidecar (it is the container tier's, tested there).
+fn setup(env: &Env, extra: &str) {
+    let d = env.dir.path().join(".oxydra");
+    std::fs::write(
+        d.join("runner.toml"),
+        format!(
+            "default_tier = \"micro_vm\"\n[micro_vm]\nvhost_device_vsock = \"{}\"\n{extra}[users.alice]\nconfig_path = \"users/alice.toml\"\n",
+            vhost_vsock().display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join("users")).unwrap();
+    std::fs::write(
+        d.join("users/alice.toml"),
+        "[resources]\nmax_memory_mib = 768\nmax_processes = 256\nmax_vcpus = 2\n[behavior]\nshell_enabled = false\n",
+    )
+    .unwrap();
+}
+
+/// The VMM's pid, as `status` says.
+fn vmm_pid(s: &serde_json::Value) -> i32 {
+    s["runtime_pid"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no runtime pid in {s}")) as i32
+}
+
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .unwrap_or_default()
+            .contains(") Z ")
+}
+
+#[test]
+fn the_micro_vm_tier_runs_a_turn_in_a_vm_with_no_network_and_a_read_only_vault() {
+    let env = Env::new(vec![
+        server::openai::tool_calls(
+            &[(
+                "c1",
+                "file_write",
+                json!({"path": "/shared/from-the-vm.txt", "content": "written in the VM ✓"}),
+            )],
+            None,
+        ),
+        server::openai::answer("answered from the VM", None),
+        server::openai::answer("answered after the VM was killed", None),
+    ]);
+    setup(&env, "");
+    let ws = env.alice();
+    std::fs::create_dir_all(ws.join("vault")).unwrap();
+    std::fs::write(ws.join("vault/secret.txt"), "vault ✓").unwrap();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    assert!(url.starts_with("ws://127.0.0.1:"), "{url}");
+    let tok = token(&ws);
+    let t = Instant::now();
+    assert_eq!(turn(&url, &tok, "write a file"), "answered from the VM");
+    let first_turn = t.elapsed();
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared/from-the-vm.txt")).unwrap(),
+        "written in the VM ✓",
+        "the guest wrote the user's shared directory (9p)"
+    );
+
+    let s = env.ready(None);
+    assert_eq!(s["tier"], "micro_vm", "{s}");
+    assert_eq!(s["health"], "ok", "{s}");
+    let applied = s["applied"].to_string();
+    for want in [
+        "micro_vm tier: qemu microvm (",
+        "no network device",
+        "root disk read-only",
+        "memory 768 MiB, 2 vCPUs",
+        "QEMU's seccomp sandbox on",
+    ] {
+        assert!(applied.contains(want), "{want}: {s}");
+    }
+    let verified = s["verified"].to_string();
+    for want in [
+        "no route off this host",
+        "network interfaces: lo only",
+        "the vault is read-only",
+        "the root filesystem is read-only",
+        "not root",
+        "no effective capabilities",
+        "no_new_privs set",
+    ] {
+        assert!(verified.contains(want), "{want}: {s}");
+    }
+    assert_eq!(s["degraded"], json!([]), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(ws.join("vault/secret.txt")).unwrap(),
+        "vault ✓",
+        "the vault is untouched"
+    );
+    // The plan disk (it holds the runtime's secrets) is gone once the guest is ready.
+    assert!(!ws.join("ipc/vm/runtime/plan.img").exists());
+    eprintln!(
+        "micro_vm figures: boot to ready {} ms ({}), first turn through the VM {:.0} ms",
+        s["ready_ms"],
+        s["container"].as_str().unwrap_or_default(),
+        first_turn.as_secs_f64() * 1000.0
+    );
+
+    // The VMM killed from outside: the runner boots another VM.
+    let pid = vmm_pid(&s);
+    let killed = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let again = loop {
+        let s = env.status();
+        if s["state"] == "ready" && s["restarts"].as_u64() >= Some(1) {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not started again: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        again["last_exit"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("before the runtime said how it ended"),
+        "{again}"
+    );
+    assert_eq!(
+        turn(&url, &tok, "still there?"),
+        "answered after the VM was killed"
+    );
+    let (_, logs, _) = env.ctl(&["logs", "--tail", "300"]);
+    assert!(logs.contains("runtime started in a VM"), "{logs}");
+    assert!(
+        logs.contains("gateway unix:/run/oxydra/gateway.sock"),
+        "the guest's console reaches the log: {logs}"
+    );
+
+    // `stop` ends the VM (the runtime first, then the guest) and its vsock device.
+    let pid = vmm_pid(&again);
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let status = runner.child.0.wait().unwrap();
+    assert!(status.success(), "{}", runner.err.lock().unwrap());
+    assert!(!alive(pid), "the VMM is gone");
+    let logs = std::fs::read_to_string(ws.join("logs/runtime.log")).unwrap();
+    assert!(
+        logs.contains("oxydra-vm: runtime exited with status 0"),
+        "the runtime stopped cleanly inside the VM: {logs}"
+    );
+    let left: Vec<_> = std::fs::read_dir(ws.join("ipc/vm/runtime"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "nothing is left of the VM: {left:?}");
+}
+
+#[test]
+fn a_guest_that_cannot_boot_is_reported_with_its_console() {
+    let env = Env::new(vec![]);
+    // The real kernel and initramfs, and a root disk that is not a filesystem.
+    let broken = env.dir.path().join("broken-images");
+    std::fs::create_dir_all(&broken).unwrap();
+    for f in ["vmlinux", "initrd.cpio"] {
+        std::os::unix::fs::symlink(images().join(f), broken.join(f)).unwrap();
+    }
+    std::fs::write(broken.join("runtime.ext4"), vec![0u8; 4 << 20]).unwrap();
+    setup(&env, &format!("images_dir = \"{}\"\n", broken.display()));
+    let mut runner = env.start(&[]);
+    let status = runner.child.0.wait().unwrap();
+    assert!(!status.success());
+    let err = runner.err.lock().unwrap().clone();
+    assert!(
+        err.contains("failed to boot the VM")
+            && err.contains("mount the root filesystem")
+            && err.contains("console's last lines"),
+        "{err}"
+    );
+
+    // Images that are not built are refused before anything starts, saying how to.
+    let none = env.dir.path().join("no-images");
+    setup(&env, &format!("images_dir = \"{}\"\n", none.display()));
+    let (code, _, err) = env.ctl(&["start"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("vmlinux") && err.contains("build-vm-images.sh"),
+        "{err}"
+    );
+}

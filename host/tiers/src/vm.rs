@@ -1,0 +1,686 @@
+//! The `micro_vm` tier: the runtime in a virtual machine of its own. One guest design
+//! (an uncompressed kernel booted directly, a read-only root disk, the workspace's
+//! directories as 9p shares, no network device, vsock to the host) behind a [`Vmm`]:
+//! QEMU's `microvm` machine, with KVM when it works here and TCG otherwise.
+//! (Firecracker, the other VMM the design has in mind, has no shared-directory device
+//! for the workspace; see docs/adr/0011.)
+//!
+//! The host speaks Firecracker's hybrid vsock, which `vhost-device-vsock` gives QEMU. The host connects to the VM's unix socket and says
+//! `CONNECT <port>\n` ([`hybrid_connect`]); the guest's connections to the host's port
+//! `P` arrive on `<uds>_P`, where the runner listens and forwards to its own sockets
+//! (the egress proxy, the shell sidecar, MCP servers' containers).
+
+use crate::vm_guest::{self, GuestPlan, GuestShare};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+/// How QEMU runs the guest's CPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Accel {
+    /// KVM when [`kvm_usable`], else TCG.
+    #[default]
+    Auto,
+    Kvm,
+    Tcg,
+}
+
+/// Whether KVM can run a stock guest kernel here; `Err` says why not.
+pub fn kvm_usable() -> Result<(), String> {
+    if !Path::new("/dev/kvm").exists() {
+        return Err("there is no /dev/kvm".into());
+    }
+    if Path::new("/sys/module/kvm_pvm").exists() {
+        return Err("/dev/kvm is PVM (kvm_pvm): stock guest kernels fail under it".into());
+    }
+    let cpu = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    if !cpu
+        .lines()
+        .filter(|l| l.starts_with("flags"))
+        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"))
+    {
+        return Err("the CPU shows no vmx or svm flag".into());
+    }
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .map(|_| ())
+        .map_err(|e| format!("/dev/kvm cannot be opened: {e}"))
+}
+
+/// A share of a host directory, mounted at the same path inside.
+#[derive(Debug, Clone)]
+pub struct Share {
+    pub path: PathBuf,
+    pub read_only: bool,
+}
+
+/// The guest's images (`scripts/build-vm-images.sh` builds them).
+#[derive(Debug, Clone)]
+pub struct Images {
+    pub kernel: PathBuf,
+    pub initrd: PathBuf,
+    pub rootfs: PathBuf,
+}
+
+impl Images {
+    /// The three files of a directory built by `scripts/build-vm-images.sh`.
+    pub fn in_dir(dir: &Path) -> Images {
+        Images {
+            kernel: dir.join("vmlinux"),
+            initrd: dir.join("initrd.cpio"),
+            rootfs: dir.join("runtime.ext4"),
+        }
+    }
+
+    /// Each file exists; else what is missing and how to build it.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        for p in [&self.kernel, &self.initrd, &self.rootfs] {
+            if !p.is_file() {
+                return Err(format!(
+                    "the micro_vm guest image {} is missing ({key}); build it with ./scripts/build-vm-images.sh",
+                    p.display()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Which VMM runs the guest.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// `qemu-system-x86_64 -M microvm`.
+    Qemu { binary: PathBuf, accel: Accel },
+}
+
+/// How one VM is started.
+#[derive(Debug, Clone)]
+pub struct VmLaunch {
+    pub backend: Backend,
+    /// `vhost-device-vsock` (QEMU's vsock device).
+    pub vhost_vsock: PathBuf,
+    pub images: Images,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    pub shares: Vec<Share>,
+    /// What the guest's init does: its `shares` are filled in from [`Self::shares`].
+    pub guest: GuestPlan,
+    /// The VM's own directory (sockets, its plan disk): the runner's alone.
+    pub dir: PathBuf,
+    /// Host ports the guest may connect to, each forwarded to a host unix socket.
+    pub forwards: Vec<(u32, PathBuf)>,
+    /// When the runner is root: the user QEMU drops to before the guest runs.
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The VMM behind a launch: how it is started, and what it is called.
+pub trait Vmm {
+    /// The VMM's command line (and what it needs written first). `vhu`: the vhost-user
+    /// socket of the vsock device (QEMU); `uds`: the hybrid vsock socket; `plan`: the
+    /// plan disk.
+    fn command(
+        &self,
+        l: &VmLaunch,
+        vhu: &Path,
+        uds: &Path,
+        plan: &Path,
+    ) -> Result<tokio::process::Command, String>;
+    /// What `status` shows, e.g. `qemu microvm (tcg: …)`.
+    fn describe(&self) -> String;
+    /// Whether QEMU's vsock device (`vhost-device-vsock`) runs beside it.
+    fn needs_vhost_vsock(&self) -> bool;
+}
+
+/// QEMU `-M microvm`.
+pub struct Qemu {
+    pub binary: PathBuf,
+    pub kvm: bool,
+    /// Why KVM is not used (with [`Accel::Auto`]).
+    pub why_tcg: Option<String>,
+}
+
+/// The kernel command line: the serial console, quiet, no PCI (microvm has none), no
+/// reboot loop, and a fixed TSC (under TCG the guest otherwise sometimes hangs
+/// calibrating it).
+const CMDLINE: &str =
+    "console=ttyS0 quiet loglevel=3 pci=off panic=-1 tsc_early_khz=2500000 no_timer_check";
+
+impl Vmm for Qemu {
+    fn command(
+        &self,
+        l: &VmLaunch,
+        vhu: &Path,
+        _uds: &Path,
+        plan: &Path,
+    ) -> Result<tokio::process::Command, String> {
+        let mut c = tokio::process::Command::new(&self.binary);
+        let mem = l.memory_mib;
+        let d = |p: &Path| p.display().to_string();
+        c.args(["-M", "microvm,memory-backend=mem"]);
+        if self.kvm {
+            c.args(["-accel", "kvm", "-cpu", "host"]);
+        } else {
+            c.args(["-accel", "tcg", "-cpu", "max"]);
+        }
+        c.args(["-m", &format!("{mem}M"), "-smp", &l.vcpus.to_string()]);
+        c.args([
+            "-object",
+            &format!("memory-backend-memfd,id=mem,size={mem}M,share=on"),
+        ]);
+        c.args([
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ]);
+        c.args([
+            "-kernel",
+            &d(&l.images.kernel),
+            "-initrd",
+            &d(&l.images.initrd),
+        ]);
+        c.args(["-append", CMDLINE]);
+        c.args([
+            "-chardev",
+            &format!("socket,id=vsock,path={}", d(vhu)),
+            "-device",
+            "vhost-user-vsock-device,chardev=vsock",
+        ]);
+        for (id, file, serial) in [
+            ("root", &l.images.rootfs, vm_guest::ROOT_SERIAL),
+            ("plan", &plan.to_path_buf(), vm_guest::PLAN_SERIAL),
+        ] {
+            c.args([
+                "-drive",
+                &format!(
+                    "id={id},file={},format=raw,if=none,readonly=on",
+                    comma_safe(file)?
+                ),
+                "-device",
+                &format!("virtio-blk-device,drive={id},serial={serial}"),
+            ]);
+        }
+        for (i, s) in l.shares.iter().enumerate() {
+            let ro = if s.read_only { ",readonly=on" } else { "" };
+            c.args([
+                "-fsdev",
+                &format!(
+                    "local,id=fs{i},path={},security_model=none{ro}",
+                    comma_safe(&s.path)?
+                ),
+                "-device",
+                &format!("virtio-9p-device,fsdev=fs{i},mount_tag={}", tag(i)),
+            ]);
+        }
+        // QEMU's own seccomp filter; as root it drops to the runtime's user first.
+        match l.run_as {
+            Some((uid, gid)) => {
+                c.args([
+                    "-sandbox",
+                    "on,obsolete=deny,elevateprivileges=allow,spawn=deny,resourcecontrol=deny",
+                    "-runas",
+                    &format!("{uid}:{gid}"),
+                ]);
+            }
+            None => {
+                c.args([
+                    "-sandbox",
+                    "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+                ]);
+            }
+        }
+        Ok(c)
+    }
+
+    fn describe(&self) -> String {
+        match (&self.why_tcg, self.kvm) {
+            (_, true) => "qemu microvm (kvm)".into(),
+            (Some(why), false) => format!("qemu microvm (tcg: {why})"),
+            (None, false) => "qemu microvm (tcg)".into(),
+        }
+    }
+
+    fn needs_vhost_vsock(&self) -> bool {
+        true
+    }
+}
+
+/// A path QEMU's option syntax can carry (a comma would start another option).
+fn comma_safe(p: &Path) -> Result<String, String> {
+    let s = p.display().to_string();
+    if s.contains(',') {
+        return Err(format!(
+            "{s}: the micro_vm tier cannot pass a path with a comma to QEMU; move it"
+        ));
+    }
+    Ok(s)
+}
+
+/// The 9p mount tag of share `i`.
+fn tag(i: usize) -> String {
+    format!("oxydra{i}")
+}
+
+/// The VMM of a launch.
+pub fn vmm(l: &VmLaunch) -> Box<dyn Vmm + Send + Sync> {
+    match &l.backend {
+        Backend::Qemu { binary, accel } => {
+            let (kvm, why_tcg) = match accel {
+                Accel::Tcg => (false, Some("asked for in runner.toml".to_string())),
+                Accel::Kvm => (true, None),
+                Accel::Auto => match kvm_usable() {
+                    Ok(()) => (true, None),
+                    Err(why) => (false, Some(why)),
+                },
+            };
+            Box::new(Qemu {
+                binary: binary.clone(),
+                kvm,
+                why_tcg,
+            })
+        }
+    }
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?
+        .write_all(bytes)
+}
+
+/// The VM's hybrid vsock socket in its directory.
+pub fn vsock_socket(dir: &Path) -> PathBuf {
+    dir.join("vsock.sock")
+}
+
+/// A connection to the guest's `port` through the hybrid vsock socket `uds`.
+pub async fn hybrid_connect(uds: &Path, port: u32) -> std::io::Result<UnixStream> {
+    let mut s = UnixStream::connect(uds).await?;
+    s.write_all(format!("CONNECT {port}\n").as_bytes()).await?;
+    // The answer is one line, `OK <host port>`; read it byte by byte so that nothing
+    // after it is consumed.
+    let mut line = Vec::new();
+    let mut b = [0u8; 1];
+    while line.len() < 64 {
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut b))
+            .await
+            .map_err(|_| std::io::Error::other("the VM's vsock did not answer CONNECT"))??;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionRefused,
+                format!("nothing listens on the guest's vsock port {port}"),
+            ));
+        }
+        if b[0] == b'\n' {
+            break;
+        }
+        line.push(b[0]);
+    }
+    if !line.starts_with(b"OK ") {
+        return Err(std::io::Error::other(format!(
+            "the VM's vsock answered {:?} to CONNECT {port}",
+            String::from_utf8_lossy(&line)
+        )));
+    }
+    Ok(s)
+}
+
+/// What the VM is held to, as the runner set it up (the runtime checks the rest from
+/// inside).
+pub fn protections(l: &VmLaunch, describe: &str) -> Vec<String> {
+    let mut a = vec![
+        format!("micro_vm tier: {describe}"),
+        "no network device: the guest has vsock to the runner only".into(),
+        "root disk read-only".into(),
+        format!("memory {} MiB, {} vCPUs", l.memory_mib, l.vcpus),
+    ];
+    let ro = l.shares.iter().filter(|s| s.read_only).count();
+    a.push(format!(
+        "{} directories shared ({ro} read-only), nothing else of the host",
+        l.shares.len()
+    ));
+    a.push("QEMU's seccomp sandbox on".into());
+    if let Some((uid, gid)) = l.run_as {
+        a.push(format!("QEMU runs as {uid}:{gid}, not root"));
+    }
+    a
+}
+
+/// Lines kept from the console to explain a VM that ended.
+const CONSOLE_TAIL: usize = 20;
+
+/// A running VM.
+pub struct Running {
+    vmm: Child,
+    vhost: Option<Child>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    dir: PathBuf,
+    describe: String,
+    console: Arc<Mutex<Console>>,
+}
+
+type Child = tokio::process::Child;
+
+#[derive(Default)]
+struct Console {
+    tail: std::collections::VecDeque<String>,
+    exit: Option<String>,
+    boot_failed: Option<String>,
+}
+
+/// Start the VM: its vsock device, the host ends of its outbound bridges, the VMM.
+/// The console (the guest's serial port: the kernel's and the runtime's output) is
+/// copied to `out`, the VMM's own messages to `err`.
+pub async fn start(
+    l: &VmLaunch,
+    out: impl AsyncWrite + Unpin + Send + 'static,
+    err: impl AsyncWrite + Unpin + Send + 'static,
+) -> Result<Running, String> {
+    let vmm = vmm(l);
+    l.images.check("runner.toml [micro_vm] images")?;
+    std::fs::create_dir_all(&l.dir).map_err(|e| format!("{}: {e}", l.dir.display()))?;
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let _ = std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o700));
+    }
+    let uds = vsock_socket(&l.dir);
+    let vhu = l.dir.join("vhost-user.sock");
+    let plan_path = l.dir.join("plan.img");
+    // Stale sockets of an earlier VM.
+    if let Ok(d) = std::fs::read_dir(&l.dir) {
+        for e in d.flatten() {
+            if e.file_name().to_string_lossy().contains(".sock") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let mut plan = l.guest.clone();
+    plan.shares = l
+        .shares
+        .iter()
+        .enumerate()
+        .map(|(i, s)| GuestShare {
+            tag: tag(i),
+            path: s.path.clone(),
+            read_only: s.read_only,
+        })
+        .collect();
+    let mut bytes = serde_json::to_vec(&plan).map_err(|e| format!("the guest's plan: {e}"))?;
+    bytes.resize(bytes.len().div_ceil(4096).max(1) * 4096 + 4096, 0);
+    write_private(&plan_path, &bytes).map_err(|e| format!("{}: {e}", plan_path.display()))?;
+    if let Some((uid, gid)) = l.run_as {
+        // QEMU opens the plan disk before it drops to this user, but reads it after.
+        let _ = std::os::unix::fs::chown(&plan_path, Some(uid), Some(gid));
+    }
+    let mut tasks = Vec::new();
+    for (port, target) in &l.forwards {
+        let path = PathBuf::from(format!("{}_{port}", uds.display()));
+        let listener = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        tasks.push(tokio::spawn(forward_out(listener, target.clone())));
+    }
+    let vhost = if vmm.needs_vhost_vsock() {
+        let mut c = tokio::process::Command::new(&l.vhost_vsock);
+        c.args(["--guest-cid", "3", "--socket"])
+            .arg(&vhu)
+            .arg("--uds-path")
+            .arg(&uds)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = c.spawn().map_err(|e| {
+            format!(
+                "could not start vhost-device-vsock ({}): {e}; install it with `cargo install --locked vhost-device-vsock`, or set [micro_vm] vhost_device_vsock in runner.toml",
+                l.vhost_vsock.display()
+            )
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !vhu.exists() {
+            if let Ok(Some(s)) = child.try_wait() {
+                let mut text = String::new();
+                if let Some(mut e) = child.stderr.take() {
+                    let _ = e.read_to_string(&mut text).await;
+                }
+                return Err(format!(
+                    "vhost-device-vsock exited ({s}) before it listened: {}",
+                    text.trim()
+                ));
+            }
+            if Instant::now() > deadline {
+                return Err("vhost-device-vsock did not listen within 10 s".into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if let Some(e) = child.stderr.take() {
+            tasks.push(tokio::spawn(async move {
+                let mut lines = BufReader::new(e).lines();
+                while let Ok(Some(l)) = lines.next_line().await {
+                    tracing::debug!("vhost-device-vsock: {l}");
+                }
+            }));
+        }
+        Some(child)
+    } else {
+        None
+    };
+    let mut c = vmm.command(l, &vhu, &uds, &plan_path)?;
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = c.spawn().map_err(|e| {
+        format!(
+            "could not start the VMM ({}): {e}; install QEMU with `apt-get install qemu-system-x86`, or set [micro_vm] qemu in runner.toml",
+            vmm.describe()
+        )
+    })?;
+    let console = Arc::new(Mutex::new(Console::default()));
+    if let Some(o) = child.stdout.take() {
+        tasks.push(tokio::spawn(read_console(o, out, console.clone())));
+    }
+    if let Some(e) = child.stderr.take() {
+        tasks.push(tokio::spawn(async move {
+            let mut err = err;
+            let _ = tokio::io::copy(&mut BufReader::new(e), &mut err).await;
+        }));
+    }
+    let describe = format!(
+        "{}, pid {}",
+        vmm.describe(),
+        child.id().map_or("?".into(), |p| p.to_string())
+    );
+    Ok(Running {
+        vmm: child,
+        vhost,
+        tasks,
+        dir: l.dir.clone(),
+        describe,
+        console,
+    })
+}
+
+/// The console, line by line, to `out`; the runtime's exit line and a boot failure are
+/// kept, and the last lines.
+async fn read_console(
+    stream: impl tokio::io::AsyncRead + Unpin,
+    mut out: impl AsyncWrite + Unpin,
+    console: Arc<Mutex<Console>>,
+) {
+    let mut r = BufReader::new(stream);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match (&mut r).take(64 * 1024).read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
+        }
+        let text = String::from_utf8_lossy(&buf);
+        let line = text.trim_end_matches(['\n', '\r']).to_string();
+        {
+            let mut c = console
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(how) = line.strip_prefix(vm_guest::EXIT_PREFIX) {
+                c.exit = Some(how.to_string());
+            }
+            if let Some(why) = line.strip_prefix(vm_guest::BOOT_FAILED_PREFIX) {
+                c.boot_failed = Some(why.to_string());
+            }
+            c.tail.push_back(line.clone());
+            if c.tail.len() > CONSOLE_TAIL {
+                c.tail.pop_front();
+            }
+        }
+        if out.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Each connection to a guest-facing `<uds>_<port>`, copied to the host socket.
+async fn forward_out(listener: UnixListener, target: PathBuf) {
+    loop {
+        let Ok((mut from, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let target = target.clone();
+        tokio::spawn(async move {
+            if let Ok(mut to) = UnixStream::connect(&target).await {
+                let _ = tokio::io::copy_bidirectional(&mut from, &mut to).await;
+            }
+        });
+    }
+}
+
+impl Running {
+    /// The VMM's pid.
+    pub fn pid(&self) -> Option<u32> {
+        self.vmm.id()
+    }
+
+    pub fn describe(&self) -> String {
+        self.describe.clone()
+    }
+
+    /// Until the VM ends: how (the runtime's exit, as the guest said it, or why the VM
+    /// ended without it, with the console's last lines), and the runtime's exit code.
+    pub async fn wait(&mut self) -> (String, Option<i32>) {
+        let status = self.vmm.wait().await;
+        // The console's last bytes are read before it is judged.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        self.outcome(status.ok())
+    }
+
+    fn outcome(&self, status: Option<std::process::ExitStatus>) -> (String, Option<i32>) {
+        let c = self
+            .console
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(how) = &c.exit {
+            let code = how.strip_prefix("status ").and_then(|n| n.parse().ok());
+            return match code {
+                Some(n) => (
+                    format!("exited with status {n} (the VM ended with it)"),
+                    Some(n),
+                ),
+                None => (format!("ended with {how} (the VM ended with it)"), None),
+            };
+        }
+        let tail: Vec<String> = c.tail.iter().cloned().collect();
+        let vmm = status.map_or("was killed".to_string(), |s| format!("exited ({s})"));
+        if let Some(why) = &c.boot_failed {
+            // A guest that cannot boot will not boot on a retry: the images are wrong.
+            return (
+                format!(
+                    "failed to boot the VM: {why}; its console's last lines:\n{}",
+                    tail.join("\n")
+                ),
+                Some(3),
+            );
+        }
+        (
+            format!(
+                "ended: the VMM {vmm} before the runtime said how it ended; the console's last lines:\n{}",
+                tail.join("\n")
+            ),
+            None,
+        )
+    }
+
+    /// Stop: ask the guest (SIGTERM to the runtime, then the VM ends), and kill the VMM
+    /// after `grace`.
+    pub async fn terminate(&mut self, grace: Duration) -> String {
+        let what = self.ask_to_stop(grace).await;
+        self.remove().await;
+        what
+    }
+
+    async fn ask_to_stop(&mut self, grace: Duration) -> String {
+        let uds = vsock_socket(&self.dir);
+        let asked = async {
+            let mut s = hybrid_connect(&uds, vm_guest::CONTROL_PORT).await?;
+            s.write_all(b"stop\n").await?;
+            let mut answer = String::new();
+            BufReader::new(&mut s).read_line(&mut answer).await?;
+            Ok::<_, std::io::Error>(answer)
+        };
+        let asked = tokio::time::timeout(Duration::from_secs(5), asked).await;
+        if matches!(&asked, Ok(Ok(a)) if a.trim() == "ok") {
+            if let Ok(s) = tokio::time::timeout(grace, self.vmm.wait()).await {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                return self.outcome(s.ok()).0;
+            }
+            let _ = self.vmm.kill().await;
+            return format!(
+                "killed: the VM did not end within {} s of stop",
+                grace.as_secs()
+            );
+        }
+        let _ = self.vmm.kill().await;
+        let why = match asked {
+            Ok(Ok(a)) => a.trim().to_string(),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "no answer within 5 s".into(),
+        };
+        format!("killed: the guest could not be asked to stop ({why})")
+    }
+
+    /// What is left once it ended: the vsock device, the bridges, the sockets, the plan.
+    pub async fn remove(&mut self) {
+        if let Some(v) = &mut self.vhost {
+            let _ = v.kill().await;
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Ok(d) = std::fs::read_dir(&self.dir) {
+            for e in d.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+
+    /// The plan disk holds the runtime's secrets: once the guest has read it (it is
+    /// ready), it goes (the VMM keeps its open file).
+    pub fn forget_plan(&self) {
+        let _ = std::fs::remove_file(self.dir.join("plan.img"));
+    }
+}
