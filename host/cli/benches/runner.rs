@@ -2,8 +2,9 @@
 //! warm compile cache), the added latency per turn of the runner's path (the 127.0.0.1
 //! listener forwarded to the runtime's unix socket, the model reached through the egress
 //! proxy) against `serve` on its own, and the runner's idle RSS. A loopback
-//! OpenAI-compatible server plays the model. Then the same for the container tier when a
-//! Docker engine with the image `oxydra-runtime:local` answers on `DOCKER_HOST`.
+//! OpenAI-compatible server plays the model. Then the same for the micro_vm tier when
+//! QEMU, vhost-device-vsock and the guest images are here, and for the container tier
+//! when a Docker engine with the image `oxydra-runtime:local` answers on `DOCKER_HOST`.
 //! Prints figures; asserts nothing about speed.
 //!
 //! cargo bench -p oxydra-cli --bench runner
@@ -195,6 +196,7 @@ fn main() {
     );
     println!("  idle RSS: runner {runner_rss:.1} MB, confined runtime {runtime_rss:.1} MB");
 
+    micro_vm_tier(d, d50);
     // The container tier, when an engine with the runtime's image answers.
     let image = Command::new("docker")
         .args(["image", "inspect", "oxydra-runtime:local"])
@@ -269,3 +271,98 @@ fn container_tier(d: &std::path::Path, label: &str, extra: &str, d50: f64) {
         c50 - d50
     );
 }
+
+/// `name` on PATH.
+fn on_path(name: &str) -> Option<std::path::PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Boot-to-ready and per-turn figures of the micro_vm tier (QEMU microvm; TCG where KVM
+/// cannot run the guest), when QEMU, vhost-device-vsock (PATH or VHOST_DEVICE_VSOCK)
+/// and the images of scripts/build-vm-images.sh are here. `d50`: serve alone, p50.
+fn micro_vm_tier(d: &Path, d50: f64) {
+    let images = Path::new(env!("CARGO_BIN_EXE_oxydra-host"))
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("guest-images/microvm");
+    let vhost = std::env::var_os("VHOST_DEVICE_VSOCK")
+        .map(std::path::PathBuf::from)
+        .or_else(|| on_path("vhost-device-vsock"));
+    let (Some(vhost), true, true) = (
+        vhost,
+        on_path("qemu-system-x86_64").is_some(),
+        images.join("runtime.ext4").is_file(),
+    ) else {
+        println!(
+            "micro_vm tier: not measured (needs qemu-system-x86_64, vhost-device-vsock and ./scripts/build-vm-images.sh)"
+        );
+        return;
+    };
+    std::fs::write(
+        d.join(".oxydra/runner.toml"),
+        format!(
+            "default_tier = \"micro_vm\"\n[micro_vm]\nvhost_device_vsock = \"{}\"\n[users.alice]\nconfig_path = \"users/alice.toml\"\n",
+            vhost.display()
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(d.join(".oxydra/users")).unwrap();
+    std::fs::write(
+        d.join(".oxydra/users/alice.toml"),
+        "[behavior]\nshell_enabled = false\n",
+    )
+    .unwrap();
+    let args = ["--user", "alice", "start"];
+    // The first boot compiles the components inside the guest, into the workspace.
+    let (child, url, cold) = start(cmd(d, &args));
+    drop(hello(&url));
+    stop(child);
+    let mut ready = Vec::new();
+    for _ in 0..VM_STARTS {
+        let (child, url, r) = start(cmd(d, &args));
+        drop(hello(&url));
+        ready.push(r.as_secs_f64() * 1000.0);
+        stop(child);
+    }
+    let (runner, url, _) = start(cmd(d, &args));
+    let mut hellos: Vec<f64> = (0..TURNS)
+        .map(|_| {
+            let t = Instant::now();
+            drop(hello(&url));
+            t.elapsed().as_secs_f64() * 1000.0
+        })
+        .collect();
+    let mut vm = turns(&url);
+    stop(runner);
+    let _ = std::fs::remove_file(d.join(".oxydra/runner.toml"));
+    let _ = std::fs::remove_file(d.join(".oxydra/users/alice.toml"));
+    let v50 = pct(&mut vm, 0.5);
+    println!(
+        "micro_vm tier, warm cache (first boot, compiling in the guest: {:.0} ms)",
+        cold.as_secs_f64() * 1000.0
+    );
+    println!(
+        "  start → gateway ready              p50 {:>6.1} ms  max {:>6.1} ms  ({VM_STARTS} boots)",
+        pct(&mut ready, 0.5),
+        pct(&mut ready, 1.0)
+    );
+    println!(
+        "  connect + hello over vsock         p50 {:>6.2} ms  p90 {:>6.2} ms  ({TURNS} connections)",
+        pct(&mut hellos, 0.5),
+        pct(&mut hellos, 0.9)
+    );
+    println!(
+        "  one turn, through the VM           p50 {v50:>6.2} ms  p90 {:>6.2} ms  (gateway and egress over vsock)",
+        pct(&mut vm, 0.9)
+    );
+    println!(
+        "  added per turn vs serve alone      p50 {:>+6.2} ms",
+        v50 - d50
+    );
+}
+
+/// VM boots are seconds each under TCG.
+const VM_STARTS: usize = 3;
