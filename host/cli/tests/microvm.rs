@@ -60,9 +60,25 @@ fn vhost_vsock() -> PathBuf {
     vhost
 }
 
+/// agent.toml's extra lines: one component cache for every VM these tests boot, so that
+/// only the first boot compiles the components under TCG (the guest's engine is the
+/// same on every boot: QEMU's `-cpu max`).
+fn shared_cache() -> String {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("microvm-component-cache");
+    std::fs::create_dir_all(&dir).unwrap();
+    // The runtime in the guest is 65532 when the tests run as root.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    format!("[components]\ncache_dir = \"{}\"\n", dir.display())
+}
+
 /// runner.toml for the micro_vm tier (with `extra` in `[micro_vm]`), and alice's
-/// limits; no shell sidecar (it is the container tier's, tested there).
+/// limits; no shell sidecar (its own test turns it on).
 fn setup(env: &Env, extra: &str) {
+    setup_with(env, extra, "shell_enabled = false\n");
+}
+
+fn setup_with(env: &Env, extra: &str, behavior: &str) {
     let d = env.dir.path().join(".oxydra");
     std::fs::write(
         d.join("runner.toml"),
@@ -75,7 +91,7 @@ fn setup(env: &Env, extra: &str) {
     std::fs::create_dir_all(d.join("users")).unwrap();
     std::fs::write(
         d.join("users/alice.toml"),
-        "[resources]\nmax_memory_mib = 768\nmax_processes = 256\nmax_vcpus = 2\n[behavior]\nshell_enabled = false\n",
+        format!("[resources]\nmax_memory_mib = 768\nmax_processes = 256\nmax_vcpus = 2\n[behavior]\n{behavior}"),
     )
     .unwrap();
 }
@@ -96,18 +112,21 @@ fn alive(pid: i32) -> bool {
 
 #[test]
 fn the_micro_vm_tier_runs_a_turn_in_a_vm_with_no_network_and_a_read_only_vault() {
-    let env = Env::new(vec![
-        server::openai::tool_calls(
-            &[(
-                "c1",
-                "file_write",
-                json!({"path": "/shared/from-the-vm.txt", "content": "written in the VM ✓"}),
-            )],
-            None,
-        ),
-        server::openai::answer("answered from the VM", None),
-        server::openai::answer("answered after the VM was killed", None),
-    ]);
+    let env = Env::with_config(
+        vec![
+            server::openai::tool_calls(
+                &[(
+                    "c1",
+                    "file_write",
+                    json!({"path": "/shared/from-the-vm.txt", "content": "written in the VM ✓"}),
+                )],
+                None,
+            ),
+            server::openai::answer("answered from the VM", None),
+            server::openai::answer("answered after the VM was killed", None),
+        ],
+        &shared_cache(),
+    );
     setup(&env, "");
     let ws = env.alice();
     std::fs::create_dir_all(ws.join("vault")).unwrap();
@@ -250,4 +269,103 @@ fn a_guest_that_cannot_boot_is_reported_with_its_console() {
         err.contains("vmlinux") && err.contains("build-vm-images.sh"),
         "{err}"
     );
+}
+
+#[test]
+fn shell_exec_from_the_vm_runs_in_the_container_sidecar_over_vsock() {
+    let (ok, out) = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        "oxydra-shell:local",
+    ]);
+    assert!(
+        ok,
+        "the micro_vm tier's shell sidecar is the container tier's: this test needs a Docker engine (DOCKER_HOST={:?}) with oxydra-shell:local (./scripts/test.sh starts one and builds it). {out}",
+        std::env::var("DOCKER_HOST").ok()
+    );
+    let env = Env::with_config(
+        vec![
+            server::openai::tool_calls(
+                &[(
+                    "sh",
+                    "shell_exec",
+                    json!({"command": "echo from the VM shell > /shared/vm-shell.txt && cat /shared/vm-shell.txt && ls /", "timeout_secs": 20}),
+                )],
+                None,
+            ),
+            server::openai::answer("the shell ran", None),
+        ],
+        &shared_cache(),
+    );
+    setup_with(&env, "", "shell_enabled = true\n");
+    let ws = env.alice();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    let s = env.ready(None);
+    assert!(
+        s["shell"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("up (container oxydra-shell-alice-"),
+        "{s}"
+    );
+    assert_eq!(turn(&url, &token(&ws), "use the shell"), "the shell ran");
+    let result = env
+        .server
+        .requests()
+        .iter()
+        .rev()
+        .find_map(|r| {
+            r.json()["messages"].as_array().and_then(|m| {
+                m.iter()
+                    .find(|m| m["tool_call_id"] == "sh")
+                    .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            })
+        })
+        .expect("the shell's result reached the model");
+    assert!(
+        result.starts_with("exit code 0") && result.contains("from the VM shell"),
+        "{result}"
+    );
+    assert!(
+        !result.contains("vault"),
+        "the sidecar has no vault: {result}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared/vm-shell.txt")).unwrap(),
+        "from the VM shell\n",
+        "the command ran in the sidecar, which writes the user's shared directory"
+    );
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(runner.child.0.wait().unwrap().success());
+    let (exists, _) = docker(&[
+        "inspect",
+        s["shell"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_start_matches("up (container ")
+            .split([',', ' '])
+            .next()
+            .unwrap_or_default(),
+    ]);
+    assert!(!exists, "the sidecar's container is removed");
+}
+
+/// `docker <args>` against the tests' engine: (success, stdout + stderr).
+fn docker(args: &[&str]) -> (bool, String) {
+    let o = std::process::Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker CLI (apt-get install docker.io)");
+    (
+        o.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        ),
+    )
 }

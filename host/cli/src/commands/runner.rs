@@ -327,6 +327,19 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         )
     } else if tier == Tier::MicroVm {
         args_out.push("--in-vm".into());
+        // Their paths are the guest's (vm_launch maps them to /run/oxydra).
+        if !mcp_containers.is_empty() {
+            env.push((
+                oxydra_mcp::BRIDGE_DIR_ENV.into(),
+                runner::mcp_dir(&ws).into(),
+            ));
+        }
+        if shell_on {
+            env.push((
+                oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
+                runner::shell_socket(&ws).into(),
+            ));
+        }
         vm_launch(
             ContainerParts {
                 user: &user,
