@@ -8,7 +8,9 @@
 #                ext4, overlay, 9p, vsock) and guest-images/microvm/init;
 # - runtime.ext4 the read-only root filesystem: target/release/oxydra-host and the
 #                shared libraries it links, the bundled components, the time zone
-#                database, passwd/group for the unprivileged user. No shell.
+#                database, passwd/group for the unprivileged user. No shell;
+# - cache/       the components compiled by the guest's engine (the guest booted once,
+#                when QEMU and vhost-device-vsock are here; VHOST_DEVICE_VSOCK names it).
 #
 #   ./scripts/build-vm-images.sh [OUT]      # default target/guest-images/microvm
 #
@@ -28,7 +30,7 @@ grep -q 'not a dynamic executable\|statically linked' <<<"$( [ -n "$busybox" ] &
 mkdir -p "$out/kernel"
 out=$(cd "$out" && pwd)
 
-echo "== [1/4] kernel: Debian's linux-image package, decompressed"
+echo "== [1/5] kernel: Debian's linux-image package, decompressed"
 pkg=${OXYDRA_VM_KERNEL_PACKAGE:-$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/{print $2; exit}')}
 [ -n "$pkg" ] || { echo "build-vm-images: apt knows no linux-image-amd64: run apt-get update (or set OXYDRA_VM_KERNEL_PACKAGE)" >&2; exit 1; }
 if ! ls "$out/kernel/${pkg}_"*.deb >/dev/null 2>&1; then
@@ -54,7 +56,7 @@ open(sys.argv[2], 'wb').write(elf)
 PY
 echo "   $pkg ($ver): vmlinux $(du -h "$out/vmlinux" | cut -f1)"
 
-echo "== [2/4] initramfs: busybox, the guest's drivers, init"
+echo "== [2/5] initramfs: busybox, the guest's drivers, init"
 ird=$out/initrd
 rm -rf "$ird" && mkdir -p "$ird/bin" "$ird/lib/mods"
 cp "$busybox" "$ird/bin/busybox"
@@ -99,7 +101,7 @@ PY
 (cd "$ird" && find . | LC_ALL=C sort | cpio -o -H newc --quiet -R 0:0) >"$out/initrd.cpio"
 echo "   initrd.cpio $(du -h "$out/initrd.cpio" | cut -f1)"
 
-echo "== [3/4] root filesystem: the binary, its shared libraries, the components, zoneinfo"
+echo "== [3/5] root filesystem: the binary, its shared libraries, the components, zoneinfo"
 root=$out/rootfs
 rm -rf "$root" && mkdir -p "$root/oxydra/bin" "$root/etc" "$root/tmp" "$root/run" "$root/proc" "$root/sys" "$root/dev"
 cp "$bin" "$root/oxydra/bin/"
@@ -115,6 +117,21 @@ mkfs.ext4 -q -F -L oxydra-runtime -E root_owner=0:0 -O ^has_journal -d "$root" "
   cat "$out/mkfs.log" >&2; echo "build-vm-images: mkfs.ext4 failed (above)" >&2; exit 1; }
 echo "   runtime.ext4 ${size} MiB ($(find "$root" -type f | wc -l) files)"
 
-echo "== [4/4] check: the guest's binary runs"
+echo "== [4/5] check: the guest's binary runs"
 "$root/oxydra/bin/oxydra-host" --version
-echo "built $out/{vmlinux,initrd.cpio,runtime.ext4}"
+
+# The components compiled by the guest's own engine (under TCG it compiles them slowly):
+# `start` copies them into a workspace's cache, so its first boot does not wait for it.
+echo "== [5/5] boot the guest once to compile the components with its engine (OUT/cache)"
+rm -rf "$out/cache"
+vsock=${VHOST_DEVICE_VSOCK:-$(command -v vhost-device-vsock || true)}
+if command -v qemu-system-x86_64 >/dev/null && [ -n "$vsock" ]; then
+  t0=$(date +%s)
+  "$bin" vm-warm-cache --images "$out" --vhost-device-vsock "$vsock" 2>"$out/warm.log" || {
+    tail -20 "$out/warm.log" >&2; echo "build-vm-images: the guest could not compile the components (above; all of it in $out/warm.log)" >&2; exit 1; }
+  grep '^precompiled' "$out/warm.log" | sed 's/^/   /'
+  echo "   in $(( $(date +%s) - t0 )) s"
+else
+  echo "   skipped: QEMU or vhost-device-vsock is missing; each workspace's first boot compiles them instead"
+fi
+echo "built $out/{vmlinux,initrd.cpio,runtime.ext4,cache}"

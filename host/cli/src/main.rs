@@ -76,6 +76,13 @@ enum Command {
     /// The micro_vm guest's init: PID 1 inside the VM the runner boots (not for people).
     #[command(hide = true)]
     VmGuest,
+    /// Boot the micro_vm guest once to compile the components with its engine
+    /// (scripts/build-vm-images.sh runs this).
+    #[command(hide = true)]
+    VmWarmCache(commands::runner::WarmArgs),
+    /// Compile every bundled component into the component cache.
+    #[command(hide = true)]
+    Precompile,
     /// Start a stdio MCP server confined (the host runs this; not for people).
     #[command(hide = true)]
     McpExec {
@@ -212,6 +219,8 @@ fn main() -> ExitCode {
         Command::McpExec { argv } => Err(commands::mcp::exec(argv)),
         Command::McpBridge { socket } => commands::mcp::bridge(&socket),
         Command::VmGuest => oxydra_tiers::vm_guest::run(),
+        Command::VmWarmCache(a) => commands::runner::warm_vm_cache(a),
+        Command::Precompile => commands::component::precompile(&sources),
         Command::Component(c) => commands::component::run(c, &sources),
         Command::Config(c) => commands::config::run(c, &sources),
         Command::Llm(c) => commands::llm::run(c, &sources),

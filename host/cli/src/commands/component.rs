@@ -174,3 +174,43 @@ fn inspect(file: PathBuf, json: bool, sources: &Sources) -> Result<(), Failure> 
     }
     refused.map_or(Ok(()), |r| Err(Failure::new(exit::REFUSED, r)))
 }
+
+/// `oxydra-host precompile` (hidden): compile every bundled component into the
+/// component cache, so that the first load is a cache hit. `scripts/build-vm-images.sh`
+/// runs it inside the micro_vm guest once (`vm-warm-cache`), where compiling is slow.
+pub fn precompile(sources: &Sources) -> Result<(), Failure> {
+    let agent = config::load_agent(sources)?.value;
+    let dir = tools::bundled_dir(&agent.components);
+    let host = tools::host(&agent.components)?;
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", dir.display())))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+        .collect();
+    files.sort();
+    let (mut compiled, mut cached) = (0, 0);
+    for f in &files {
+        let wasm = std::fs::read(f)
+            .map_err(|e| Failure::new(exit::USAGE, format!("{}: {e}", f.display())))?;
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match host.inspect(&name, &wasm) {
+            Ok((_, oxydra_runtime::cache::CacheOutcome::Compiled { .. })) => compiled += 1,
+            Ok(_) => cached += 1,
+            Err(e) => {
+                return Err(Failure::new(exit::REFUSED, format!("{}: {e}", f.display())));
+            }
+        }
+    }
+    let cache = tools::cache_dir(&agent.components)
+        .map_or_else(|| "memory only".to_string(), |d| d.display().to_string());
+    println!(
+        "precompiled {} components from {} ({compiled} compiled, {cached} already cached) into {cache}",
+        files.len(),
+        dir.display()
+    );
+    Ok(())
+}

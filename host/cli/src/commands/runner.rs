@@ -745,6 +745,15 @@ fn vm_launch(
     images
         .check("runner.toml [micro_vm] images_dir")
         .map_err(usage)?;
+    seed_cache(
+        &images_dir,
+        &p.configured_cache.clone().unwrap_or_else(|| {
+            p.ws.join(".oxydra")
+                .join("cache")
+                .join("oxydra")
+                .join("components")
+        }),
+    );
     let mut shares = Vec::new();
     let mut files = Vec::new();
     for path in &p.read_only {
@@ -879,6 +888,127 @@ fn vm_launch(
         }),
         owner,
     ))
+}
+
+/// The compiled components `vm-warm-cache` left beside the images: copied into the
+/// workspace's cache where missing, so that a workspace's first boot does not compile
+/// them under TCG. (Entries another engine made are never read: the cache's keys
+/// carry the engine's compatibility hash.)
+fn seed_cache(images_dir: &Path, cache: &Path) {
+    let from = images_dir.join("cache").join("oxydra").join("components");
+    let Ok(entries) = std::fs::read_dir(&from) else {
+        return;
+    };
+    if std::fs::create_dir_all(cache).is_err() {
+        return;
+    }
+    for e in entries.flatten() {
+        let to = cache.join(e.file_name());
+        if !to.exists() {
+            let tmp = cache.join(format!(".{}.seed", e.file_name().to_string_lossy()));
+            if std::fs::copy(e.path(), &tmp).is_ok() {
+                let _ = std::fs::rename(&tmp, &to);
+            }
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct WarmArgs {
+    /// The directory `scripts/build-vm-images.sh` built; the cache goes to DIR/cache.
+    #[arg(long, value_name = "DIR")]
+    images: PathBuf,
+    /// Default: `vhost-device-vsock` on PATH.
+    #[arg(long, value_name = "PATH")]
+    vhost_device_vsock: Option<PathBuf>,
+    /// Default: `qemu-system-x86_64` on PATH.
+    #[arg(long, value_name = "PATH")]
+    qemu: Option<PathBuf>,
+}
+
+/// `oxydra-host vm-warm-cache` (hidden; `scripts/build-vm-images.sh` runs it): boot the
+/// guest once to compile the bundled components with the guest's own engine into
+/// `<images>/cache`, from which `start` seeds each workspace's cache.
+pub fn warm_vm_cache(args: WarmArgs) -> Result<(), Failure> {
+    use oxydra_tiers::vm::{self, Accel, Backend, Images, Share, VmLaunch};
+    use oxydra_tiers::vm_guest::GuestPlan;
+    let usage = |m: String| Failure::new(exit::USAGE, m);
+    let qemu = args
+        .qemu
+        .or_else(|| on_path("qemu-system-x86_64"))
+        .ok_or_else(|| usage("QEMU is not installed: apt-get install qemu-system-x86".into()))?;
+    let vhost_vsock = args
+        .vhost_device_vsock
+        .or_else(|| on_path("vhost-device-vsock"))
+        .ok_or_else(|| {
+            usage("vhost-device-vsock is not installed: cargo install --locked vhost-device-vsock --version 0.3.0".into())
+        })?;
+    let images_dir = args
+        .images
+        .canonicalize()
+        .map_err(|e| usage(format!("{}: {e}", args.images.display())))?;
+    let images = Images::in_dir(&images_dir);
+    images.check("--images").map_err(usage)?;
+    let cache = images_dir.join("cache");
+    std::fs::create_dir_all(&cache).map_err(|e| usage(format!("{}: {e}", cache.display())))?;
+    let l = VmLaunch {
+        backend: Backend::Qemu {
+            binary: qemu,
+            accel: Accel::Auto,
+        },
+        vhost_vsock,
+        images,
+        memory_mib: 1024,
+        vcpus: std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(2) as u32,
+        shares: vec![Share {
+            path: cache.clone(),
+            read_only: false,
+        }],
+        guest: GuestPlan {
+            program: PathBuf::from(IMAGE_BINARY),
+            args: vec!["precompile".into()],
+            env: vec![
+                ("XDG_CACHE_HOME".into(), cache.display().to_string()),
+                ("OXYDRA_COMPONENTS_DIR".into(), IMAGE_COMPONENTS.into()),
+                ("HOME".into(), "/tmp".into()),
+            ],
+            cwd: PathBuf::from("/"),
+            gateway: vm_guest_path("gateway.sock"),
+            ..GuestPlan::default()
+        },
+        dir: images_dir.join("warm-vm"),
+        forwards: Vec::new(),
+        run_as: None,
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+    let (what, code) = rt.block_on(async {
+        let mut running = vm::start(&l, tokio::io::stderr(), tokio::io::stderr())
+            .await
+            .map_err(|e| Failure::new(exit::TOOL_ERROR, e))?;
+        let ended = tokio::time::timeout(std::time::Duration::from_secs(900), running.wait()).await;
+        let out = match ended {
+            Ok(r) => r,
+            Err(_) => (
+                running.terminate(std::time::Duration::from_secs(5)).await,
+                None,
+            ),
+        };
+        running.remove().await;
+        Ok::<_, Failure>(out)
+    })?;
+    let _ = std::fs::remove_dir_all(images_dir.join("warm-vm"));
+    if code != Some(0) {
+        return Err(Failure::new(
+            exit::TOOL_ERROR,
+            format!("the guest's precompile {what}"),
+        ));
+    }
+    Ok(())
 }
 
 /// The binary's path in the guest's root filesystem (`scripts/build-vm-images.sh`).
