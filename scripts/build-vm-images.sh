@@ -41,8 +41,11 @@ fi
 deb=$(ls "$out/kernel/${pkg}_"*.deb | head -1)
 kx=$out/kernel/x
 rm -rf "$kx" && dpkg-deb -x "$deb" "$kx"
-ver=$(ls "$kx/lib/modules" | head -1)
-depmod -b "$kx" "$ver"
+# Modules in /lib/modules (bookworm) or /usr/lib/modules (merged-/usr packages).
+base=$kx; [ -d "$base/lib/modules" ] || base=$kx/usr
+[ -d "$base/lib/modules" ] || { echo "build-vm-images: $deb has no lib/modules or usr/lib/modules" >&2; exit 1; }
+ver=$(ls "$base/lib/modules" | head -1)
+depmod -b "$base" "$ver"
 python3 - "$kx/boot/vmlinuz-$ver" "$out/vmlinux" <<'PY'
 import lzma, sys
 data = open(sys.argv[1], 'rb').read()
@@ -63,7 +66,7 @@ cp "$busybox" "$ird/bin/busybox"
 cp guest-images/microvm/init "$ird/init"
 chmod 0755 "$ird/init"
 # The drivers, each after what it depends on (modules.dep, as depmod wrote it).
-python3 - "$kx/lib/modules/$ver" "$ird/lib/mods" \
+python3 - "$base/lib/modules/$ver" "$ird/lib/mods" \
   virtio_mmio virtio_blk crc32c_generic ext4 overlay 9p 9pnet_virtio vmw_vsock_virtio_transport <<'PY'
 import os, shutil, sys
 root, dest, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]

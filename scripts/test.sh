@@ -16,11 +16,13 @@ docker_engine
 if docker version >/dev/null 2>&1; then ./scripts/build-guest-images.sh; fi
 
 # The micro_vm tier's tests: QEMU (Debian's qemu-system-x86), its vsock device
-# (vhost-device-vsock from crates.io, installed into target/tools once when it is not on
-# PATH or in VHOST_DEVICE_VSOCK), and the guest images built from this build.
+# (vhost-device-vsock from crates.io, installed once when it is not on PATH or in
+# VHOST_DEVICE_VSOCK: as root into /usr/local, where the VM's unprivileged user can run
+# it; else into target/tools), and the guest images built from this build.
 if [ -z "${VHOST_DEVICE_VSOCK:-}" ]; then
-  VHOST_DEVICE_VSOCK=$(command -v vhost-device-vsock || echo "$PWD/target/tools/bin/vhost-device-vsock")
-  [ -x "$VHOST_DEVICE_VSOCK" ] || (unset CARGO_TARGET_DIR; cargo install --locked --quiet --root target/tools vhost-device-vsock --version 0.3.0)
+  tools=$PWD/target/tools; [ "$(id -u)" = 0 ] && tools=/usr/local
+  VHOST_DEVICE_VSOCK=$(command -v vhost-device-vsock || echo "$tools/bin/vhost-device-vsock")
+  [ -x "$VHOST_DEVICE_VSOCK" ] || (unset CARGO_TARGET_DIR; cargo install --locked --quiet --root "$tools" vhost-device-vsock --version 0.3.0)
 fi
 export VHOST_DEVICE_VSOCK
 ./scripts/build-vm-images.sh

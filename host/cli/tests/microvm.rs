@@ -230,12 +230,18 @@ fn the_micro_vm_tier_runs_a_turn_in_a_vm_with_no_network_and_a_read_only_vault()
         logs.contains("oxydra-vm: runtime exited with status 0"),
         "the runtime stopped cleanly inside the VM: {logs}"
     );
-    let left: Vec<_> = std::fs::read_dir(ws.join("ipc/vm/runtime"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.file_name())
-        .collect();
-    assert!(left.is_empty(), "nothing is left of the VM: {left:?}");
+    let mut left = Vec::new();
+    for d in [ws.join("ipc/vm/runtime"), ws.join("ipc/vm/runtime/vsock")] {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if !e.file_type().unwrap().is_dir() {
+                left.push(e.path());
+            }
+        }
+    }
+    assert!(
+        left.is_empty(),
+        "nothing is left of the VM (sockets, pid files, plan): {left:?}"
+    );
 }
 
 #[test]

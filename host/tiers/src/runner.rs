@@ -136,7 +136,7 @@ enum Target {
 impl Target {
     fn of(spec: &Spec) -> Target {
         match &spec.launch {
-            Start::Vm(l) => Target::Vsock(vm::vsock_socket(&l.dir), crate::vm_guest::GATEWAY_PORT),
+            Start::Vm(l) => Target::Vsock(l.vsock_socket(), crate::vm_guest::GATEWAY_PORT),
             _ => Target::Unix(gateway_socket(&spec.ws)),
         }
     }
@@ -1022,6 +1022,7 @@ async fn supervise(
                         v.forget_plan();
                         let r = report.get_or_insert_with(Report::default);
                         r.applied.extend(vm::protections(l, &v.describe()));
+                        r.degraded.extend(v.degraded.clone());
                     }
                     {
                         let mut s = lock(state);
@@ -1189,6 +1190,17 @@ async fn send(stream: &mut UnixStream, answer: &Answer) -> std::io::Result<()> {
 /// Whether the runtime's gateway socket accepts a connection.
 async fn health(target: &Target) -> String {
     match tokio::time::timeout(Duration::from_secs(2), target.connect()).await {
+        // The guest's bridge accepts before it reaches the runtime's socket, and closes
+        // at once when nothing listens there: a connection that stays open is a runtime.
+        Ok(Ok(mut s)) if matches!(target, Target::Vsock(..)) => {
+            let mut b = [0u8; 1];
+            match tokio::time::timeout(Duration::from_millis(300), s.read(&mut b)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    "the guest answers, but the runtime's gateway inside it does not".into()
+                }
+                _ => "ok".into(),
+            }
+        }
         Ok(Ok(_)) => "ok".into(),
         Ok(Err(e)) => format!("{} does not answer: {e}", target.describe()),
         Err(_) => format!("{} did not answer within 2 s", target.describe()),

@@ -304,9 +304,37 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .write_all(bytes)
 }
 
-/// The VM's hybrid vsock socket in its directory.
-pub fn vsock_socket(dir: &Path) -> PathBuf {
-    dir.join("vsock.sock")
+impl VmLaunch {
+    /// The directory of the VM's sockets (the vsock device's, the guest-facing
+    /// `vm.sock_<port>` listeners). When the VMM and its vsock device drop to another
+    /// user, a directory that user can surely reach, `/run/oxydra-vm/<hash>` (the
+    /// workspace may lie below a directory it cannot search, such as /root); else the
+    /// VM's own `vsock/`.
+    pub fn sockets(&self) -> PathBuf {
+        if self.run_as.is_none() {
+            return self.dir.join("vsock");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let h = self
+            .dir
+            .as_os_str()
+            .as_bytes()
+            .iter()
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+            });
+        let base = if Path::new("/run").is_dir() {
+            PathBuf::from("/run")
+        } else {
+            std::env::temp_dir()
+        };
+        base.join("oxydra-vm").join(format!("{h:016x}"))
+    }
+
+    /// The VM's hybrid vsock socket.
+    pub fn vsock_socket(&self) -> PathBuf {
+        self.sockets().join("vm.sock")
+    }
 }
 
 /// A connection to the guest's `port` through the hybrid vsock socket `uds`.
@@ -362,7 +390,7 @@ pub fn protections(l: &VmLaunch, describe: &str) -> Vec<String> {
     a
 }
 
-/// Lines kept from the console to explain a VM that ended.
+/// Lines kept from the console (and from the VMM's stderr) to explain a VM that ended.
 const CONSOLE_TAIL: usize = 20;
 
 /// A running VM.
@@ -370,9 +398,15 @@ pub struct Running {
     vmm: Child,
     vhost: Option<Child>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// Reads the console to its end.
+    console_task: Option<tokio::task::JoinHandle<()>>,
     dir: PathBuf,
+    sockets: PathBuf,
     describe: String,
     console: Arc<Mutex<Console>>,
+    _plan: Arc<PlanFile>,
+    /// What could not be held as planned.
+    pub degraded: Vec<String>,
 }
 
 type Child = tokio::process::Child;
@@ -380,8 +414,110 @@ type Child = tokio::process::Child;
 #[derive(Default)]
 struct Console {
     tail: std::collections::VecDeque<String>,
+    vmm_err: std::collections::VecDeque<String>,
     exit: Option<String>,
     boot_failed: Option<String>,
+}
+
+fn keep(q: &mut std::collections::VecDeque<String>, line: String) {
+    q.push_back(line);
+    if q.len() > CONSOLE_TAIL {
+        q.pop_front();
+    }
+}
+
+/// The plan disk: it holds the runtime's secrets, so it is removed as soon as the guest
+/// has read it, and whatever happens (a failed start included).
+struct PlanFile(PathBuf);
+
+impl PlanFile {
+    fn remove(&self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+impl Drop for PlanFile {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
+/// The longest unix socket path (`sun_path`, with its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// A process an earlier runner left (it was killed before it could stop its VM): its
+/// pid file names it, and it is still `binary`. Killed, so that two VMs never share a
+/// workspace.
+fn kill_stale(pidfile: &Path, binary: &Path) {
+    let Some(pid) = std::fs::read_to_string(pidfile)
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+    let want = binary.canonicalize().ok();
+    if exe.is_some()
+        && exe == want
+        && let Some(p) = rustix::process::Pid::from_raw(pid)
+    {
+        tracing::warn!(
+            "killing {} (pid {pid}), left by an earlier runner",
+            binary.display()
+        );
+        let _ = rustix::process::kill_process(p, rustix::process::Signal::KILL);
+        for _ in 0..50 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    let _ = std::fs::remove_file(pidfile);
+}
+
+/// Whether `uid:gid` may reach `path` (search every directory above it) and use it:
+/// execute a file, or create in a directory. Judged from the mode bits (no ACLs).
+fn usable_by(path: &Path, uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let allows = |m: &std::fs::Metadata, bit: u32| {
+        let mode = m.mode();
+        if m.uid() == uid {
+            mode & (bit << 6) != 0
+        } else if m.gid() == gid {
+            mode & (bit << 3) != 0
+        } else {
+            mode & bit != 0
+        }
+    };
+    let Ok(path) = path.canonicalize() else {
+        return false;
+    };
+    for a in path.ancestors().skip(1) {
+        match std::fs::metadata(a) {
+            Ok(m) if allows(&m, 0o1) => {}
+            _ => return false,
+        }
+    }
+    match std::fs::metadata(&path) {
+        Ok(m) if m.is_dir() => allows(&m, 0o3),
+        Ok(m) => allows(&m, 0o1),
+        Err(_) => false,
+    }
+}
+
+/// Where a binary is, for [`kill_stale`]: as given, else on PATH.
+fn resolve(binary: &Path) -> PathBuf {
+    if binary.components().count() > 1 {
+        return binary.to_path_buf();
+    }
+    std::env::var_os("PATH")
+        .and_then(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(binary))
+                .find(|f| f.is_file())
+        })
+        .unwrap_or_else(|| binary.to_path_buf())
 }
 
 /// Start the VM: its vsock device, the host ends of its outbound bridges, the VMM.
@@ -392,22 +528,47 @@ pub async fn start(
     out: impl AsyncWrite + Unpin + Send + 'static,
     err: impl AsyncWrite + Unpin + Send + 'static,
 ) -> Result<Running, String> {
+    use std::os::unix::fs::PermissionsExt;
     let vmm = vmm(l);
     l.images.check("runner.toml [micro_vm] images")?;
-    std::fs::create_dir_all(&l.dir).map_err(|e| format!("{}: {e}", l.dir.display()))?;
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&l.dir, std::fs::Permissions::from_mode(0o700));
+    // The VM's directory is the runner's alone (the plan, the pid files); its sockets are
+    // in `vsock/`, which belongs to the user the VMM and its vsock device run as.
+    let sockets = l.sockets();
+    for d in [&l.dir, &sockets] {
+        std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+        let _ = std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700));
     }
-    let uds = vsock_socket(&l.dir);
-    let vhu = l.dir.join("vhost-user.sock");
-    let plan_path = l.dir.join("plan.img");
+    if let Some(parent) = sockets.parent().filter(|_| l.run_as.is_some()) {
+        // /run/oxydra-vm: searchable, not listable, by others.
+        let _ = std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711));
+    }
+    if let Some((uid, gid)) = l.run_as {
+        std::os::unix::fs::chown(&sockets, Some(uid), Some(gid))
+            .map_err(|e| format!("{}: {e}", sockets.display()))?;
+    }
+    let uds = l.vsock_socket();
+    let vhu = sockets.join("vhost-user.sock");
+    let longest = l
+        .forwards
+        .iter()
+        .map(|(port, _)| format!("{}_{port}", uds.display()).len())
+        .max()
+        .unwrap_or(0);
+    if longest > SOCKET_PATH_MAX {
+        return Err(format!(
+            "the VM's sockets under {} would be {longest} bytes long, over the {SOCKET_PATH_MAX} a unix socket path may have: set a shorter workspace_root in runner.toml",
+            sockets.display()
+        ));
+    }
+    let qemu_pid = l.dir.join("vmm.pid");
+    let vhost_pid = l.dir.join("vhost-device-vsock.pid");
+    let Backend::Qemu { binary, .. } = &l.backend;
+    kill_stale(&qemu_pid, &resolve(binary));
+    kill_stale(&vhost_pid, &resolve(&l.vhost_vsock));
     // Stale sockets of an earlier VM.
-    if let Ok(d) = std::fs::read_dir(&l.dir) {
+    if let Ok(d) = std::fs::read_dir(&sockets) {
         for e in d.flatten() {
-            if e.file_name().to_string_lossy().contains(".sock") {
-                let _ = std::fs::remove_file(e.path());
-            }
+            let _ = std::fs::remove_file(e.path());
         }
     }
     let mut plan = l.guest.clone();
@@ -421,19 +582,23 @@ pub async fn start(
             read_only: s.read_only,
         })
         .collect();
+    let plan_file = Arc::new(PlanFile(l.dir.join("plan.img")));
     let mut bytes = serde_json::to_vec(&plan).map_err(|e| format!("the guest's plan: {e}"))?;
     bytes.resize(bytes.len().div_ceil(4096).max(1) * 4096 + 4096, 0);
-    write_private(&plan_path, &bytes).map_err(|e| format!("{}: {e}", plan_path.display()))?;
-    if let Some((uid, gid)) = l.run_as {
-        // QEMU opens the plan disk before it drops to this user, but reads it after.
-        let _ = std::os::unix::fs::chown(&plan_path, Some(uid), Some(gid));
-    }
+    write_private(&plan_file.0, &bytes).map_err(|e| format!("{}: {e}", plan_file.0.display()))?;
+    let mut c = vmm.command(l, &vhu, &uds, &plan_file.0)?;
     let mut tasks = Vec::new();
     for (port, target) in &l.forwards {
         let path = PathBuf::from(format!("{}_{port}", uds.display()));
         let listener = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if let Some((uid, gid)) = l.run_as {
+            // The vsock device connects to it.
+            let _ = std::os::unix::fs::chown(&path, Some(uid), Some(gid));
+        }
         tasks.push(tokio::spawn(forward_out(listener, target.clone())));
     }
+    let abort = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
+    let mut degraded = Vec::new();
     let vhost = if vmm.needs_vhost_vsock() {
         let mut c = tokio::process::Command::new(&l.vhost_vsock);
         c.args(["--guest-cid", "3", "--socket"])
@@ -443,13 +608,32 @@ pub async fn start(
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
+            // Not the runner's terminal's Ctrl-C: the runner stops the VM in order.
+            .process_group(0)
             .kill_on_drop(true);
+        if let Some((uid, gid)) = l.run_as {
+            // It maps the guest's memory and parses what the guest queues: not root,
+            // when that user can run it and reach its sockets' directory.
+            let binary = resolve(&l.vhost_vsock);
+            if usable_by(&binary, uid, gid) {
+                c.uid(uid).gid(gid);
+            } else {
+                degraded.push(format!(
+                    "vhost-device-vsock runs as root: {uid}:{gid} cannot run {} (install it where every user may run it, e.g. /usr/local/bin)",
+                    binary.display()
+                ));
+            }
+        }
         let mut child = c.spawn().map_err(|e| {
+            abort(&tasks);
             format!(
-                "could not start vhost-device-vsock ({}): {e}; install it with `cargo install --locked vhost-device-vsock`, or set [micro_vm] vhost_device_vsock in runner.toml",
+                "could not start vhost-device-vsock ({}): {e}; install it with `cargo install --locked vhost-device-vsock --version 0.3.0`, or set [micro_vm] vhost_device_vsock in runner.toml",
                 l.vhost_vsock.display()
             )
         })?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(&vhost_pid, pid.to_string());
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while !vhu.exists() {
             if let Ok(Some(s)) = child.try_wait() {
@@ -457,13 +641,21 @@ pub async fn start(
                 if let Some(mut e) = child.stderr.take() {
                     let _ = e.read_to_string(&mut text).await;
                 }
+                abort(&tasks);
                 return Err(format!(
-                    "vhost-device-vsock exited ({s}) before it listened: {}",
+                    "vhost-device-vsock ({}) exited ({s}) before it listened: {}",
+                    l.vhost_vsock.display(),
                     text.trim()
                 ));
             }
             if Instant::now() > deadline {
-                return Err("vhost-device-vsock did not listen within 10 s".into());
+                abort(&tasks);
+                return Err(format!(
+                    "vhost-device-vsock ({}) did not listen on {} within 10 s; check that it runs (`{} --help`)",
+                    l.vhost_vsock.display(),
+                    vhu.display(),
+                    l.vhost_vsock.display()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -479,26 +671,44 @@ pub async fn start(
     } else {
         None
     };
-    let mut c = vmm.command(l, &vhu, &uds, &plan_path)?;
     c.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
+    let Backend::Qemu { binary, .. } = &l.backend;
     let mut child = c.spawn().map_err(|e| {
+        abort(&tasks);
         format!(
-            "could not start the VMM ({}): {e}; install QEMU with `apt-get install qemu-system-x86`, or set [micro_vm] qemu in runner.toml",
-            vmm.describe()
+            "could not start QEMU ({}): {e}; install it with `apt-get install qemu-system-x86`, or set [micro_vm] qemu in runner.toml",
+            binary.display()
         )
     })?;
-    let console = Arc::new(Mutex::new(Console::default()));
-    if let Some(o) = child.stdout.take() {
-        tasks.push(tokio::spawn(read_console(o, out, console.clone())));
+    if let Some(pid) = child.id() {
+        let _ = std::fs::write(&qemu_pid, pid.to_string());
     }
+    let console = Arc::new(Mutex::new(Console::default()));
+    let console_task = child
+        .stdout
+        .take()
+        .map(|o| tokio::spawn(read_console(o, out, console.clone(), plan_file.clone())));
     if let Some(e) = child.stderr.take() {
+        let console = console.clone();
         tasks.push(tokio::spawn(async move {
             let mut err = err;
-            let _ = tokio::io::copy(&mut BufReader::new(e), &mut err).await;
+            let mut lines = BufReader::new(e).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                keep(
+                    &mut console
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .vmm_err,
+                    line.clone(),
+                );
+                if err.write_all(format!("{line}\n").as_bytes()).await.is_err() {
+                    break;
+                }
+            }
         }));
     }
     let describe = format!(
@@ -510,18 +720,23 @@ pub async fn start(
         vmm: child,
         vhost,
         tasks,
+        console_task,
         dir: l.dir.clone(),
+        sockets,
         describe,
         console,
+        _plan: plan_file,
+        degraded,
     })
 }
 
 /// The console, line by line, to `out`; the runtime's exit line and a boot failure are
-/// kept, and the last lines.
+/// kept, and the last lines. The plan disk goes once the guest says it read it.
 async fn read_console(
     stream: impl tokio::io::AsyncRead + Unpin,
     mut out: impl AsyncWrite + Unpin,
     console: Arc<Mutex<Console>>,
+    plan: Arc<PlanFile>,
 ) {
     let mut r = BufReader::new(stream);
     let mut buf = Vec::new();
@@ -533,6 +748,9 @@ async fn read_console(
         }
         let text = String::from_utf8_lossy(&buf);
         let line = text.trim_end_matches(['\n', '\r']).to_string();
+        if line == vm_guest::PLAN_READ {
+            plan.remove();
+        }
         {
             let mut c = console
                 .lock()
@@ -543,10 +761,7 @@ async fn read_console(
             if let Some(why) = line.strip_prefix(vm_guest::BOOT_FAILED_PREFIX) {
                 c.boot_failed = Some(why.to_string());
             }
-            c.tail.push_back(line.clone());
-            if c.tail.len() > CONSOLE_TAIL {
-                c.tail.pop_front();
-            }
+            keep(&mut c.tail, line.clone());
         }
         if out.write_all(format!("{line}\n").as_bytes()).await.is_err() {
             break;
@@ -580,13 +795,38 @@ impl Running {
         self.describe.clone()
     }
 
-    /// Until the VM ends: how (the runtime's exit, as the guest said it, or why the VM
-    /// ended without it, with the console's last lines), and the runtime's exit code.
+    /// Until the VM ends (the VMM exits, or its vsock device does, which leaves the VM
+    /// cut off: the VMM is killed then): how (the runtime's exit, as the guest said it,
+    /// or why the VM ended without it, with the console's last lines), and the
+    /// runtime's exit code.
     pub async fn wait(&mut self) -> (String, Option<i32>) {
-        let status = self.vmm.wait().await;
-        // The console's last bytes are read before it is judged.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        self.outcome(status.ok())
+        let vhost_died = async {
+            match self.vhost.as_mut() {
+                Some(v) => v.wait().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
+        let status = tokio::select! {
+            s = self.vmm.wait() => s.ok(),
+            s = vhost_died => {
+                let _ = self.vmm.kill().await;
+                self.drain_console().await;
+                let status = s.map_or("?".to_string(), |s| s.to_string());
+                return (
+                    format!("ended: its vsock device (vhost-device-vsock) exited ({status}), so the VMM was killed"),
+                    None,
+                );
+            }
+        };
+        self.drain_console().await;
+        self.outcome(status)
+    }
+
+    /// The console is read to its end (the VMM has exited) before it is judged.
+    async fn drain_console(&mut self) {
+        if let Some(t) = self.console_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(3), t).await;
+        }
     }
 
     fn outcome(&self, status: Option<std::process::ExitStatus>) -> (String, Option<i32>) {
@@ -605,7 +845,6 @@ impl Running {
             };
         }
         let tail: Vec<String> = c.tail.iter().cloned().collect();
-        let vmm = status.map_or("was killed".to_string(), |s| format!("exited ({s})"));
         if let Some(why) = &c.boot_failed {
             // A guest that cannot boot will not boot on a retry: the images are wrong.
             return (
@@ -616,13 +855,33 @@ impl Running {
                 Some(3),
             );
         }
-        (
-            format!(
-                "ended: the VMM {vmm} before the runtime said how it ended; the console's last lines:\n{}",
-                tail.join("\n")
+        let vmm_err: Vec<String> = c.vmm_err.iter().cloned().collect();
+        match status.and_then(|s| s.code()) {
+            // QEMU refused its command line or a device before the guest said a word:
+            // starting it again will not help.
+            Some(code) if code != 0 && tail.is_empty() => (
+                format!(
+                    "failed to start the VM: QEMU exited with status {code}; it said:\n{}",
+                    vmm_err.join("\n")
+                ),
+                Some(3),
             ),
-            None,
-        )
+            _ => {
+                let vmm = status.map_or("was killed".to_string(), |s| format!("exited ({s})"));
+                (
+                    format!(
+                        "ended: the VMM {vmm} before the runtime said how it ended; the console's last lines:\n{}{}",
+                        tail.join("\n"),
+                        if vmm_err.is_empty() {
+                            String::new()
+                        } else {
+                            format!("\nQEMU said:\n{}", vmm_err.join("\n"))
+                        }
+                    ),
+                    None,
+                )
+            }
+        }
     }
 
     /// Stop: ask the guest (SIGTERM to the runtime, then the VM ends), and kill the VMM
@@ -634,7 +893,7 @@ impl Running {
     }
 
     async fn ask_to_stop(&mut self, grace: Duration) -> String {
-        let uds = vsock_socket(&self.dir);
+        let uds = self.sockets.join("vm.sock");
         let asked = async {
             let mut s = hybrid_connect(&uds, vm_guest::CONTROL_PORT).await?;
             s.write_all(b"stop\n").await?;
@@ -645,7 +904,7 @@ impl Running {
         let asked = tokio::time::timeout(Duration::from_secs(5), asked).await;
         if matches!(&asked, Ok(Ok(a)) if a.trim() == "ok") {
             if let Ok(s) = tokio::time::timeout(grace, self.vmm.wait()).await {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                self.drain_console().await;
                 return self.outcome(s.ok()).0;
             }
             let _ = self.vmm.kill().await;
@@ -663,24 +922,34 @@ impl Running {
         format!("killed: the guest could not be asked to stop ({why})")
     }
 
-    /// What is left once it ended: the vsock device, the bridges, the sockets, the plan.
+    /// What is left once it ended: the vsock device, the bridges, the sockets, the plan,
+    /// the pid files.
     pub async fn remove(&mut self) {
         if let Some(v) = &mut self.vhost {
             let _ = v.kill().await;
         }
+        let _ = self.vmm.kill().await;
         for t in &self.tasks {
             t.abort();
         }
-        if let Ok(d) = std::fs::read_dir(&self.dir) {
-            for e in d.flatten() {
-                let _ = std::fs::remove_file(e.path());
+        self._plan.remove();
+        for dir in [self.sockets.clone(), self.dir.clone()] {
+            if let Ok(d) = std::fs::read_dir(&dir) {
+                for e in d.flatten() {
+                    if e.file_type().is_ok_and(|t| !t.is_dir()) {
+                        let _ = std::fs::remove_file(e.path());
+                    }
+                }
             }
+        }
+        if self.sockets != self.dir.join("vsock") {
+            let _ = std::fs::remove_dir(&self.sockets);
         }
     }
 
-    /// The plan disk holds the runtime's secrets: once the guest has read it (it is
-    /// ready), it goes (the VMM keeps its open file).
+    /// The plan disk holds the runtime's secrets: gone once the guest is ready, if the
+    /// guest's word that it read it was missed.
     pub fn forget_plan(&self) {
-        let _ = std::fs::remove_file(self.dir.join("plan.img"));
+        self._plan.remove();
     }
 }

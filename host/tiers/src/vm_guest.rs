@@ -33,6 +33,9 @@ pub const EXIT_PREFIX: &str = "oxydra-vm: runtime exited with ";
 /// The console line of a guest that could not start the runtime.
 pub const BOOT_FAILED_PREFIX: &str = "oxydra-vm: boot failed: ";
 
+/// The console line that says the guest has read its plan (the runner deletes it then).
+pub const PLAN_READ: &str = "oxydra-vm: plan read";
+
 /// The serial number of the disk that holds the plan (the root disk's is `oxydra-root`).
 pub const PLAN_SERIAL: &str = "oxydra-plan";
 pub const ROOT_SERIAL: &str = "oxydra-root";
@@ -84,7 +87,7 @@ pub struct Outbound {
 
 /// Say why the guest cannot go on, and end the VM.
 fn fail(why: &str) -> ! {
-    println!("{BOOT_FAILED_PREFIX}{why}");
+    println!("\n{BOOT_FAILED_PREFIX}{why}");
     end_vm()
 }
 
@@ -135,16 +138,30 @@ fn mount(src: &str, target: &str, fstype: &str, flags: rustix::mount::MountFlags
     }
 }
 
+/// A thread, or `None` when the guest cannot start one (the connection is dropped).
+fn spawn(f: impl FnOnce() + Send + 'static) -> Option<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new().spawn(f).ok()
+}
+
+/// A bridge's accept loop: without it the guest cannot work.
+fn spawn_loop(what: &str, f: impl FnOnce() + Send + 'static) {
+    if spawn(f).is_none() {
+        fail(&format!("no thread for {what}"));
+    }
+}
+
 /// Copy both ways until either side ends.
 fn splice(a: UnixStream, b: UnixStream) {
     let (Ok(a2), Ok(b2)) = (a.try_clone(), b.try_clone()) else {
         return;
     };
-    let one = std::thread::spawn(move || {
+    let Some(one) = spawn(move || {
         let (mut from, mut to) = (a, b2);
         let _ = std::io::copy(&mut from, &mut to);
         let _ = to.shutdown(std::net::Shutdown::Write);
-    });
+    }) else {
+        return;
+    };
     let (mut from, mut to) = (b, a2);
     let _ = std::io::copy(&mut from, &mut to);
     let _ = to.shutdown(std::net::Shutdown::Write);
@@ -164,11 +181,12 @@ fn outbound(o: Outbound) {
     // The runtime is not root: it must be able to connect.
     use std::os::unix::fs::PermissionsExt;
     let _ = std::fs::set_permissions(&o.path, std::fs::Permissions::from_mode(0o666));
-    std::thread::spawn(move || {
+    let what = o.path.display().to_string();
+    spawn_loop(&what, move || {
         for c in listener.incoming() {
             let Ok(c) = c else { continue };
             let port = o.port;
-            std::thread::spawn(move || match vsock::connect(vsock::HOST_CID, port) {
+            spawn(move || match vsock::connect(vsock::HOST_CID, port) {
                 Ok(v) => splice(c, v),
                 Err(e) => eprintln!("oxydra-vm: host port {port}: {e}"),
             });
@@ -182,11 +200,11 @@ fn gateway(path: PathBuf) {
         Ok(l) => l,
         Err(e) => fail(&format!("vsock port {GATEWAY_PORT}: {e}")),
     };
-    std::thread::spawn(move || {
+    spawn_loop("the gateway bridge", move || {
         loop {
             let Ok(v) = listener.accept() else { continue };
             let path = path.clone();
-            std::thread::spawn(move || {
+            spawn(move || {
                 if let Ok(u) = UnixStream::connect(&path) {
                     splice(v, u);
                 }
@@ -201,7 +219,7 @@ fn control(runtime: Arc<Mutex<Option<rustix::process::Pid>>>) {
         Ok(l) => l,
         Err(e) => fail(&format!("vsock port {CONTROL_PORT}: {e}")),
     };
-    std::thread::spawn(move || {
+    spawn_loop("the control port", move || {
         loop {
             let Ok(mut c) = listener.accept() else {
                 continue;
@@ -248,6 +266,7 @@ pub fn run() -> ! {
         Ok(p) => p,
         Err(e) => fail(&e),
     };
+    println!("{PLAN_READ}");
     // Parents before children.
     let mut shares = plan.shares.clone();
     shares.sort_by_key(|s| s.path.components().count());
@@ -340,7 +359,8 @@ pub fn run() -> ! {
             Err(e) => break format!("an unknown status (wait: {e})"),
         }
     };
-    println!("{EXIT_PREFIX}{how}");
+    // On a line of its own, whatever the runtime wrote last.
+    println!("\n{EXIT_PREFIX}{how}");
     end_vm()
 }
 

@@ -756,7 +756,19 @@ fn vm_launch(
     );
     let mut shares = Vec::new();
     let mut files = Vec::new();
+    // A file inside a shared directory is there already (and writing it would fail on
+    // a read-only share, or overwrite the host's on a read-write one).
+    let dirs: Vec<PathBuf> = p
+        .read_only
+        .iter()
+        .chain(&p.read_write)
+        .filter(|d| d.is_dir())
+        .cloned()
+        .collect();
     for path in &p.read_only {
+        if !path.is_dir() && dirs.iter().any(|d| path.starts_with(d)) {
+            continue;
+        }
         if path.is_dir() {
             shares.push(Share {
                 path: path.clone(),
@@ -850,7 +862,14 @@ fn vm_launch(
     );
     let accel = match cfg.accel {
         config::runner::VmAccel::Auto => vm::Accel::Auto,
-        config::runner::VmAccel::Kvm => vm::Accel::Kvm,
+        config::runner::VmAccel::Kvm => {
+            vm::kvm_usable().map_err(|why| {
+                usage(format!(
+                    "micro_vm.accel = \"kvm\" in runner.toml, but KVM cannot run the guest here: {why}; set accel = \"auto\" (TCG where KVM cannot) or \"tcg\""
+                ))
+            })?;
+            vm::Accel::Kvm
+        }
         config::runner::VmAccel::Tcg => vm::Accel::Tcg,
     };
     let plan = GuestPlan {
