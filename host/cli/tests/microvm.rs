@@ -278,7 +278,7 @@ fn a_guest_that_cannot_boot_is_reported_with_its_console() {
 }
 
 #[test]
-fn shell_exec_from_the_vm_runs_in_the_container_sidecar_over_vsock() {
+fn the_vm_reaches_the_shell_sidecar_and_an_mcp_server_container_over_vsock() {
     let (ok, out) = docker(&[
         "image",
         "inspect",
@@ -294,16 +294,24 @@ fn shell_exec_from_the_vm_runs_in_the_container_sidecar_over_vsock() {
     let env = Env::with_config(
         vec![
             server::openai::tool_calls(
-                &[(
-                    "sh",
-                    "shell_exec",
-                    json!({"command": "echo from the VM shell > /shared/vm-shell.txt && cat /shared/vm-shell.txt && ls /", "timeout_secs": 20}),
-                )],
+                &[
+                    (
+                        "sh",
+                        "shell_exec",
+                        json!({"command": "echo from the VM shell > /shared/vm-shell.txt && cat /shared/vm-shell.txt && ls /", "timeout_secs": 20}),
+                    ),
+                    ("m1", "t__echo", json!({ "text": "from the MCP container" })),
+                ],
                 None,
             ),
             server::openai::answer("the shell ran", None),
         ],
-        &shared_cache(),
+        &format!(
+            "{}[mcp.servers.t]\ncommand = {:?}\nargs = [{:?}, \"stdio\"]\n",
+            shared_cache(),
+            common::mcp::mcp_python().display().to_string(),
+            common::mcp::server_script().display().to_string(),
+        ),
     );
     setup_with(&env, "", "shell_enabled = true\n");
     let ws = env.alice();
@@ -338,6 +346,28 @@ fn shell_exec_from_the_vm_runs_in_the_container_sidecar_over_vsock() {
     assert!(
         !result.contains("vault"),
         "the sidecar has no vault: {result}"
+    );
+    // The stdio MCP server in its own container, reached from the VM over vsock.
+    let echoed = env
+        .server
+        .requests()
+        .iter()
+        .rev()
+        .find_map(|r| {
+            r.json()["messages"].as_array().and_then(|m| {
+                m.iter()
+                    .find(|m| m["tool_call_id"] == "m1")
+                    .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            })
+        })
+        .expect("the MCP tool's result reached the model");
+    assert_eq!(echoed, "from the MCP container", "{:?}", env.ctl(&["logs"]));
+    assert!(
+        s["mcp"]["t"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("up (container oxydra-mcp-alice-"),
+        "{s}"
     );
     assert_eq!(
         std::fs::read_to_string(ws.join("shared/vm-shell.txt")).unwrap(),
