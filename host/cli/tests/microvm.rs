@@ -326,19 +326,7 @@ fn the_vm_reaches_the_shell_sidecar_and_an_mcp_server_container_over_vsock() {
         "{s}"
     );
     assert_eq!(turn(&url, &token(&ws), "use the shell"), "the shell ran");
-    let result = env
-        .server
-        .requests()
-        .iter()
-        .rev()
-        .find_map(|r| {
-            r.json()["messages"].as_array().and_then(|m| {
-                m.iter()
-                    .find(|m| m["tool_call_id"] == "sh")
-                    .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-            })
-        })
-        .expect("the shell's result reached the model");
+    let result = tool_result(&env, "sh");
     assert!(
         result.starts_with("exit code 0") && result.contains("from the VM shell"),
         "{result}"
@@ -348,19 +336,7 @@ fn the_vm_reaches_the_shell_sidecar_and_an_mcp_server_container_over_vsock() {
         "the sidecar has no vault: {result}"
     );
     // The stdio MCP server in its own container, reached from the VM over vsock.
-    let echoed = env
-        .server
-        .requests()
-        .iter()
-        .rev()
-        .find_map(|r| {
-            r.json()["messages"].as_array().and_then(|m| {
-                m.iter()
-                    .find(|m| m["tool_call_id"] == "m1")
-                    .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-            })
-        })
-        .expect("the MCP tool's result reached the model");
+    let echoed = tool_result(&env, "m1");
     assert_eq!(echoed, "from the MCP container", "{:?}", env.ctl(&["logs"]));
     assert!(
         s["mcp"]["t"]
@@ -388,6 +364,22 @@ fn the_vm_reaches_the_shell_sidecar_and_an_mcp_server_container_over_vsock() {
             .unwrap_or_default(),
     ]);
     assert!(!exists, "the sidecar's container is removed");
+}
+
+/// The text of the tool result with `id` in the last request that carries it.
+fn tool_result(env: &Env, id: &str) -> String {
+    env.server
+        .requests()
+        .iter()
+        .rev()
+        .find_map(|r| {
+            r.json()["messages"].as_array().and_then(|m| {
+                m.iter()
+                    .find(|m| m["tool_call_id"] == id)
+                    .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+            })
+        })
+        .unwrap_or_else(|| panic!("no result of tool call {id} reached the model"))
 }
 
 /// `docker <args>` against the tests' engine: (success, stdout + stderr).

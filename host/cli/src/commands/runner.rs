@@ -296,6 +296,20 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         ws.join(".oxydra"),
         runner::runtime_dir(&ws),
     ];
+    // The sidecars' sockets (never in the process tier; in a VM, vm_launch maps these
+    // paths to the guest's /run/oxydra).
+    if !mcp_containers.is_empty() {
+        env.push((
+            oxydra_mcp::BRIDGE_DIR_ENV.into(),
+            runner::mcp_dir(&ws).into(),
+        ));
+    }
+    if shell_on {
+        env.push((
+            oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
+            runner::shell_socket(&ws).into(),
+        ));
+    }
     let (launch, runtime_owner) = if tier == Tier::Process {
         let mut read_write = read_write.to_vec();
         read_write.push(PathBuf::from("/dev/null"));
@@ -327,19 +341,6 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         )
     } else if tier == Tier::MicroVm {
         args_out.push("--in-vm".into());
-        // Their paths are the guest's (vm_launch maps them to /run/oxydra).
-        if !mcp_containers.is_empty() {
-            env.push((
-                oxydra_mcp::BRIDGE_DIR_ENV.into(),
-                runner::mcp_dir(&ws).into(),
-            ));
-        }
-        if shell_on {
-            env.push((
-                oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
-                runner::shell_socket(&ws).into(),
-            ));
-        }
         vm_launch(
             ContainerParts {
                 user: &user,
@@ -365,18 +366,6 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
         )?
     } else {
         args_out.push("--in-container".into());
-        if !mcp_containers.is_empty() {
-            env.push((
-                oxydra_mcp::BRIDGE_DIR_ENV.into(),
-                runner::mcp_dir(&ws).into(),
-            ));
-        }
-        if shell_on {
-            env.push((
-                oxydra_runtime::capabilities::shell::SHELL_SOCKET_ENV.into(),
-                runner::shell_socket(&ws).into(),
-            ));
-        }
         container_launch(ContainerParts {
             user: &user,
             ws: &ws,
