@@ -506,18 +506,21 @@ fn usable_by(path: &Path, uid: u32, gid: u32) -> bool {
     }
 }
 
+/// `name` on PATH.
+pub fn on_path(name: impl AsRef<Path>) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join(name.as_ref()))
+            .find(|f| f.is_file())
+    })
+}
+
 /// Where a binary is, for [`kill_stale`]: as given, else on PATH.
 fn resolve(binary: &Path) -> PathBuf {
     if binary.components().count() > 1 {
         return binary.to_path_buf();
     }
-    std::env::var_os("PATH")
-        .and_then(|p| {
-            std::env::split_paths(&p)
-                .map(|d| d.join(binary))
-                .find(|f| f.is_file())
-        })
-        .unwrap_or_else(|| binary.to_path_buf())
+    on_path(binary).unwrap_or_else(|| binary.to_path_buf())
 }
 
 /// Start the VM: its vsock device, the host ends of its outbound bridges, the VMM.

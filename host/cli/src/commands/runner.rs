@@ -593,6 +593,31 @@ fn shell_launch(
     }
 }
 
+/// The runtime's environment in an image of its own (a container or a VM): the
+/// runner's, but the image's components and PATH, and unless one is configured a
+/// component cache in the workspace's store directory.
+fn image_env(
+    runner_env: &[(OsString, OsString)],
+    cache_configured: bool,
+    ws: &Path,
+) -> Vec<(String, String)> {
+    let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
+    let mut env: Vec<(String, String)> = runner_env
+        .iter()
+        .filter(|(k, _)| k != "OXYDRA_COMPONENTS_DIR" && k != "PATH")
+        .filter(|(k, _)| cache_configured || k != "XDG_CACHE_HOME")
+        .map(|(k, v)| (text(k), text(v)))
+        .collect();
+    env.push(("OXYDRA_COMPONENTS_DIR".into(), IMAGE_COMPONENTS.to_string()));
+    if !cache_configured {
+        env.push((
+            "XDG_CACHE_HOME".into(),
+            ws.join(".oxydra").join("cache").display().to_string(),
+        ));
+    }
+    env
+}
+
 /// The runtime's container: the same paths inside as outside, the image's binary and
 /// components, the compiled-component cache in the workspace's store directory (never
 /// where the agent's tools write), and a non-root user.
@@ -635,20 +660,10 @@ fn container_launch(p: ContainerParts<'_>) -> Result<(Start, Option<(u32, u32)>)
         });
     }
     let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
-    let mut env: Vec<String> = p
-        .env
-        .iter()
-        .filter(|(k, _)| k != "OXYDRA_COMPONENTS_DIR" && k != "PATH")
-        .filter(|(k, _)| p.configured_cache.is_some() || k != "XDG_CACHE_HOME")
-        .map(|(k, v)| format!("{}={}", text(k), text(v)))
+    let env: Vec<String> = image_env(&p.env, p.configured_cache.is_some(), p.ws)
+        .into_iter()
+        .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    env.push(format!("OXYDRA_COMPONENTS_DIR={IMAGE_COMPONENTS}"));
-    if p.configured_cache.is_none() {
-        env.push(format!(
-            "XDG_CACHE_HOME={}",
-            p.ws.join(".oxydra").join("cache").display()
-        ));
-    }
     let (user, owner) = container_user();
     let name = format!("oxydra-runtime-{}-{:08x}", p.user, fnv(p.ws));
     Ok((
@@ -683,15 +698,6 @@ fn vm_guest_path(name: &str) -> PathBuf {
     Path::new(oxydra_tiers::vm_guest::GUEST_RUN).join(name)
 }
 
-/// `name` on PATH.
-fn on_path(name: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(name))
-            .find(|f| f.is_file())
-    })
-}
-
 /// Config files bigger than this are not copied into the guest one by one.
 const VM_FILE_MAX: u64 = 1 << 20;
 
@@ -713,14 +719,14 @@ fn vm_launch(
     let qemu = cfg
         .qemu
         .clone()
-        .or_else(|| on_path("qemu-system-x86_64"))
+        .or_else(|| oxydra_tiers::vm::on_path("qemu-system-x86_64"))
         .ok_or_else(|| {
             usage("the micro_vm tier needs QEMU: apt-get install qemu-system-x86, or set [micro_vm] qemu in runner.toml".into())
         })?;
     let vhost_vsock = cfg
         .vhost_device_vsock
         .clone()
-        .or_else(|| on_path("vhost-device-vsock"))
+        .or_else(|| oxydra_tiers::vm::on_path("vhost-device-vsock"))
         .ok_or_else(|| {
             usage("the micro_vm tier needs vhost-device-vsock (QEMU's vsock device): cargo install --locked vhost-device-vsock --version 0.3.0, or set [micro_vm] vhost_device_vsock in runner.toml".into())
         })?;
@@ -811,13 +817,10 @@ fn vm_launch(
         forwards.push((port, runner::mcp_socket(p.ws, name)));
     }
     let text = |v: &std::ffi::OsStr| v.to_string_lossy().into_owned();
-    let mut env: Vec<(String, String)> = p
-        .env
-        .iter()
-        .filter(|(k, _)| k != "OXYDRA_COMPONENTS_DIR" && k != "PATH")
-        .filter(|(k, _)| p.configured_cache.is_some() || k != "XDG_CACHE_HOME")
+    // The sidecars' sockets are the guest's.
+    let env: Vec<(String, String)> = image_env(&p.env, p.configured_cache.is_some(), p.ws)
+        .into_iter()
         .map(|(k, v)| {
-            let k = text(k);
             let v = match k.as_str() {
                 oxydra_runtime::capabilities::egress::EGRESS_SOCKET_ENV => {
                     guest_socket("egress.sock").display().to_string()
@@ -826,18 +829,11 @@ fn vm_launch(
                     guest_socket(runner::SHELL_SOCKET).display().to_string()
                 }
                 oxydra_mcp::BRIDGE_DIR_ENV => mcp_dir.display().to_string(),
-                _ => text(v),
+                _ => v,
             };
             (k, v)
         })
         .collect();
-    env.push(("OXYDRA_COMPONENTS_DIR".into(), IMAGE_COMPONENTS.to_string()));
-    if p.configured_cache.is_none() {
-        env.push((
-            "XDG_CACHE_HOME".into(),
-            p.ws.join(".oxydra").join("cache").display().to_string(),
-        ));
-    }
     let (uid, gid) = oxydra_tiers::container::effective_ids();
     let owner = (uid == 0).then_some((CONTAINER_UID, CONTAINER_UID));
     let (guest_uid, guest_gid) = owner.unwrap_or((uid, gid));
@@ -943,11 +939,11 @@ pub fn warm_vm_cache(args: WarmArgs) -> Result<(), Failure> {
     let usage = |m: String| Failure::new(exit::USAGE, m);
     let qemu = args
         .qemu
-        .or_else(|| on_path("qemu-system-x86_64"))
+        .or_else(|| oxydra_tiers::vm::on_path("qemu-system-x86_64"))
         .ok_or_else(|| usage("QEMU is not installed: apt-get install qemu-system-x86".into()))?;
     let vhost_vsock = args
         .vhost_device_vsock
-        .or_else(|| on_path("vhost-device-vsock"))
+        .or_else(|| oxydra_tiers::vm::on_path("vhost-device-vsock"))
         .ok_or_else(|| {
             usage("vhost-device-vsock is not installed: cargo install --locked vhost-device-vsock --version 0.3.0".into())
         })?;
