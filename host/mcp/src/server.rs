@@ -815,12 +815,14 @@ impl Server {
         let peer = loop {
             match &*lock(&self.state) {
                 State::Ready(p) => break p.clone(),
-                State::Down { reason, .. } => {
+                // While the backoff runs the call fails at once; once the restart is
+                // underway it waits for it like a first start.
+                State::Down { reason, retry_at } if Instant::now() < *retry_at => {
                     return Err(failed(format!(
                         "{reason}; its tools are unavailable until it is started again (automatically, with backoff)"
                     )));
                 }
-                State::Starting => {}
+                State::Down { .. } | State::Starting => {}
             }
             if waited.elapsed() > Duration::from_secs(self.cfg.startup_timeout_secs) {
                 return Err(failed(format!(
