@@ -31,6 +31,7 @@ macro_rules! oxydra_bindgen {
                 "../../wit/v0.1/llm",
                 "../../wit/v0.1/agent",
                 "../../wit/v0.1/scheduler",
+                "../../wit/v0.1/memory",
                 "../../wit/v0.1/channel",
                 "../../wit/v0.1/shell",
                 "../../wit/v0.1/profiles",
@@ -53,6 +54,7 @@ pub mod imports {
                 import oxydra:vault/read@0.1.0;
                 import oxydra:agent/delegate@0.1.0;
                 import oxydra:scheduler/jobs@0.1.0;
+                import oxydra:memory/store@0.1.0;
                 import oxydra:channel/outbox@0.1.0;
                 import oxydra:shell/exec@0.1.0;
                 import oxydra:tool/settings@0.1.0;
@@ -144,6 +146,10 @@ pub mod jobs {
     pub use super::imports::oxydra::scheduler::jobs::{
         CadenceKind, Job, JobStatus, NewJob, Notify, OutputPage, Page, Patch, Query, Run, RunStatus,
     };
+}
+/// `oxydra:memory/store`: the host's [`crate::memory::Memory`] speaks these types.
+pub mod memory {
+    pub use super::imports::oxydra::memory::store::{Hit, Note, Query, Source};
 }
 pub use imports::oxydra::fs::types::{Entry, EntryKind, FsError, Metadata};
 pub use imports::oxydra::tool::types::{SafetyTier, ToolError, ToolInfo};

@@ -4,14 +4,16 @@
 //!
 //! Each module follows wasmtime-wasi's ctx/view pattern: a per-call context type that
 //! implements the generated host traits (`paths::WorkspaceCtx` for `fs` and `vault`,
-//! `delegate::DelegateCtx`, `jobs::JobsCtx`), a view trait the store data implements to hand it out, and
-//! `add_to_linker` functions generic over that view.
+//! `delegate::DelegateCtx`, `jobs::JobsCtx`, `memory::MemoryCtx`), a view trait the
+//! store data implements to hand it out, and `add_to_linker` functions generic over
+//! that view.
 
 pub mod delegate;
 pub mod egress;
 pub mod fs;
 pub mod http;
 pub mod jobs;
+pub mod memory;
 pub mod outbox;
 pub mod paths;
 pub mod shell;
@@ -38,7 +40,7 @@ pub struct CapabilityRow {
 }
 
 /// The capability table, in the order of the [`Capability`] variants (a test checks it).
-pub const CAPABILITIES: [CapabilityRow; 10] = [
+pub const CAPABILITIES: [CapabilityRow; 11] = [
     CapabilityRow {
         capability: Capability::FsRead,
         interface: "oxydra:fs/read",
@@ -101,6 +103,12 @@ pub const CAPABILITIES: [CapabilityRow; 10] = [
         interface: "oxydra:shell/exec",
         imports: &["oxydra:shell/exec"],
         link: Some(shell::add_to_linker::<CallState>),
+    },
+    CapabilityRow {
+        capability: Capability::Memory,
+        interface: "oxydra:memory/store",
+        imports: &["oxydra:memory/store"],
+        link: Some(memory::add_to_linker::<CallState>),
     },
 ];
 

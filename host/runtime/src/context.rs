@@ -7,6 +7,7 @@
 
 use crate::channels::Outbox;
 use crate::delegation::Delegator;
+use crate::memory::Memory;
 use crate::scheduling::Jobs;
 use std::sync::Arc;
 
@@ -22,6 +23,9 @@ pub struct CallContext {
     pub jobs: Option<Arc<dyn Jobs>>,
     /// `oxydra:channel/outbox` (profile `chat-media`): the chat of the calling turn.
     pub outbox: Option<Arc<dyn Outbox>>,
+    /// `oxydra:memory/store` (profile `memory`): the turn's user's notes and
+    /// conversations, and the turn's session's scratchpad.
+    pub memory: Option<Arc<dyn Memory>>,
 }
 
 impl std::fmt::Debug for CallContext {
@@ -30,6 +34,7 @@ impl std::fmt::Debug for CallContext {
             .field("delegator", &self.delegator.is_some())
             .field("jobs", &self.jobs.is_some())
             .field("outbox", &self.outbox.is_some())
+            .field("memory", &self.memory.is_some())
             .finish()
     }
 }

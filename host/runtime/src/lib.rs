@@ -20,6 +20,7 @@ mod kernel;
 pub mod limits;
 mod linker;
 pub mod llm;
+pub mod memory;
 pub mod profiles;
 pub mod scheduling;
 mod state;

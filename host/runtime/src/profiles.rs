@@ -77,6 +77,9 @@ pub enum Capability {
     Outbox,
     /// `oxydra:shell/exec`: run a command in the shell sidecar.
     Shell,
+    /// `oxydra:memory/store`: the calling user's notes and conversations, and the
+    /// calling session's scratchpad.
+    Memory,
 }
 
 impl Capability {
@@ -124,6 +127,7 @@ pub enum Profile {
     Scheduler,
     ChatMedia,
     Shell,
+    Memory,
 }
 
 /// One profile as data: what it may import, what it exports, and the least careful
@@ -144,7 +148,7 @@ pub struct ProfileRow {
 
 /// The profile table, narrowest first (derivation takes the first row that fits), in
 /// the order of the [`Profile`] variants (a test checks it).
-pub const PROFILES: [ProfileRow; 11] = [
+pub const PROFILES: [ProfileRow; 12] = [
     ProfileRow {
         profile: Profile::FileReadOnly,
         name: "file-read-only",
@@ -236,6 +240,17 @@ pub const PROFILES: [ProfileRow; 11] = [
         export: ExportKind::Tool,
         // A command can do anything the sidecar allows.
         tier_floor: Tier::Privileged,
+    },
+    ProfileRow {
+        profile: Profile::Memory,
+        name: "memory",
+        // The calling user's notes and conversations and the calling session's
+        // scratchpad, scoped by the host; no files, no network.
+        capabilities: &[Capability::Memory],
+        export: ExportKind::Tool,
+        // Like the scheduler's: a component of this profile can write memory whatever
+        // tier it declares, so none runs in parallel with another call.
+        tier_floor: Tier::SideEffecting,
     },
 ];
 

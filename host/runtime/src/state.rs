@@ -6,6 +6,7 @@
 use crate::bindings::imports::oxydra::tool;
 use crate::capabilities::delegate::{DelegateCtx, DelegateView};
 use crate::capabilities::jobs::{JobsCtx, JobsView};
+use crate::capabilities::memory::{MemoryCtx, MemoryView};
 use crate::capabilities::outbox::{OutboxCtx, OutboxView};
 use crate::capabilities::paths::{Workspace, WorkspaceCtx, WorkspaceView};
 use crate::capabilities::shell::{ShellCtx, ShellView};
@@ -89,6 +90,8 @@ pub struct CallState {
     delegate: DelegateCtx,
     /// `oxydra:scheduler/jobs`, set for calls of tools in the scheduler profile.
     jobs: JobsCtx,
+    /// `oxydra:memory/store`, set for calls of tools in the memory profile.
+    memory: MemoryCtx,
     /// `oxydra:channel/outbox`, set for calls of tools in the chat-media profile.
     outbox: OutboxCtx,
     /// `oxydra:shell/exec`: the process's shell sidecar, when it has one.
@@ -123,6 +126,7 @@ impl CallState {
             workspace: WorkspaceCtx::new(workspace),
             delegate: DelegateCtx::new(context.delegator.clone()),
             jobs: JobsCtx::new(context.jobs.clone()),
+            memory: MemoryCtx::new(context.memory.clone()),
             outbox: OutboxCtx::new(context.outbox.clone()),
             shell: ShellCtx::new(in_call),
             web: WebCtx::new(web.access.clone(), web.settings.clone()),
@@ -174,6 +178,12 @@ impl ShellView for CallState {
 impl JobsView for CallState {
     fn jobs(&mut self) -> &mut JobsCtx {
         &mut self.jobs
+    }
+}
+
+impl MemoryView for CallState {
+    fn memory(&mut self) -> &mut MemoryCtx {
+        &mut self.memory
     }
 }
 

@@ -64,6 +64,19 @@ pub mod scheduler {
     });
 }
 
+/// `oxydra:memory/store`. Inline like [`channel`]: a tool that calls it imports the
+/// memory interface and nothing else.
+#[cfg(feature = "memory")]
+pub mod memory {
+    wit_bindgen::generate!({
+        path: ["wit/v0.1/memory"],
+        inline: "package oxydra:sdk-memory@0.1.0;\n\
+                 world memory-imports { import oxydra:memory/store@0.1.0; }\n",
+        world: "oxydra:sdk-memory/memory-imports",
+        generate_all,
+    });
+}
+
 /// `oxydra:shell/exec`. Inline like [`channel`]: a tool that calls it imports the shell
 /// interface and nothing else.
 #[cfg(feature = "shell")]

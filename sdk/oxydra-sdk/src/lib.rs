@@ -30,6 +30,8 @@
 //!   the `web` profile (`web_fetch`, `web_search`).
 //! - [`scheduler`] (feature `scheduler`): the calling user's scheduled jobs, for the
 //!   tools of the `scheduler` profile (`schedule_create`, …).
+//! - [`memory`] (feature `memory`): the calling user's notes and the calling session's
+//!   scratchpad, for the tools of the `memory` profile (`memory_search`, …).
 //! - [`url`]: form-urlencoding of query values and resolving relative links; plain
 //!   functions, no host calls.
 //! - [`llm`] (feature `llm`): writing an LLM provider adapter.
@@ -51,6 +53,8 @@ pub mod fs;
 mod http_target;
 #[cfg(feature = "llm")]
 pub mod llm;
+#[cfg(feature = "memory")]
+pub mod memory;
 #[cfg(feature = "outbox")]
 pub mod outbox;
 #[cfg(feature = "scheduler")]

@@ -17,6 +17,7 @@ const COPIES: &[(&str, &[&str])] = &[
             "channel",
             "fs",
             "llm",
+            "memory",
             "scheduler",
             "sdk",
             "shell",
