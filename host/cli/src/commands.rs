@@ -6,6 +6,7 @@ pub mod component;
 pub mod config;
 pub mod llm;
 pub mod mcp;
+pub mod memory;
 pub mod model;
 pub mod run;
 pub mod runner;

@@ -108,6 +108,9 @@ enum Command {
     /// Scheduled jobs: list them, their runs; pause, resume, delete one.
     #[command(subcommand)]
     Schedule(commands::schedule::ScheduleCommand),
+    /// Persistent memory: search it, list the notes, rebuild its indexes.
+    #[command(subcommand)]
+    Memory(commands::memory::MemoryCommand),
     /// The shell sidecar's daemon (the runner starts it in the sidecar container): runs
     /// `shell_exec` commands under --root directories, answering on --socket.
     ShellDaemon(ShellDaemonArgs),
@@ -227,6 +230,7 @@ fn main() -> ExitCode {
         Command::Catalog(c) => commands::catalog::run(c),
         Command::Model(c) => commands::model::run(c),
         Command::Schedule(c) => commands::schedule::run(c, &sources, user),
+        Command::Memory(c) => commands::memory::run(c, &sources, user),
         Command::ShellDaemon(a) => oxydra_tiers::shell::serve(&a.socket, &a.roots)
             .map_err(|e| Failure::new(exit::USAGE, format!("shell-daemon: {e}"))),
     };

@@ -101,6 +101,14 @@ fn tool_list_names_every_bundled_tool_with_profile_and_tier() {
         ("schedule_delete", "scheduler", "side-effecting"),
         ("schedule_runs", "scheduler", "side-effecting"),
         ("schedule_run_output", "scheduler", "side-effecting"),
+        // Likewise the memory profile's: its tools can write the user's memory.
+        ("memory_search", "memory", "side-effecting"),
+        ("memory_save", "memory", "side-effecting"),
+        ("memory_update", "memory", "side-effecting"),
+        ("memory_delete", "memory", "side-effecting"),
+        ("scratchpad_read", "memory", "side-effecting"),
+        ("scratchpad_write", "memory", "side-effecting"),
+        ("scratchpad_clear", "memory", "side-effecting"),
         // Registered for the agent only when the container tier's shell sidecar answers.
         ("shell_exec", "shell", "privileged"),
     ];
@@ -504,8 +512,8 @@ fn values_that_would_disable_a_limit_and_keys_nothing_reads_are_refused_where_th
             "error: .oxydra/agent.toml:2: key `runtime.max_turns`: must be at least 1",
         ),
         (
-            "[memory]\nenabled = true\n",
-            "error: .oxydra/agent.toml:2: key `memory.enabled`: not supported yet",
+            "[memory.retrieval]\ntop_k = 0\n",
+            "error: .oxydra/agent.toml:2: key `memory.retrieval.top_k`: 0: use 1–20",
         ),
         (
             "[providers.registry.openai]\nprovider_type = \"openai\"\nreasoning = true\n",

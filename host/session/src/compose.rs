@@ -162,6 +162,14 @@ impl System {
                     .contains(&oxydra_runtime::Profile::Scheduler)
             });
         }
+        // Memory tools only with memory: otherwise there is nothing for them to reach.
+        if !config.memory.enabled {
+            loaded.retain(|t: &Arc<LoadedTool>| {
+                !t.descriptor
+                    .profiles
+                    .contains(&oxydra_runtime::Profile::Memory)
+            });
+        }
         // Shell tools only with a shell sidecar that answers (the container tier's):
         // outside one no command may run, and the model is not offered what would fail.
         let is_shell = |t: &Arc<LoadedTool>| {

@@ -7,6 +7,7 @@
 
 pub mod agent;
 mod layers;
+pub mod memory;
 pub mod runner;
 pub mod scheduler;
 pub mod web;

@@ -16,6 +16,7 @@ pub mod error;
 pub mod events;
 pub mod local;
 pub mod mcp;
+pub mod memory;
 pub mod origin;
 pub mod providers;
 pub mod registry;

@@ -317,6 +317,9 @@ struct Inner {
     /// The user's jobs (`[scheduler] enabled`): each turn's tools get them, scoped to the
     /// turn's origin; `serve` runs them.
     scheduler: Option<Arc<crate::scheduler::Scheduler>>,
+    /// The user's memory (`[memory] enabled`): the memory tools reach it scoped to the
+    /// turn's session; each turn gets what is relevant and is remembered.
+    memory: Option<Arc<oxydra_memory::Memory>>,
 }
 
 /// One user's sessions. Front ends (`run`, `chat`, the gateway, channels, the scheduler)
@@ -346,6 +349,10 @@ impl SessionService {
             )?)),
             false => None,
         };
+        let memory = match system.config.memory.enabled {
+            true => Some(crate::memory::open(&system.config.memory, ws_dir, user)?),
+            false => None,
+        };
         let slots = Slots {
             max: opts.max_concurrent_turns,
             state: Mutex::new(SlotState::default()),
@@ -366,8 +373,14 @@ impl SessionService {
                 slots,
                 notifiers: crate::origin::Notifiers::new(),
                 scheduler,
+                memory,
             }),
         })
+    }
+
+    /// The user's memory; `None` when `[memory] enabled = false`.
+    pub fn memory(&self) -> Option<Arc<oxydra_memory::Memory>> {
+        self.inner.memory.clone()
     }
 
     pub fn user(&self) -> &str {
@@ -882,7 +895,7 @@ impl Inner {
     }
 
     /// The per-call services of a turn from `origin`, run by `rt`'s agent.
-    fn call_context(&self, origin: &Origin, rt: &AgentRuntime) -> CallContext {
+    fn call_context(&self, session: &str, origin: &Origin, rt: &AgentRuntime) -> CallContext {
         // Jobs this turn creates run on its agent's model: without its prices a job's
         // money budget cannot be enforced, and the jobs service says so.
         let unpriced = rt
@@ -899,6 +912,13 @@ impl Inner {
             // Files go to the turn's chat only (`send_media`); a turn from the CLI or the
             // gateway has none, and the outbox says so.
             outbox: crate::origin::ChatOutbox::for_turn(origin, &self.notifiers),
+            // The user's memory; the scratchpad is this session's.
+            memory: self.memory.as_ref().map(|m| {
+                Arc::new(crate::memory::Scoped {
+                    memory: m.clone(),
+                    session: session.to_string(),
+                }) as Arc<dyn oxydra_runtime::memory::Memory>
+            }),
             ..CallContext::default()
         }
     }
@@ -920,8 +940,17 @@ impl Inner {
                 actor.publish(TurnEvent::Started {
                     turn_id: job.turn_id.clone(),
                 });
+                // What memory holds that is relevant to this message goes in with the
+                // system prompt, for this turn only.
+                let recalled = self.memory.as_ref().and_then(|m| {
+                    crate::memory::recall(m, &self.system.config.memory, &actor.id, &job.prompt)
+                });
                 let profile = AgentProfile {
                     budgets: job.opts.limits.apply(&rt.profile.budgets),
+                    system_prompt: match recalled {
+                        Some(r) => format!("{}\n\n{r}", rt.profile.system_prompt),
+                        None => rt.profile.system_prompt.clone(),
+                    },
                     ..rt.profile.clone()
                 };
                 rt.runtime
@@ -935,11 +964,18 @@ impl Inner {
                             }
                         },
                         &job.cancel,
-                        self.call_context(&job.opts.origin, &rt),
+                        self.call_context(&actor.id, &job.opts.origin, &rt),
                     )
                     .map_err(Arc::new)
             }
         };
+        // A finished turn is remembered, so later sessions can find it.
+        if let (Some(m), Ok(done)) = (&self.memory, &outcome)
+            && self.system.config.memory.record_conversations
+            && let Err(e) = m.record_exchange(&actor.id, &job.turn_id, &job.prompt, &done.answer)
+        {
+            tracing::warn!(session = %actor.id, "memory: the turn was not remembered: {e}");
+        }
         let summary = TurnSummary {
             session: actor.id.clone(),
             turn_id: job.turn_id,

@@ -24,9 +24,11 @@
 //! holder that died stops holding it.
 
 mod jobs;
+mod memory;
 
 pub use jobs::{JobRow, NextTick, RunRow};
 use libsql::{Builder, Connection, params};
+pub use memory::{MemoryChanges, MemoryDoc, MemoryWrite};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
@@ -160,7 +162,7 @@ pub struct Store {
 }
 
 /// The tables `SCHEMA` creates.
-const SCHEMA_TABLES: i64 = 8;
+const SCHEMA_TABLES: i64 = 12;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -471,7 +473,8 @@ impl Store {
             let mut rows = c
                 .query(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
-                     ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state', 'jobs', 'job_runs')",
+                     ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state', 'jobs', 'job_runs', \
+                     'memory_docs', 'memory_tombstones', 'memory_meta', 'scratchpads')",
                     (),
                 )
                 .await?;
@@ -486,6 +489,7 @@ impl Store {
             immediate(c, async |c| {
                 c.execute_batch(SCHEMA).await?;
                 c.execute_batch(jobs::JOB_TABLES).await?;
+                c.execute_batch(memory::MEMORY_TABLES).await?;
                 Ok(())
             })
             .await

@@ -26,9 +26,12 @@ pub enum ToolCommand {
         /// Default: <workspace_root>/<user> from runner.toml.
         #[arg(long, value_name = "DIR")]
         workspace: Option<PathBuf>,
-        /// User whose workspace to use when --workspace is not given.
+        /// User whose workspace (and, for memory tools, whose memory) to use.
         #[arg(long)]
         user: Option<String>,
+        /// The session whose scratchpad the scratchpad_* tools use.
+        #[arg(long, default_value = "cli")]
+        session: String,
     },
 }
 
@@ -50,17 +53,17 @@ pub fn run(cmd: ToolCommand, sources: &Sources) -> Result<(), Failure> {
             arguments,
             workspace,
             user,
+            session,
         } => {
-            let ws_dir = match workspace {
-                Some(d) => d,
-                None => default_workspace(sources, user)?,
-            };
+            let (user, default_ws) = oxydra_session::compose::user_and_workspace(sources, user)?;
+            let ws_dir = workspace.unwrap_or(default_ws);
             call(
                 &agent.value,
                 agent.base_dir.as_deref(),
                 &name,
                 &arguments,
                 &ws_dir,
+                (&user, &session),
             )
         }
     }
@@ -143,6 +146,7 @@ fn call(
     name: &str,
     arguments: &str,
     ws_dir: &std::path::Path,
+    (user, session): (&str, &str),
 ) -> Result<(), Failure> {
     let parsed: serde_json::Value = serde_json::from_str(arguments).map_err(|e| {
         Failure::new(exit::USAGE, format!("arguments are not valid JSON ({e}); pass an object, e.g. '{{\"path\": \"/shared/a.txt\"}}'"))
@@ -176,7 +180,26 @@ fn call(
         .map_err(|e| Failure::new(exit::REFUSED, e.to_string()))?;
     let ws = Workspace::open(ws_dir)
         .map_err(|e| Failure::new(exit::USAGE, format!("workspace {}: {e}", ws_dir.display())))?;
-    print_outcome(host.call(&tool, arguments, &Arc::new(ws)))
+    // A memory tool reaches the user's memory, and the session's scratchpad.
+    let mut context = oxydra_runtime::CallContext::default();
+    if spec
+        .components
+        .iter()
+        .any(|c| c.grant == oxydra_runtime::Profile::Memory)
+    {
+        if !cfg.memory.enabled {
+            return Err(Failure::new(
+                exit::USAGE,
+                format!("`{name}` needs memory: set `[memory] enabled = true` in agent.toml"),
+            ));
+        }
+        let memory = oxydra_session::memory::open(&cfg.memory, ws_dir, user)?;
+        context.memory = Some(Arc::new(oxydra_session::memory::Scoped {
+            memory,
+            session: session.to_string(),
+        }));
+    }
+    print_outcome(host.call_with(&tool, arguments, &Arc::new(ws), &context))
 }
 
 /// `tool call <server>__<tool>`: that server alone, started for `ws_dir`; the arguments

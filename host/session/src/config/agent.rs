@@ -18,8 +18,7 @@ pub struct AgentConfig {
     pub runtime: Runtime,
     pub reliability: Reliability,
     pub catalog: Catalog,
-    /// Not built yet: any key here is refused (see `validate`).
-    pub memory: Option<toml::Table>,
+    pub memory: super::memory::MemoryConfig,
     pub scheduler: super::scheduler::SchedulerConfig,
     pub gateway: Gateway,
     pub agents: BTreeMap<String, AgentDef>,
@@ -535,12 +534,7 @@ impl AgentConfig {
         self.tools.validate()?;
         self.mcp.validate()?;
         self.scheduler.validate()?;
-        if let Some(key) = self.memory.as_ref().and_then(|t| t.keys().next()) {
-            return Err((
-                format!("memory.{key}"),
-                "not supported yet: [memory] arrives with that feature; remove the key".into(),
-            ));
-        }
+        self.memory.validate()?;
         for (name, p) in &self.providers.registry {
             let unread = [
                 ("max_input_tokens", p.max_input_tokens.is_some()),
