@@ -87,6 +87,7 @@ fn main() {
             trigger_ratio: 0.85,
             target_ratio: 0.5,
             min_turns: 6,
+            flush_to_memory: false,
         },
         agents: Default::default(),
         max_delegation_depth: oxydra_agent::turn::DEFAULT_MAX_DELEGATION_DEPTH,

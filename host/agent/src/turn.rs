@@ -56,6 +56,11 @@ pub enum Progress<'a> {
         turns: usize,
         upto_turn: i64,
     },
+    /// Before compacting, this many facts of the turns being condensed were saved as
+    /// notes (memory flush).
+    MemoryFlush {
+        notes: usize,
+    },
     /// This many of the oldest turns (after the latest summary) were left out of the
     /// request to fit the context window; the model is told so. Worth a warning.
     ContextTrimmed {
@@ -184,6 +189,33 @@ pub struct Compaction {
     pub target_ratio: f64,
     /// Only when the session has at least this many earlier turns.
     pub min_turns: u32,
+    /// Before turns are condensed, ask the model for the facts in them worth keeping and
+    /// save each as a note, when the turn has memory (`[memory]
+    /// flush_before_compaction`).
+    pub flush_to_memory: bool,
+}
+
+const FLUSH_INSTRUCTION: &str = "The part of the conversation above is about to be condensed into a short \
+summary. Before that, list the facts in it worth remembering beyond this conversation: the user's preferences \
+and personal details, decisions, names, paths, numbers and results that would help later. One fact per line, \
+each line starting with \"- \", each fact complete on its own. Reply NONE if there is nothing worth keeping.";
+
+/// At most this many facts are saved by one flush.
+const MAX_FLUSHED_FACTS: usize = 20;
+
+const SESSION_SUMMARY_INSTRUCTION: &str = "Summarise this conversation so that it can be found and \
+understood later without it: what the user wanted, what was done and decided, the facts, names, paths and \
+results that matter, and what was left open. A few sentences; reply with the summary only.";
+
+/// The lines of a flush answer that are facts: `- …` (or `* …`), `NONE` meaning none.
+fn facts(text: &str) -> Vec<String> {
+    text.lines()
+        .map(str::trim)
+        .filter_map(|l| l.strip_prefix("- ").or_else(|| l.strip_prefix("* ")))
+        .map(str::trim)
+        .filter(|f| !f.is_empty() && !f.eq_ignore_ascii_case("none"))
+        .map(str::to_string)
+        .collect()
 }
 
 const SUMMARY_INSTRUCTION: &str = "Summarise the conversation above for your own later use: the user's goals, \
@@ -413,6 +445,16 @@ impl Runtime {
         let Some(&upto) = chosen.last() else {
             return Ok(false);
         };
+        if self.compaction.flush_to_memory
+            && let Some(memory) = &scope.services.memory
+        {
+            let turns: Vec<Message> = chosen
+                .iter()
+                .flat_map(|t| by_turn.get(t).cloned().unwrap_or_default())
+                .collect();
+            let saved = self.flush_to_memory(scope, memory.as_ref(), definitions, turns)?;
+            progress(Progress::MemoryFlush { notes: saved });
+        }
         let mut messages = vec![Message::text(
             Role::System,
             "You maintain the working memory of an agent. The messages that follow are an earlier part of its conversation.",
@@ -450,6 +492,113 @@ impl Runtime {
             upto_turn: upto,
         });
         Ok(true)
+    }
+
+    /// Ask the model which facts of `turns` are worth keeping and save each as a note
+    /// (tag `compaction`); returns how many were saved. A note memory refuses is logged
+    /// and skipped: the compaction goes on.
+    fn flush_to_memory(
+        &self,
+        scope: &TurnScope,
+        memory: &dyn oxydra_runtime::memory::Memory,
+        definitions: &[ToolDefinition],
+        turns: Vec<Message>,
+    ) -> Result<usize, TurnError> {
+        let mut messages = vec![Message::text(
+            Role::System,
+            "You maintain the long-term memory of an agent. The messages that follow are an earlier part of its conversation.",
+        )];
+        messages.extend(turns);
+        messages.push(Message::text(Role::User, FLUSH_INSTRUCTION));
+        let request = LlmRequest {
+            model: self.model.clone(),
+            messages,
+            tools: definitions.to_vec(),
+            tool_choice: Some(ToolChoice::None),
+            max_output_tokens: Some(self.max_output_tokens.unwrap_or(1024).min(1024)),
+            ..Default::default()
+        };
+        let mut streamed = Streamed::default();
+        let called = self.call_model(scope, &request, &mut |_| {}, None, &mut streamed);
+        let usage = streamed.usage;
+        scope.charge(&usage, self.cost_of(&usage), false);
+        called?;
+        let text = text_of(&streamed.message());
+        let mut saved = 0;
+        for fact in facts(&text).into_iter().take(MAX_FLUSHED_FACTS) {
+            match memory.save(fact, vec!["compaction".into()]) {
+                Ok(_) => saved += 1,
+                Err(e) => {
+                    tracing::warn!(session = %scope.session, "memory flush: a fact was not saved: {e}")
+                }
+            }
+        }
+        Ok(saved)
+    }
+
+    /// Summarise what `session` holds (its latest summary and every turn after it) for
+    /// memory, as `agent`'s model; returns the summary and what it cost. `None` when the
+    /// session has no turns.
+    pub fn summarize_session(
+        self: &Arc<Self>,
+        session: &str,
+        agent: &AgentProfile,
+    ) -> Result<Option<(String, Spend)>, TurnFailure> {
+        let nothing = Spend {
+            cost: self.model_info.as_ref().map(|_| 0.0),
+            ..Spend::default()
+        };
+        let fail = |error: TurnError, spent: Spend| TurnFailure { error, spent };
+        let history = self
+            .history(session, i64::MAX)
+            .map_err(|e| fail(e, nothing))?;
+        if history.by_turn.is_empty() && history.summary.is_none() {
+            return Ok(None);
+        }
+        let scope = TurnScope {
+            session: session.to_string(),
+            turn: 0,
+            agent: agent.clone(),
+            depth: 0,
+            started: Instant::now(),
+            spent: Mutex::new(nothing),
+            cancel: CancelToken::default(),
+            services: CallContext::default(),
+        };
+        let mut messages = vec![Message::text(
+            Role::System,
+            "You maintain the long-term memory of an agent. The messages that follow are a whole conversation, now closed.",
+        )];
+        if let Some(s) = &history.summary {
+            messages.push(Self::summary_message(s));
+        }
+        for msgs in history.by_turn.into_values() {
+            messages.extend(msgs);
+        }
+        messages.push(Message::text(Role::User, SESSION_SUMMARY_INSTRUCTION));
+        let request = LlmRequest {
+            model: self.model.clone(),
+            messages,
+            tool_choice: Some(ToolChoice::None),
+            max_output_tokens: Some(self.max_output_tokens.unwrap_or(1024).min(1024)),
+            ..Default::default()
+        };
+        let mut streamed = Streamed::default();
+        let called = self.call_model(&scope, &request, &mut |_| {}, None, &mut streamed);
+        let usage = streamed.usage;
+        scope.charge(&usage, self.cost_of(&usage), true);
+        let spent = *scope.spent();
+        called.map_err(|e| fail(e, spent))?;
+        let text = text_of(&streamed.message());
+        if text.trim().is_empty() {
+            return Err(fail(
+                TurnError::from(LlmFailure::Protocol(
+                    "the model returned an empty summary of the session".into(),
+                )),
+                spent,
+            ));
+        }
+        Ok(Some((text, spent)))
     }
 
     /// The history that fits the model's window, after the latest summary: whole turns

@@ -49,13 +49,26 @@ impl Env {
             .unwrap()
     }
     fn run(&self, prompt: &str) -> Output {
+        self.run_with(&[], prompt)
+    }
+    fn run_with(&self, args: &[&str], prompt: &str) -> Output {
         self.cmd()
             .arg("run")
+            .args(args)
             .args(["--workspace", self.ws().to_str().unwrap()])
             .arg(prompt)
             .output()
             .unwrap()
     }
+}
+
+fn session_of(o: &Output) -> String {
+    let err = String::from_utf8_lossy(&o.stderr);
+    err.lines()
+        .find_map(|l| l.strip_prefix("[session] "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no session in {err}"))
+        .to_string()
 }
 
 fn ok_json(o: &Output) -> Value {
@@ -237,4 +250,129 @@ fn users_memories_are_apart() {
         json!({"query": "locker code"}),
     ));
     assert_eq!(r["results"].as_array().unwrap().len(), 1, "{r}");
+}
+
+#[test]
+fn facts_are_saved_before_compaction_condenses_the_turns_that_held_them() {
+    let env = Env::with_config(
+        vec![
+            answer("ok1"),
+            answer("ok2"),
+            // The flush, then the summary, then the turn's answer.
+            answer("- The user's favourite colour is teal\n- Project Zephyr ships on May 3\nNONE"),
+            answer("SUMMARY: blocks A and B were sent."),
+            answer("ok3"),
+        ],
+        &format!("{MEMORY}record_conversations = false\n"),
+    );
+    let small = [
+        "--set",
+        "catalog.skip_catalog_validation=true",
+        "--set",
+        "selection.model=small-model",
+        "--set",
+        "runtime.context_budget.fallback_max_context_tokens=3000",
+        "--set",
+        "runtime.context_budget.safety_buffer_tokens=100",
+        "--set",
+        "providers.registry.local.max_output_tokens=500",
+        "--set",
+        "runtime.summarization.min_turns=2",
+    ];
+    let o = env.run_with(
+        &small,
+        &format!("My favourite colour is teal. {}", "A".repeat(3000)),
+    );
+    assert!(o.status.success(), "{:?}", text(&o));
+    let session = session_of(&o);
+    let mut args: Vec<&str> = small.to_vec();
+    args.extend(["--session", &session]);
+    let o = env.run_with(&args, &format!("Zephyr ships May 3. {}", "B".repeat(3000)));
+    assert!(o.status.success(), "{:?}", text(&o));
+    let o = env.run_with(&args, &"C".repeat(3000));
+    assert!(o.status.success(), "{:?}", text(&o));
+    assert_eq!(text(&o).0, "ok3\n");
+    let reqs = env.server.requests();
+    let flush = reqs[2].json();
+    let last = flush["messages"].as_array().unwrap().last().unwrap()["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        last.starts_with("The part of the conversation above is about to be condensed"),
+        "{last}"
+    );
+    assert_eq!(flush["tool_choice"], "none");
+    let summary = reqs[3].json();
+    assert!(
+        summary["messages"].as_array().unwrap().last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Summarise the conversation above")
+    );
+    let o = env.memory(&["list"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(out.starts_with("2 notes"), "{out}");
+    assert!(
+        out.contains("[compaction]") && out.contains("favourite colour is teal"),
+        "{out}"
+    );
+    assert!(out.contains("Project Zephyr ships on May 3"), "{out}");
+}
+
+#[test]
+fn idle_sessions_are_summarised_into_memory_once() {
+    let env = Env::with_config(
+        vec![
+            answer("Your passport is in the blue drawer."),
+            answer("SUMMARY: the user asked where their passport is; it is in the blue drawer."),
+        ],
+        &format!("{MEMORY}record_conversations = false\n"),
+    );
+    let o = env.run("Where is my passport?");
+    assert!(o.status.success(), "{:?}", text(&o));
+    let session = session_of(&o);
+    // Not idle for 48 hours: nothing to do.
+    let o = env.memory(&["summarize"]);
+    assert!(
+        text(&o).0.contains("summarised 0 session(s)"),
+        "{:?}",
+        text(&o)
+    );
+    let o = env.memory(&["summarize", "--idle-hours", "0"]);
+    let (out, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        out.contains(&format!(
+            "summarised 1 session(s) idle for 0 h or more: {session}"
+        )),
+        "{out}"
+    );
+    let req = env.server.requests()[1].json();
+    let msgs = req["messages"].as_array().unwrap();
+    assert!(
+        msgs.iter().any(|m| m["content"] == "Where is my passport?"),
+        "{req}"
+    );
+    assert!(
+        msgs.last().unwrap()["content"]
+            .as_str()
+            .unwrap()
+            .starts_with("Summarise this conversation")
+    );
+    // Its summary is found from later searches; a second pass has nothing new.
+    let o = env.memory(&["search", "passport drawer", "--conversations"]);
+    let out = text(&o).0;
+    assert!(
+        out.contains(&format!("(summary of session {session})")),
+        "{out}"
+    );
+    let o = env.memory(&["summarize", "--idle-hours", "0"]);
+    assert!(
+        text(&o).0.contains("summarised 0 session(s)"),
+        "{:?}",
+        text(&o)
+    );
+    assert_eq!(env.server.requests().len(), 2);
 }

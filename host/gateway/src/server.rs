@@ -346,6 +346,19 @@ async fn reap(shared: Arc<Shared>) {
         {
             tracing::info!("archived {} idle sessions", ids.len());
         }
+        // Sessions idle for `[memory] stale_session_hours` are summarised into memory.
+        let hours = shared.service.system().config.memory.stale_session_hours;
+        if hours > 0 {
+            let service = Arc::clone(&shared.service);
+            let idle = Duration::from_secs(u64::from(hours) * 3600);
+            match tokio::task::spawn_blocking(move || service.summarize_stale(idle)).await {
+                Ok(Ok(ids)) if !ids.is_empty() => {
+                    tracing::info!("summarised {} stale sessions into memory", ids.len());
+                }
+                Ok(Err(e)) => tracing::warn!("summarising stale sessions: {e}"),
+                _ => {}
+            }
+        }
     }
 }
 

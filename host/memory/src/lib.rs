@@ -644,6 +644,14 @@ impl Memory {
         )
     }
 
+    /// When `session`'s summary was last written (Unix ms), if it has one.
+    pub fn summary_time(&self, session: &str) -> Result<Option<i64>, MemoryError> {
+        Ok(self
+            .store
+            .memory_get(&self.user, &format!("{session}:summary"))?
+            .map(|d| d.updated_ms))
+    }
+
     /// Remember the summary of an archived session.
     pub fn record_summary(&self, session: &str, summary: &str) -> Result<(), MemoryError> {
         let text = limits::clip(summary);

@@ -492,6 +492,7 @@ impl System {
                 trigger_ratio: cfg.runtime.context_budget.trigger_ratio,
                 target_ratio: cfg.runtime.summarization.target_ratio,
                 min_turns: cfg.runtime.summarization.min_turns,
+                flush_to_memory: cfg.memory.enabled && cfg.memory.flush_before_compaction,
             },
             agents,
             max_delegation_depth: cfg.runtime.max_delegation_depth,

@@ -69,6 +69,8 @@ pub enum ServiceError {
     Random(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("memory: {0}")]
+    Memory(String),
     #[error(transparent)]
     Turn(#[from] TurnError),
 }

@@ -119,6 +119,11 @@ impl TurnEvent {
             },
             Progress::Compaction { turns, upto_turn } => TurnEvent::Compaction { turns, upto_turn },
             Progress::ContextTrimmed { turns } => TurnEvent::ContextTrimmed { turns },
+            // Logged, not shown: the compaction event that follows is.
+            Progress::MemoryFlush { notes } => {
+                tracing::info!("memory: saved {notes} fact(s) before condensing earlier turns");
+                return None;
+            }
             Progress::Usage { usage, cost } => TurnEvent::Usage {
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,

@@ -719,6 +719,54 @@ impl SessionService {
         })
     }
 
+    /// Summarise into memory each session with no turn for `idle` whose summary is
+    /// missing or older than its last turn, as the session's agent; returns the ids
+    /// summarised. One whose turn is running, whose agent is gone, or whose summary fails
+    /// is skipped (and logged), and tried again next time. Nothing without memory.
+    pub fn summarize_stale(&self, idle: Duration) -> Result<Vec<String>, ServiceError> {
+        let Some(memory) = &self.inner.memory else {
+            return Ok(Vec::new());
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0);
+        let cutoff = now.saturating_sub(i64::try_from(idle.as_millis()).unwrap_or(i64::MAX));
+        let mut done = Vec::new();
+        for (id, agent, last) in self
+            .inner
+            .store
+            .sessions_idle_since(cutoff.saturating_add(1))?
+        {
+            let busy = lock(&self.inner.actors)
+                .get(&id)
+                .is_some_and(|a| lock(&a.state).pending);
+            let current = memory
+                .summary_time(&id)
+                .map_err(|e| ServiceError::Memory(e.to_string()))?
+                .is_some_and(|t| t >= last);
+            if busy || current {
+                continue;
+            }
+            let rt = match self.inner.runtime_for(&agent) {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::warn!(session = %id, "memory: not summarised: {e}");
+                    continue;
+                }
+            };
+            match rt.runtime.summarize_session(&id, &rt.profile) {
+                Ok(Some((text, _))) => match memory.record_summary(&id, &text) {
+                    Ok(()) => done.push(id),
+                    Err(e) => tracing::warn!(session = %id, "memory: summary not saved: {e}"),
+                },
+                Ok(None) => {}
+                Err(f) => tracing::warn!(session = %id, "memory: not summarised: {}", f.error),
+            }
+        }
+        Ok(done)
+    }
+
     /// How many sessions have a live actor.
     pub fn live_sessions(&self) -> usize {
         lock(&self.inner.actors).len()

@@ -674,6 +674,29 @@ impl Store {
         self.exec(async |c| session_list(c, "").await)
     }
 
+    /// Sessions with at least one turn whose last message is older than `before_ms`
+    /// (Unix ms), least recently active first: (id, agent, last activity in Unix ms).
+    pub fn sessions_idle_since(
+        &self,
+        before_ms: i64,
+    ) -> Result<Vec<(String, String, i64)>, StoreError> {
+        self.exec(async |c| {
+            let mut rows = c
+                .query(
+                    "SELECT s.id, s.agent, s.updated_ms FROM sessions s \
+                     WHERE s.updated_ms < ?1 AND EXISTS (SELECT 1 FROM turns t WHERE t.session_id = s.id) \
+                     ORDER BY s.updated_ms, s.id",
+                    params![before_ms],
+                )
+                .await?;
+            let mut out = Vec::new();
+            while let Some(r) = rows.next().await? {
+                out.push((r.get(0)?, r.get(1)?, r.get(2)?));
+            }
+            Ok(out)
+        })
+    }
+
     /// The sessions whose id starts with `prefix` (exactly, case-sensitively; no
     /// wildcards), most recently active first: (id, agent, number of turns).
     pub fn sessions_with_prefix(

@@ -47,6 +47,15 @@ pub enum MemoryCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Summarise into memory the sessions idle for --idle-hours (default [memory]
+    /// stale_session_hours) whose summary is missing or older than their last turn, as
+    /// each session's agent (one model call each). `serve` does this by itself.
+    Summarize {
+        #[arg(long, value_name = "HOURS")]
+        idle_hours: Option<f64>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Rebuild the full-text and vector indexes from the store, embedding again what
     /// another embedding backend embedded.
     Reindex {
@@ -151,6 +160,40 @@ pub fn run(cmd: MemoryCommand, sources: &Sources, user: Option<String>) -> Resul
                     one_line(&n.content, 200)
                 );
             }
+            Ok(())
+        }
+        MemoryCommand::Summarize { idle_hours, target } => {
+            let cfg = config::load_agent(sources)?.value.memory;
+            if !cfg.enabled {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    "memory is disabled: set `[memory] enabled = true` in agent.toml",
+                ));
+            }
+            let hours = idle_hours.unwrap_or(f64::from(cfg.stale_session_hours));
+            if !(hours.is_finite() && hours >= 0.0) {
+                return Err(Failure::new(
+                    exit::USAGE,
+                    format!("--idle-hours {hours}: give a number of hours, 0 or more"),
+                ));
+            }
+            let (service, _) = crate::commands::run::open_service(
+                sources,
+                target.workspace,
+                target.user.or(user),
+            )?;
+            let done = service
+                .summarize_stale(std::time::Duration::from_secs_f64(hours * 3600.0))
+                .map_err(|e| Failure::new(exit::TOOL_ERROR, e.to_string()))?;
+            println!(
+                "summarised {} session(s) idle for {hours} h or more{}",
+                done.len(),
+                if done.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", done.join(", "))
+                }
+            );
             Ok(())
         }
         MemoryCommand::Reindex { target } => {

@@ -127,20 +127,7 @@ pub fn open(
     session: Option<&str>,
     agent: Option<&str>,
 ) -> Result<(SessionService, Attached), Failure> {
-    let system = System::load(sources)?;
-    for n in &system.config.notices {
-        eprintln!("{n}");
-    }
-    for w in &system.warnings {
-        eprintln!("[warning] {w}");
-    }
-    let user_id = user.clone().unwrap_or_else(|| "local".into());
-    let ws_dir = match workspace {
-        Some(d) => d,
-        None => crate::commands::tool::default_workspace(sources, user)?,
-    };
-    let opts = ServiceOptions::from_config(&system.config);
-    let service = SessionService::open(Arc::new(system), &user_id, &ws_dir, opts)?;
+    let (service, _) = open_service(sources, workspace, user)?;
     let attached = match session {
         Some(id) => service.attach(id, agent)?,
         None => service.create(agent, None)?,
@@ -152,6 +139,34 @@ pub fn open(
         );
     }
     Ok((service, attached))
+}
+
+/// The session service for the workspace `run` and `chat` use, and the user it acts for.
+pub fn open_service(
+    sources: &Sources,
+    workspace: Option<PathBuf>,
+    user: Option<String>,
+) -> Result<(SessionService, String), Failure> {
+    let system = System::load(sources)?;
+    for n in &system.config.notices {
+        eprintln!("{n}");
+    }
+    for w in &system.warnings {
+        eprintln!("[warning] {w}");
+    }
+    // The user whose memory and jobs these are: the one named, else the one runner.toml
+    // lists alone (whose workspace this is), else `local`.
+    let user_id = match &user {
+        Some(u) => u.clone(),
+        None => oxydra_session::compose::user_and_workspace(sources, None)?.0,
+    };
+    let ws_dir = match workspace {
+        Some(d) => d,
+        None => crate::commands::tool::default_workspace(sources, user)?,
+    };
+    let opts = ServiceOptions::from_config(&system.config);
+    let service = SessionService::open(Arc::new(system), &user_id, &ws_dir, opts)?;
+    Ok((service, user_id))
 }
 
 pub fn run(args: RunArgs, sources: &Sources) -> Result<(), Failure> {

@@ -37,6 +37,13 @@ pub struct MemoryConfig {
     /// Each finished turn's exchange (the user's message and the answer) is saved, so
     /// later sessions can find it.
     pub record_conversations: bool,
+    /// Before compaction condenses earlier turns, the model lists the facts in them worth
+    /// keeping, and each is saved as a note (tag `compaction`).
+    pub flush_before_compaction: bool,
+    /// A session with no turn for this long is summarised into memory (by `serve`, or
+    /// `oxydra-host memory summarize`); its summary is searchable from later sessions.
+    /// 0: never by itself.
+    pub stale_session_hours: u32,
     pub retrieval: RetrievalConfig,
 }
 
@@ -61,6 +68,8 @@ impl Default for MemoryConfig {
             embedding_backend: EmbeddingBackend::Minilm,
             model_dir: None,
             record_conversations: true,
+            flush_before_compaction: true,
+            stale_session_hours: 48,
             retrieval: RetrievalConfig::default(),
         }
     }
