@@ -2,7 +2,8 @@
 //! scripts/fetch-embedding-model.sh): retrieval quality on the labelled set for each
 //! ranking and fusion; hybrid search latency and ingest rate at 100,000 notes with the
 //! deterministic embedder, and the cost of opening that memory; MiniLM's embedding time
-//! per note and search latency at 10,000 notes. `OXYDRA_BENCH_NOTES` scales the large set.
+//! per note and search latency at 10,000 notes. `OXYDRA_BENCH_NOTES` scales the large set;
+//! `OXYDRA_BENCH_ONLY=quality` prints the quality tables alone.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use oxydra_memory::embed::{Deterministic, Embedder, MiniLm};
@@ -126,6 +127,10 @@ fn main() {
             set.queries.len(),
             eval::table(&rows)
         );
+    }
+
+    if std::env::var("OXYDRA_BENCH_ONLY").as_deref() == Ok("quality") {
+        return;
     }
 
     // 100,000 notes, deterministic embedder.

@@ -157,6 +157,22 @@ pub fn configs() -> Vec<(&'static str, Mode, Fusion)> {
                 fts_weight: 0.3,
             },
         ),
+        (
+            "weighted 0.8 / 0.2",
+            Mode::Hybrid,
+            Fusion::Weighted {
+                vector_weight: 0.8,
+                fts_weight: 0.2,
+            },
+        ),
+        (
+            "weighted 0.9 / 0.1",
+            Mode::Hybrid,
+            Fusion::Weighted {
+                vector_weight: 0.9,
+                fts_weight: 0.1,
+            },
+        ),
     ]
 }
 
