@@ -5,7 +5,7 @@
 # - vmlinux      Debian's linux-image kernel, decompressed: QEMU's `microvm` machine
 #                boots it directly (PVH), as Firecracker does;
 # - initrd.cpio  a static busybox, the drivers the guest needs (virtio-mmio, virtio-blk,
-#                ext4, overlay, 9p, vsock) and guest-images/microvm/init;
+#                ext4, overlay, 9p over virtio and over a file descriptor, vsock) and guest-images/microvm/init;
 # - runtime.ext4 the read-only root filesystem: target/release/oxydra-host and the
 #                shared libraries it links, the bundled components, the time zone
 #                database, passwd/group for the unprivileged user. No shell;
@@ -67,7 +67,7 @@ cp guest-images/microvm/init "$ird/init"
 chmod 0755 "$ird/init"
 # The drivers, each after what it depends on (modules.dep, as depmod wrote it).
 python3 - "$base/lib/modules/$ver" "$ird/lib/mods" \
-  virtio_mmio virtio_blk crc32c_generic ext4 overlay 9p 9pnet_virtio vmw_vsock_virtio_transport <<'PY'
+  virtio_mmio virtio_blk crc32c_generic ext4 overlay 9p 9pnet_virtio 9pnet_fd vmw_vsock_virtio_transport <<'PY'
 import os, shutil, sys
 root, dest, wanted = sys.argv[1], sys.argv[2], sys.argv[3:]
 deps, by_name = {}, {}

@@ -76,6 +76,14 @@ enum Command {
     /// The micro_vm guest's init: PID 1 inside the VM the runner boots (not for people).
     #[command(hide = true)]
     VmGuest,
+    /// Serve the micro_vm guest's workspace over 9P2000.L, for a VMM with no shared
+    /// directories (the runner runs this for Firecracker; not for people).
+    #[command(hide = true)]
+    VmShare {
+        /// `SOCKET=DIR`, or `SOCKET=DIR:ro` for a read-only share; repeated.
+        #[arg(long = "share", value_name = "SOCKET=DIR[:ro]", required = true)]
+        shares: Vec<String>,
+    },
     /// Boot the micro_vm guest once to compile the components with its engine
     /// (scripts/build-vm-images.sh runs this).
     #[command(hide = true)]
@@ -222,6 +230,12 @@ fn main() -> ExitCode {
         Command::McpExec { argv } => Err(commands::mcp::exec(argv)),
         Command::McpBridge { socket } => commands::mcp::bridge(&socket),
         Command::VmGuest => oxydra_tiers::vm_guest::run(),
+        Command::VmShare { shares } => shares
+            .iter()
+            .map(|s| oxydra_tiers::share9p::Spec::parse(s))
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|specs| oxydra_tiers::share9p::run(&specs))
+            .map_err(|e| Failure::new(exit::TOOL_ERROR, format!("vm-share: {e}"))),
         Command::VmWarmCache(a) => commands::runner::warm_vm_cache(a),
         Command::Precompile => commands::component::precompile(&sources),
         Command::Component(c) => commands::component::run(c, &sources),

@@ -78,15 +78,26 @@ impl Running {
             std::thread::sleep(Duration::from_millis(10));
         }
     }
+    /// The id on the `[session] ` line, once the whole line has arrived (stderr comes
+    /// in chunks: the prefix may be read before the id).
     fn session(&self) -> String {
-        self.wait_for("[session] ");
-        let e = self.err.lock().unwrap();
-        let line = e.lines().find(|l| l.starts_with("[session] ")).unwrap();
-        line["[session] ".len()..]
-            .split_whitespace()
-            .next()
-            .unwrap()
-            .to_string()
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            {
+                let e = self.err.lock().unwrap();
+                let whole = e.split_inclusive('\n').find_map(|l| {
+                    l.strip_prefix("[session] ")
+                        .filter(|_| l.ends_with('\n'))
+                        .and_then(|rest| rest.split_whitespace().next())
+                        .map(str::to_string)
+                });
+                if let Some(id) = whole {
+                    return id;
+                }
+                assert!(Instant::now() < deadline, "no [session] line; stderr: {e}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
     fn finish(mut self) -> (std::process::ExitStatus, String) {
         let status = self.child.wait().unwrap();

@@ -244,6 +244,124 @@ fn the_micro_vm_tier_runs_a_turn_in_a_vm_with_no_network_and_a_read_only_vault()
     );
 }
 
+/// The Firecracker backend: the runner writes Firecracker's config file and starts
+/// `firecracker --no-api`; the guest mounts the workspace from the runner's 9p server
+/// over vsock (Firecracker has no shared-directory device). No Firecracker can run on
+/// this project's machines (no binary in any registry, and /dev/kvm is PVM), so the
+/// VMM here is `common/firecracker-on-qemu`: it checks the config against
+/// Firecracker's schema and boots it with Firecracker's device model (disks without
+/// serial numbers, hybrid vsock, no shared directories, no network) on QEMU under TCG.
+#[test]
+fn the_firecracker_backend_boots_the_guest_with_the_workspace_over_vsock() {
+    let env = Env::with_config(
+        vec![
+            server::openai::tool_calls(
+                &[(
+                    "c1",
+                    "file_write",
+                    json!({"path": "/shared/from-firecracker.txt", "content": "over vsock ✓"}),
+                )],
+                None,
+            ),
+            server::openai::answer("answered from the Firecracker guest", None),
+        ],
+        &shared_cache(),
+    );
+    let standin = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/common/firecracker-on-qemu");
+    let template = env.dir.path().join("firecracker.json");
+    std::fs::write(
+        &template,
+        r#"{"machine-config": {"vcpu_count": 1, "mem_size_mib": 128, "smt": false}}"#,
+    )
+    .unwrap();
+    setup(
+        &env,
+        &format!(
+            "firecracker = \"{}\"\n[guest_images]\nfirecracker_oxydra_vm_config = \"{}\"\n",
+            standin.display(),
+            template.display()
+        ),
+    );
+    let ws = env.alice();
+    std::fs::create_dir_all(ws.join("vault")).unwrap();
+    std::fs::write(ws.join("vault/secret.txt"), "vault ✓").unwrap();
+    std::fs::create_dir_all(ws.join("shared/notes")).unwrap();
+    std::fs::write(ws.join("shared/notes/a.txt"), "from the host").unwrap();
+    let mut runner = env.start(&[]);
+    let url = runner.url();
+    let tok = token(&ws);
+    assert_eq!(
+        turn(&url, &tok, "write a file"),
+        "answered from the Firecracker guest"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("shared/from-firecracker.txt")).unwrap(),
+        "over vsock ✓",
+        "the guest wrote the shared directory through the runner's 9p server"
+    );
+    let s = env.ready(None);
+    let applied = s["applied"].to_string();
+    for want in [
+        "micro_vm tier: firecracker",
+        "workspace over vsock from the runner's 9p server",
+        "memory 768 MiB, 2 vCPUs",
+    ] {
+        assert!(applied.contains(want), "{want}: {s}");
+    }
+    let verified = s["verified"].to_string();
+    for want in [
+        "network interfaces: lo only",
+        "the vault is read-only",
+        "the root filesystem is read-only",
+        "not root",
+    ] {
+        assert!(verified.contains(want), "{want}: {s}");
+    }
+    // The config the runner wrote: the user's limits over the template's, the guest's
+    // disks read-only, the template's own fields kept.
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(ws.join("ipc/vm/runtime/firecracker.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(cfg["machine-config"]["mem_size_mib"], 768, "{cfg}");
+    assert_eq!(cfg["machine-config"]["vcpu_count"], 2, "{cfg}");
+    assert_eq!(cfg["machine-config"]["smt"], false, "{cfg}");
+    assert!(
+        cfg["drives"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["is_read_only"] == true),
+        "{cfg}"
+    );
+    assert!(cfg.get("network-interfaces").is_none(), "{cfg}");
+    let (code, out, err) = env.ctl(&["stop"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(runner.child.0.wait().unwrap().success());
+    let logs = std::fs::read_to_string(ws.join("logs/runtime.log")).unwrap();
+    assert!(
+        logs.contains("oxydra-vm: runtime exited with status 0"),
+        "{logs}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(ws.join("vault/secret.txt")).unwrap(),
+        "vault ✓"
+    );
+
+    // A template that would give the guest a network device is refused at start.
+    std::fs::write(
+        &template,
+        r#"{"network-interfaces": [{"iface_id": "eth0", "host_dev_name": "tap0"}]}"#,
+    )
+    .unwrap();
+    let (code, _, err) = env.ctl(&["start"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("network-interfaces") && err.contains("no network device"),
+        "{err}"
+    );
+}
+
 #[test]
 fn a_guest_that_cannot_boot_is_reported_with_its_console() {
     let env = Env::new(vec![]);

@@ -181,6 +181,9 @@ struct Said {
     degraded: Mutex<Vec<String>>,
     junk: Mutex<Vec<String>>,
     oversized: Mutex<u64>,
+    /// The child's stderr reached its end (everything it wrote is in `stderr`).
+    stderr_eof: std::sync::atomic::AtomicBool,
+    stderr_done: tokio::sync::Notify,
 }
 
 const KEEP_LINES: usize = 8;
@@ -196,6 +199,16 @@ fn short(line: &[u8]) -> String {
 }
 
 impl Said {
+    /// Once a child has exited, its last words may still be in the pipe: wait (at most
+    /// `within`) for the stderr reader to reach the end, so the reason names them.
+    async fn stderr_drained(&self, within: Duration) {
+        let done = self.stderr_done.notified();
+        if self.stderr_eof.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout(within, done).await;
+    }
+
     fn tail(&self) -> String {
         let mut out = String::new();
         let junk = lock(&self.junk);
@@ -463,7 +476,10 @@ impl Server {
         let mut how = "closed the connection".to_string();
         if let Some(c) = child.as_mut() {
             match tokio::time::timeout(Duration::from_secs(2), c.wait()).await {
-                Ok(Ok(status)) => how = format!("exited ({status})"),
+                Ok(Ok(status)) => {
+                    how = format!("exited ({status})");
+                    said.stderr_drained(Duration::from_secs(2)).await;
+                }
                 _ => {
                     let _ = c.start_kill();
                     how = "closed its stdout and was stopped".into();
@@ -628,6 +644,9 @@ impl Server {
                     }
                 }
             }
+            s.stderr_eof
+                .store(true, std::sync::atomic::Ordering::Release);
+            s.stderr_done.notify_waiters();
         });
         let group = child.id().map(crate::launch::Group);
         self.handshake(handler, stdout, stdin, Some(child), said, group)
@@ -696,6 +715,7 @@ impl Server {
                         tokio::time::timeout(Duration::from_millis(500), c.wait()).await
                 {
                     status = format!(" (it exited: {st})");
+                    said.stderr_drained(Duration::from_secs(2)).await;
                 }
                 Err(format!(
                     "MCP server `{}` did not complete the MCP handshake: {e}{status}{}",

@@ -10,6 +10,7 @@ pub mod container;
 pub mod control;
 pub mod egress;
 pub mod runner;
+pub mod share9p;
 pub mod shell;
 pub mod vm;
 pub mod vm_guest;

@@ -1,9 +1,9 @@
 //! The `micro_vm` tier: the runtime in a virtual machine of its own. One guest design
 //! (an uncompressed kernel booted directly, a read-only root disk, the workspace's
 //! directories as 9p shares, no network device, vsock to the host) behind a [`Vmm`]:
-//! QEMU's `microvm` machine, with KVM when it works here and TCG otherwise.
-//! (Firecracker, the other VMM the design has in mind, has no shared-directory device
-//! for the workspace; see docs/adr/0011.)
+//! QEMU's `microvm` machine, with KVM when it works here and TCG otherwise; or
+//! Firecracker, which has no shared-directory device: its guest mounts the workspace
+//! from the runner's own 9P2000.L server over vsock ([`crate::share9p`]).
 //!
 //! The host speaks Firecracker's hybrid vsock, which `vhost-device-vsock` gives QEMU. The host connects to the VM's unix socket and says
 //! `CONNECT <port>\n` ([`hybrid_connect`]); the guest's connections to the host's port
@@ -98,6 +98,13 @@ impl Images {
 pub enum Backend {
     /// `qemu-system-x86_64 -M microvm`.
     Qemu { binary: PathBuf, accel: Accel },
+    /// `firecracker --no-api --config-file …`, its config made from `template` (the
+    /// operator's sections of a Firecracker config file, [`firecracker_template`]) and
+    /// the guest design's boot source, disks and vsock.
+    Firecracker {
+        binary: PathBuf,
+        template: serde_json::Map<String, serde_json::Value>,
+    },
 }
 
 /// How one VM is started.
@@ -136,6 +143,17 @@ pub trait Vmm {
     fn describe(&self) -> String;
     /// Whether QEMU's vsock device (`vhost-device-vsock`) runs beside it.
     fn needs_vhost_vsock(&self) -> bool;
+    /// Whether the shares reach the guest over vsock from the runner's 9p server (the
+    /// VMM has no shared-directory device).
+    fn shares_over_vsock(&self) -> bool;
+    /// The VMM's binary.
+    fn binary(&self) -> &Path;
+    /// Its name in messages: `QEMU`, `Firecracker`.
+    fn name(&self) -> &'static str;
+    /// What to do when it cannot be started.
+    fn install_hint(&self) -> &'static str;
+    /// What it is held to by its own means (its sandbox, its user).
+    fn protections(&self, l: &VmLaunch) -> Vec<String>;
 }
 
 /// QEMU `-M microvm`.
@@ -253,6 +271,220 @@ impl Vmm for Qemu {
     fn needs_vhost_vsock(&self) -> bool {
         true
     }
+
+    fn shares_over_vsock(&self) -> bool {
+        false
+    }
+
+    fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    fn name(&self) -> &'static str {
+        "QEMU"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "install it with `apt-get install qemu-system-x86`, or set [micro_vm] qemu in runner.toml"
+    }
+
+    fn protections(&self, l: &VmLaunch) -> Vec<String> {
+        let mut a = vec!["QEMU's seccomp sandbox on".to_string()];
+        if let Some((uid, gid)) = l.run_as {
+            a.push(format!("QEMU runs as {uid}:{gid}, not root"));
+        }
+        a
+    }
+}
+
+/// Firecracker, from a config file the runner writes (`--no-api`: no API socket).
+pub struct Firecracker {
+    pub binary: PathBuf,
+    pub template: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Firecracker's kernel command line: a keyboard-controller reset ends the VM
+/// (`reboot=k`), as does a panic.
+const FIRECRACKER_CMDLINE: &str = "console=ttyS0 quiet loglevel=3 reboot=k panic=-1 pci=off";
+
+/// The sections of a Firecracker config file an operator's template may hold, and why
+/// the others are not theirs.
+fn template_section(key: &str) -> Result<(), String> {
+    match key {
+        "machine-config" | "cpu-config" | "balloon" | "entropy" | "metrics" => Ok(()),
+        "boot-source" | "drives" | "vsock" | "logger" => Err(format!(
+            "\"{key}\" is the runner's: it boots the guest images of [micro_vm] images_dir with their disks, vsock and log; remove it"
+        )),
+        "network-interfaces" | "mmds-config" => Err(format!(
+            "\"{key}\": the micro_vm guest has no network device (it reaches the model through the runner's egress proxy over vsock); remove it"
+        )),
+        _ => Err(format!(
+            "\"{key}\" is not a section of a Firecracker config file the runner knows (machine-config, cpu-config, balloon, entropy, metrics)"
+        )),
+    }
+}
+
+/// `guest_images.firecracker_oxydra_vm_config`: a Firecracker config file (JSON) whose
+/// sections the runner adds to the ones it makes. `machine-config`'s `vcpu_count` and
+/// `mem_size_mib` are the user's `[resources]` (or `[micro_vm] memory_mib`) whatever
+/// it says.
+pub fn firecracker_template(
+    path: &Path,
+) -> Result<serde_json::Map<String, serde_json::Value>, String> {
+    let key = "guest_images.firecracker_oxydra_vm_config";
+    let text =
+        std::fs::read_to_string(path).map_err(|e| format!("{key} = {}: {e}", path.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "{key} = {}: not JSON ({e}); it is a Firecracker config file",
+            path.display()
+        )
+    })?;
+    let serde_json::Value::Object(map) = v else {
+        return Err(format!(
+            "{key} = {}: a Firecracker config file is a JSON object",
+            path.display()
+        ));
+    };
+    for (k, v) in &map {
+        template_section(k).map_err(|e| format!("{key} = {}: {e}", path.display()))?;
+        if !v.is_object() {
+            return Err(format!(
+                "{key} = {}: \"{k}\" is an object in a Firecracker config file",
+                path.display()
+            ));
+        }
+    }
+    Ok(map)
+}
+
+impl Firecracker {
+    /// The config file for one launch.
+    pub fn config(&self, l: &VmLaunch, uds: &Path, plan: &Path) -> serde_json::Value {
+        use serde_json::{Value, json};
+        let d = |p: &Path| p.display().to_string();
+        let mut cfg = self.template.clone();
+        let mut machine = match cfg.remove("machine-config") {
+            Some(Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        };
+        machine.insert("vcpu_count".into(), json!(l.vcpus));
+        machine.insert("mem_size_mib".into(), json!(l.memory_mib));
+        cfg.insert("machine-config".into(), Value::Object(machine));
+        cfg.insert(
+            "boot-source".into(),
+            json!({
+                "kernel_image_path": d(&l.images.kernel),
+                "initrd_path": d(&l.images.initrd),
+                "boot_args": FIRECRACKER_CMDLINE,
+            }),
+        );
+        cfg.insert(
+            "drives".into(),
+            json!([
+                {"drive_id": "oxydra_root", "path_on_host": d(&l.images.rootfs), "is_root_device": false, "is_read_only": true},
+                {"drive_id": "oxydra_plan", "path_on_host": d(plan), "is_root_device": false, "is_read_only": true},
+            ]),
+        );
+        cfg.insert(
+            "vsock".into(),
+            json!({"guest_cid": GUEST_CID, "uds_path": d(uds)}),
+        );
+        cfg.insert(
+            "logger".into(),
+            json!({"log_path": d(&l.dir.join("firecracker.log")), "level": "Warning"}),
+        );
+        Value::Object(cfg)
+    }
+}
+
+impl Vmm for Firecracker {
+    fn command(
+        &self,
+        l: &VmLaunch,
+        _vhu: &Path,
+        uds: &Path,
+        plan: &Path,
+    ) -> Result<tokio::process::Command, String> {
+        let path = l.dir.join("firecracker.json");
+        let cfg = serde_json::to_vec_pretty(&self.config(l, uds, plan))
+            .map_err(|e| format!("the Firecracker config: {e}"))?;
+        write_private(&path, &cfg).map_err(|e| format!("{}: {e}", path.display()))?;
+        let log = l.dir.join("firecracker.log");
+        write_private(&log, b"").map_err(|e| format!("{}: {e}", log.display()))?;
+        if let Some((uid, gid)) = l.run_as {
+            // It reads its config and writes its log as the user it runs as.
+            for p in [&path, &log] {
+                let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+            }
+        }
+        let mut c = tokio::process::Command::new(&self.binary);
+        c.arg("--no-api").arg("--config-file").arg(&path);
+        if let Some((uid, gid)) = l.run_as
+            && kvm_usable_by(uid, gid)
+        {
+            c.uid(uid).gid(gid);
+        }
+        Ok(c)
+    }
+
+    fn describe(&self) -> String {
+        "firecracker (kvm)".into()
+    }
+
+    fn needs_vhost_vsock(&self) -> bool {
+        false
+    }
+
+    fn shares_over_vsock(&self) -> bool {
+        true
+    }
+
+    fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    fn name(&self) -> &'static str {
+        "Firecracker"
+    }
+
+    fn install_hint(&self) -> &'static str {
+        "install Firecracker (github.com/firecracker-microvm/firecracker releases) and set [micro_vm] firecracker in runner.toml, or remove guest_images.firecracker_oxydra_vm_config to use QEMU"
+    }
+
+    fn protections(&self, l: &VmLaunch) -> Vec<String> {
+        let mut a = vec![
+            "Firecracker's seccomp filters on".to_string(),
+            "workspace over vsock from the runner's 9p server (confined to the shares)".to_string(),
+        ];
+        if let Some((uid, gid)) = l.run_as
+            && kvm_usable_by(uid, gid)
+        {
+            a.push(format!("Firecracker runs as {uid}:{gid}, not root"));
+        }
+        a
+    }
+}
+
+/// The guest's vsock context id (the host is 2).
+const GUEST_CID: u32 = 3;
+
+/// Whether `uid:gid` may open /dev/kvm read-write (from its mode bits), so Firecracker
+/// can run as that user.
+fn kvm_usable_by(uid: u32, gid: u32) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata("/dev/kvm") else {
+        // No KVM here: Firecracker cannot run at all, as whichever user.
+        return true;
+    };
+    let mode = m.mode();
+    if m.uid() == uid {
+        mode & 0o600 == 0o600
+    } else if m.gid() == gid {
+        mode & 0o060 == 0o060
+    } else {
+        mode & 0o006 == 0o006
+    }
 }
 
 /// A path QEMU's option syntax can carry (a comma would start another option).
@@ -289,6 +521,10 @@ pub fn vmm(l: &VmLaunch) -> Box<dyn Vmm + Send + Sync> {
                 why_tcg,
             })
         }
+        Backend::Firecracker { binary, template } => Box::new(Firecracker {
+            binary: binary.clone(),
+            template: template.clone(),
+        }),
     }
 }
 
@@ -372,6 +608,7 @@ pub async fn hybrid_connect(uds: &Path, port: u32) -> std::io::Result<UnixStream
 /// What the VM is held to, as the runner set it up (the runtime checks the rest from
 /// inside).
 pub fn protections(l: &VmLaunch, describe: &str) -> Vec<String> {
+    let vmm = vmm(l);
     let mut a = vec![
         format!("micro_vm tier: {describe}"),
         "no network device: the guest has vsock to the runner only".into(),
@@ -383,10 +620,7 @@ pub fn protections(l: &VmLaunch, describe: &str) -> Vec<String> {
         "{} directories shared ({ro} read-only), nothing else of the host",
         l.shares.len()
     ));
-    a.push("QEMU's seccomp sandbox on".into());
-    if let Some((uid, gid)) = l.run_as {
-        a.push(format!("QEMU runs as {uid}:{gid}, not root"));
-    }
+    a.extend(vmm.protections(l));
     a
 }
 
@@ -397,6 +631,9 @@ const CONSOLE_TAIL: usize = 20;
 pub struct Running {
     vmm: Child,
     vhost: Option<Child>,
+    /// The workspace's 9p server (`vm-share`), for a VMM with no shared directories.
+    share: Option<Child>,
+    vmm_name: &'static str,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// Reads the console to its end.
     console_task: Option<tokio::task::JoinHandle<()>>,
@@ -565,9 +802,12 @@ pub async fn start(
     }
     let qemu_pid = l.dir.join("vmm.pid");
     let vhost_pid = l.dir.join("vhost-device-vsock.pid");
-    let Backend::Qemu { binary, .. } = &l.backend;
-    kill_stale(&qemu_pid, &resolve(binary));
+    let share_pid = l.dir.join("vm-share.pid");
+    kill_stale(&qemu_pid, &resolve(vmm.binary()));
     kill_stale(&vhost_pid, &resolve(&l.vhost_vsock));
+    if let Ok(exe) = std::env::current_exe() {
+        kill_stale(&share_pid, &exe);
+    }
     // Stale sockets of an earlier VM.
     if let Ok(d) = std::fs::read_dir(&sockets) {
         for e in d.flatten() {
@@ -583,6 +823,9 @@ pub async fn start(
             tag: tag(i),
             path: s.path.clone(),
             read_only: s.read_only,
+            port: vmm
+                .shares_over_vsock()
+                .then_some(vm_guest::SHARE_PORT_BASE + i as u32),
         })
         .collect();
     let plan_file = Arc::new(PlanFile(l.dir.join("plan.img")));
@@ -591,7 +834,31 @@ pub async fn start(
     write_private(&plan_file.0, &bytes).map_err(|e| format!("{}: {e}", plan_file.0.display()))?;
     let mut c = vmm.command(l, &vhu, &uds, &plan_file.0)?;
     let mut tasks = Vec::new();
-    for (port, target) in &l.forwards {
+    let mut degraded = Vec::new();
+    let mut forwards = l.forwards.clone();
+    let share = if vmm.shares_over_vsock() && !l.shares.is_empty() {
+        let specs: Vec<crate::share9p::Spec> = l
+            .shares
+            .iter()
+            .enumerate()
+            .map(|(i, s)| crate::share9p::Spec {
+                socket: sockets.join(format!("share-{i}.sock")),
+                root: s.path.clone(),
+                read_only: s.read_only,
+            })
+            .collect();
+        for (i, sp) in specs.iter().enumerate() {
+            forwards.push((vm_guest::SHARE_PORT_BASE + i as u32, sp.socket.clone()));
+        }
+        let child = start_share_server(l, &specs, &mut degraded).await?;
+        if let Some(pid) = child.id() {
+            let _ = std::fs::write(&share_pid, pid.to_string());
+        }
+        Some(child)
+    } else {
+        None
+    };
+    for (port, target) in &forwards {
         let path = PathBuf::from(format!("{}_{port}", uds.display()));
         let listener = UnixListener::bind(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         if let Some((uid, gid)) = l.run_as {
@@ -601,7 +868,6 @@ pub async fn start(
         tasks.push(tokio::spawn(forward_out(listener, target.clone())));
     }
     let abort = |tasks: &[tokio::task::JoinHandle<()>]| tasks.iter().for_each(|t| t.abort());
-    let mut degraded = Vec::new();
     let vhost = if vmm.needs_vhost_vsock() {
         let mut c = tokio::process::Command::new(&l.vhost_vsock);
         c.args(["--guest-cid", "3", "--socket"])
@@ -679,12 +945,13 @@ pub async fn start(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    let Backend::Qemu { binary, .. } = &l.backend;
     let mut child = c.spawn().map_err(|e| {
         abort(&tasks);
         format!(
-            "could not start QEMU ({}): {e}; install it with `apt-get install qemu-system-x86`, or set [micro_vm] qemu in runner.toml",
-            binary.display()
+            "could not start {} ({}): {e}; {}",
+            vmm.name(),
+            vmm.binary().display(),
+            vmm.install_hint()
         )
     })?;
     if let Some(pid) = child.id() {
@@ -722,6 +989,8 @@ pub async fn start(
     Ok(Running {
         vmm: child,
         vhost,
+        share,
+        vmm_name: vmm.name(),
         tasks,
         console_task,
         dir: l.dir.clone(),
@@ -731,6 +1000,65 @@ pub async fn start(
         _plan: plan_file,
         degraded,
     })
+}
+
+/// `oxydra-host vm-share` for `specs`: as the VM's user when the runner is root (and
+/// that user can run the binary), told to die with the runner; ready once it says so.
+async fn start_share_server(
+    l: &VmLaunch,
+    specs: &[crate::share9p::Spec],
+    degraded: &mut Vec<String>,
+) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("the runner's own binary: {e}"))?;
+    let mut c = tokio::process::Command::new(&exe);
+    c.arg("vm-share");
+    for s in specs {
+        c.arg("--share").arg(s.arg());
+    }
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    if let Some((uid, gid)) = l.run_as {
+        if usable_by(&exe, uid, gid) {
+            c.uid(uid).gid(gid);
+        } else {
+            degraded.push(format!(
+                "the workspace's 9p server runs as root: {uid}:{gid} cannot run {} (install oxydra-host where every user may run it)",
+                exe.display()
+            ));
+        }
+    }
+    let mut child = c.spawn().map_err(|e| {
+        format!(
+            "could not start the workspace's 9p server ({}): {e}",
+            exe.display()
+        )
+    })?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("vm-share has no stdout")?);
+    let mut line = String::new();
+    let said = tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await;
+    if !matches!(said, Ok(Ok(n)) if n > 0 && line.starts_with("ready")) {
+        let mut text = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut text)).await;
+        }
+        let _ = child.kill().await;
+        return Err(format!(
+            "the workspace's 9p server (oxydra-host vm-share) did not start: {}",
+            text.trim()
+        ));
+    }
+    if let Some(e) = child.stderr.take() {
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(e).lines();
+            while let Ok(Some(l)) = lines.next_line().await {
+                tracing::warn!("{l}");
+            }
+        });
+    }
+    Ok(child)
 }
 
 /// The console, line by line, to `out`; the runtime's exit line and a boot failure are
@@ -809,8 +1137,23 @@ impl Running {
                 None => std::future::pending().await,
             }
         };
+        let share_died = async {
+            match self.share.as_mut() {
+                Some(v) => v.wait().await.ok(),
+                None => std::future::pending().await,
+            }
+        };
         let status = tokio::select! {
             s = self.vmm.wait() => s.ok(),
+            s = share_died => {
+                let _ = self.vmm.kill().await;
+                self.drain_console().await;
+                let status = s.map_or("?".to_string(), |s| s.to_string());
+                return (
+                    format!("ended: the workspace's 9p server (vm-share) exited ({status}), so the VMM was killed"),
+                    None,
+                );
+            }
             s = vhost_died => {
                 let _ = self.vmm.kill().await;
                 self.drain_console().await;
@@ -864,7 +1207,8 @@ impl Running {
             // starting it again will not help.
             Some(code) if code != 0 && tail.is_empty() => (
                 format!(
-                    "failed to start the VM: QEMU exited with status {code}; it said:\n{}",
+                    "failed to start the VM: {} exited with status {code}; it said:\n{}",
+                    self.vmm_name,
                     vmm_err.join("\n")
                 ),
                 Some(3),
@@ -878,7 +1222,7 @@ impl Running {
                         if vmm_err.is_empty() {
                             String::new()
                         } else {
-                            format!("\nQEMU said:\n{}", vmm_err.join("\n"))
+                            format!("\n{} said:\n{}", self.vmm_name, vmm_err.join("\n"))
                         }
                     ),
                     None,
@@ -929,6 +1273,9 @@ impl Running {
     /// the pid files.
     pub async fn remove(&mut self) {
         if let Some(v) = &mut self.vhost {
+            let _ = v.kill().await;
+        }
+        if let Some(v) = &mut self.share {
             let _ = v.kill().await;
         }
         let _ = self.vmm.kill().await;

@@ -26,6 +26,10 @@ pub const EGRESS_PORT: u32 = 2048;
 pub const SHELL_PORT: u32 = 2049;
 /// MCP server `i` (in the order of the plan) is `MCP_PORT_BASE + i`.
 pub const MCP_PORT_BASE: u32 = 2100;
+/// With a VMM that has no shared-directory device (Firecracker), share `i` is served
+/// by the runner's 9P2000.L server on host port `SHARE_PORT_BASE + i`
+/// ([`crate::share9p`]).
+pub const SHARE_PORT_BASE: u32 = 2300;
 
 /// The console line that says how the runtime ended: `<prefix><code>` or
 /// `<prefix>signal <n>`.
@@ -67,10 +71,13 @@ pub struct GuestPlan {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GuestShare {
-    /// The 9p mount tag.
+    /// The 9p mount tag (virtio-9p).
     pub tag: String,
     pub path: PathBuf,
     pub read_only: bool,
+    /// Served over vsock on this host port instead (mounted with `trans=fd`).
+    #[serde(default)]
+    pub port: Option<u32>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,21 +109,40 @@ fn end_vm() -> ! {
     }
 }
 
-/// The disk whose virtio serial is `serial` (`/sys/block/vd*/serial`), else `fallback`.
-fn disk(serial: &str, fallback: &str) -> PathBuf {
-    if let Ok(dir) = std::fs::read_dir("/sys/block") {
-        for e in dir.flatten() {
-            let s = std::fs::read_to_string(e.path().join("serial")).unwrap_or_default();
-            if s.trim() == serial {
-                return Path::new("/dev").join(e.file_name());
-            }
+/// The plan's disk: the one whose virtio serial is [`PLAN_SERIAL`] (QEMU), else the
+/// one that starts with the plan's JSON (Firecracker gives its disks no serial we
+/// choose).
+fn plan_disk() -> PathBuf {
+    let mut disks: Vec<PathBuf> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("vd"))
+        .map(|e| e.path())
+        .collect();
+    disks.sort();
+    for d in &disks {
+        let s = std::fs::read_to_string(d.join("serial")).unwrap_or_default();
+        if s.trim() == PLAN_SERIAL {
+            return Path::new("/dev").join(d.file_name().unwrap_or_default());
         }
     }
-    PathBuf::from(fallback)
+    for d in &disks {
+        let dev = Path::new("/dev").join(d.file_name().unwrap_or_default());
+        let mut first = [0u8; 1];
+        if std::fs::File::open(&dev)
+            .and_then(|mut f| f.read_exact(&mut first))
+            .is_ok()
+            && first[0] == b'{'
+        {
+            return dev;
+        }
+    }
+    PathBuf::from("/dev/vdb")
 }
 
 fn read_plan() -> Result<GuestPlan, String> {
-    let dev = disk(PLAN_SERIAL, "/dev/vdb");
+    let dev = plan_disk();
     let mut bytes = Vec::new();
     std::fs::File::open(&dev)
         .and_then(|mut f| f.read_to_end(&mut bytes))
@@ -276,13 +302,35 @@ pub fn run() -> ! {
             flags |= MountFlags::RDONLY;
         }
         let path = s.path.display().to_string();
-        mount(
-            &s.tag,
-            &path,
-            "9p",
-            flags,
-            "trans=virtio,version=9p2000.L,msize=262144,cache=mmap",
-        );
+        match s.port {
+            None => mount(
+                &s.tag,
+                &path,
+                "9p",
+                flags,
+                "trans=virtio,version=9p2000.L,msize=262144,cache=mmap",
+            ),
+            Some(port) => {
+                // The kernel keeps its own reference to the connection once mounted.
+                let conn = match vsock::connect(vsock::HOST_CID, port) {
+                    Ok(c) => c,
+                    Err(e) => fail(&format!(
+                        "connecting to the runner's 9p server for {path} (vsock port {port}): {e}"
+                    )),
+                };
+                use std::os::fd::AsRawFd;
+                let fd = conn.as_raw_fd();
+                mount(
+                    &s.tag,
+                    &path,
+                    "9p",
+                    flags,
+                    &format!(
+                        "trans=fd,rfdno={fd},wfdno={fd},version=9p2000.L,msize=65560,cache=mmap"
+                    ),
+                );
+            }
+        }
     }
     for f in &plan.files {
         if let Some(d) = f.path.parent() {

@@ -358,6 +358,10 @@ pub fn start(args: StartArgs, sources: &Sources, global: &GlobalArgs) -> Result<
                 runtime: None,
             },
             &runner_cfg.micro_vm,
+            runner_cfg
+                .guest_images
+                .firecracker_oxydra_vm_config
+                .as_deref(),
             &exe,
             &mcp_containers
                 .iter()
@@ -710,26 +714,49 @@ const VM_FILE_MAX: u64 = 1 << 20;
 fn vm_launch(
     p: ContainerParts<'_>,
     cfg: &config::runner::MicroVm,
+    firecracker_config: Option<&Path>,
     exe: &Path,
     mcp: &[String],
 ) -> Result<(Start, Option<(u32, u32)>), Failure> {
     use oxydra_tiers::vm::{self, Backend, Images, Share, VmLaunch};
     use oxydra_tiers::vm_guest::{self, GuestFile, GuestPlan, Outbound};
     let usage = |m: String| Failure::new(exit::USAGE, m);
-    let qemu = cfg
-        .qemu
-        .clone()
-        .or_else(|| oxydra_tiers::vm::on_path("qemu-system-x86_64"))
-        .ok_or_else(|| {
-            usage("the micro_vm tier needs QEMU: apt-get install qemu-system-x86, or set [micro_vm] qemu in runner.toml".into())
-        })?;
-    let vhost_vsock = cfg
-        .vhost_device_vsock
-        .clone()
-        .or_else(|| oxydra_tiers::vm::on_path("vhost-device-vsock"))
-        .ok_or_else(|| {
-            usage("the micro_vm tier needs vhost-device-vsock (QEMU's vsock device): cargo install --locked vhost-device-vsock --version 0.3.0, or set [micro_vm] vhost_device_vsock in runner.toml".into())
-        })?;
+    // Firecracker when its config file is named (its vsock is its own); else QEMU with
+    // vhost-device-vsock.
+    let firecracker = match firecracker_config {
+        None => None,
+        Some(path) => {
+            let template = vm::firecracker_template(path).map_err(usage)?;
+            let binary = cfg
+                .firecracker
+                .clone()
+                .or_else(|| oxydra_tiers::vm::on_path("firecracker"))
+                .ok_or_else(|| {
+                    usage("guest_images.firecracker_oxydra_vm_config is set, but Firecracker is not installed: put `firecracker` on PATH or set [micro_vm] firecracker in runner.toml (or remove the key to use QEMU)".into())
+                })?;
+            Some(Backend::Firecracker { binary, template })
+        }
+    };
+    let qemu = match &firecracker {
+        Some(_) => PathBuf::new(),
+        None => cfg
+            .qemu
+            .clone()
+            .or_else(|| oxydra_tiers::vm::on_path("qemu-system-x86_64"))
+            .ok_or_else(|| {
+                usage("the micro_vm tier needs QEMU: apt-get install qemu-system-x86, or set [micro_vm] qemu in runner.toml".into())
+            })?,
+    };
+    let vhost_vsock = match &firecracker {
+        Some(_) => PathBuf::new(),
+        None => cfg
+            .vhost_device_vsock
+            .clone()
+            .or_else(|| oxydra_tiers::vm::on_path("vhost-device-vsock"))
+            .ok_or_else(|| {
+                usage("the micro_vm tier needs vhost-device-vsock (QEMU's vsock device): cargo install --locked vhost-device-vsock --version 0.3.0, or set [micro_vm] vhost_device_vsock in runner.toml".into())
+            })?,
+    };
     let images_dir = cfg.images_dir.clone().unwrap_or_else(|| {
         exe.parent()
             .and_then(Path::parent)
@@ -876,10 +903,10 @@ fn vm_launch(
     };
     Ok((
         Start::Vm(VmLaunch {
-            backend: Backend::Qemu {
+            backend: firecracker.unwrap_or(Backend::Qemu {
                 binary: qemu,
                 accel,
-            },
+            }),
             vhost_vsock,
             images,
             memory_mib: p.resources.max_memory_mib.unwrap_or(cfg.memory_mib),

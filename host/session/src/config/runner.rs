@@ -38,6 +38,9 @@ pub struct RunnerConfig {
 pub struct MicroVm {
     /// QEMU (default `qemu-system-x86_64` on PATH).
     pub qemu: Option<PathBuf>,
+    /// Firecracker (default `firecracker` on PATH), used when
+    /// `guest_images.firecracker_oxydra_vm_config` is set.
+    pub firecracker: Option<PathBuf>,
     /// The vsock device QEMU's VMs use (default `vhost-device-vsock` on PATH).
     pub vhost_device_vsock: Option<PathBuf>,
     pub accel: VmAccel,
@@ -53,6 +56,7 @@ impl Default for MicroVm {
     fn default() -> Self {
         MicroVm {
             qemu: None,
+            firecracker: None,
             vhost_device_vsock: None,
             accel: VmAccel::Auto,
             images_dir: None,
@@ -171,26 +175,27 @@ impl RunnerConfig {
                 ),
             ));
         }
-        for (key, set) in [
-            (
-                "guest_images.firecracker_oxydra_vm_config",
-                g.firecracker_oxydra_vm_config.is_some(),
-            ),
-            (
-                "guest_images.firecracker_shell_vm_config",
-                g.firecracker_shell_vm_config.is_some(),
-            ),
-        ] {
-            if set {
-                return Err((
-                    key.into(),
-                    "the micro_vm tier runs on QEMU's microvm only: Firecracker has no shared-directory device (no virtio-fs, no 9p) to give the guest the workspace; remove the key ([micro_vm] configures QEMU)".into(),
-                ));
-            }
+        if g.firecracker_shell_vm_config.is_some() {
+            return Err((
+                "guest_images.firecracker_shell_vm_config".into(),
+                "the micro_vm tier's shell sidecar is the container tier's container (no vault, no network), reached over vsock, with either VMM; remove the key".into(),
+            ));
+        }
+        if let Some(p) = &g.firecracker_oxydra_vm_config
+            && !p.is_absolute()
+        {
+            return Err((
+                "guest_images.firecracker_oxydra_vm_config".into(),
+                format!(
+                    "{} is not an absolute path: give the whole path of the Firecracker config file",
+                    p.display()
+                ),
+            ));
         }
         let v = &self.micro_vm;
         for (key, path) in [
             ("micro_vm.qemu", &v.qemu),
+            ("micro_vm.firecracker", &v.firecracker),
             ("micro_vm.vhost_device_vsock", &v.vhost_device_vsock),
             ("micro_vm.images_dir", &v.images_dir),
         ] {
