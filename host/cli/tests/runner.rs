@@ -203,17 +203,29 @@ fn the_process_tier_confines_the_runtime_and_a_turn_completes_through_the_runner
 fn what_a_tier_cannot_do_is_refused_with_what_to_pass() {
     let env = Env::new(vec![]);
     let d = env.dir.path().join(".oxydra");
-    // Firecracker cannot give its guest the workspace: its keys are refused, not ignored.
+    // The micro_vm tier's shell sidecar is the container tier's: a Firecracker shell VM
+    // key is refused, not ignored.
     std::fs::write(
         d.join("runner.toml"),
-        "default_tier = \"micro_vm\"\n[guest_images]\nfirecracker_oxydra_vm_config = \"/etc/fc.json\"\n",
+        "default_tier = \"micro_vm\"\n[guest_images]\nfirecracker_shell_vm_config = \"/etc/fc.json\"\n",
     )
     .unwrap();
     let (code, _, err) = env.ctl(&["start"]);
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("guest_images.firecracker_oxydra_vm_config")
-            && err.contains("no shared-directory device"),
+        err.contains("guest_images.firecracker_shell_vm_config") && err.contains("remove the key"),
+        "{err}"
+    );
+    // A Firecracker template that is not there says what to do.
+    std::fs::write(
+        d.join("runner.toml"),
+        "default_tier = \"micro_vm\"\n[micro_vm]\nfirecracker = \"/bin/true\"\n[guest_images]\nfirecracker_oxydra_vm_config = \"/nonexistent/fc.json\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = env.ctl(&["start"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains("/nonexistent/fc.json") && err.contains("remove the key"),
         "{err}"
     );
     // A CPU limit the process tier cannot apply is refused, not ignored.

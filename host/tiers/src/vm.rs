@@ -332,8 +332,12 @@ pub fn firecracker_template(
     path: &Path,
 ) -> Result<serde_json::Map<String, serde_json::Value>, String> {
     let key = "guest_images.firecracker_oxydra_vm_config";
-    let text =
-        std::fs::read_to_string(path).map_err(|e| format!("{key} = {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        format!(
+            "{key} = {}: {e}; write a Firecracker config file there (machine-config, cpu-config, balloon, entropy or metrics) or remove the key",
+            path.display()
+        )
+    })?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
         format!(
             "{key} = {}: not JSON ({e}); it is a Firecracker config file",
