@@ -280,8 +280,10 @@ pub fn run(specs: &[Spec]) -> Result<(), String> {
         ..Default::default()
     };
     let report = crate::confine::confine(&plan)?;
+    // What could not be applied comes first, one line each, so the runner's status
+    // names it; then `ready`.
     for d in &report.degraded {
-        eprintln!("vm-share: degraded: {d}");
+        println!("degraded: {d}");
     }
     println!("ready: {}", report.applied.join("; "));
     let _ = io::stdout().flush();

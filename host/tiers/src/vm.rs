@@ -717,6 +717,28 @@ fn kill_stale(pidfile: &Path, binary: &Path) {
     let _ = std::fs::remove_file(pidfile);
 }
 
+/// Run `c` as the VM's user when that user may run `binary`; otherwise it stays root
+/// and `degraded` says so, with what to do (`hint`).
+fn as_vm_user(
+    l: &VmLaunch,
+    c: &mut tokio::process::Command,
+    binary: &Path,
+    what: &str,
+    hint: &str,
+    degraded: &mut Vec<String>,
+) {
+    if let Some((uid, gid)) = l.run_as {
+        if usable_by(binary, uid, gid) {
+            c.uid(uid).gid(gid);
+        } else {
+            degraded.push(format!(
+                "{what} runs as root: {uid}:{gid} cannot run {} ({hint})",
+                binary.display()
+            ));
+        }
+    }
+}
+
 /// Whether `uid:gid` may reach `path` (search every directory above it) and use it:
 /// execute a file, or create in a directory. Judged from the mode bits (no ACLs).
 fn usable_by(path: &Path, uid: u32, gid: u32) -> bool {
@@ -884,19 +906,16 @@ pub async fn start(
             // Not the runner's terminal's Ctrl-C: the runner stops the VM in order.
             .process_group(0)
             .kill_on_drop(true);
-        if let Some((uid, gid)) = l.run_as {
-            // It maps the guest's memory and parses what the guest queues: not root,
-            // when that user can run it and reach its sockets' directory.
-            let binary = resolve(&l.vhost_vsock);
-            if usable_by(&binary, uid, gid) {
-                c.uid(uid).gid(gid);
-            } else {
-                degraded.push(format!(
-                    "vhost-device-vsock runs as root: {uid}:{gid} cannot run {} (install it where every user may run it, e.g. /usr/local/bin)",
-                    binary.display()
-                ));
-            }
-        }
+        // It maps the guest's memory and parses what the guest queues: not root, when
+        // that user can run it and reach its sockets' directory.
+        as_vm_user(
+            l,
+            &mut c,
+            &resolve(&l.vhost_vsock),
+            "vhost-device-vsock",
+            "install it where every user may run it, e.g. /usr/local/bin",
+            &mut degraded,
+        );
         let mut child = c.spawn().map_err(|e| {
             abort(&tasks);
             format!(
@@ -1024,16 +1043,14 @@ async fn start_share_server(
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true);
-    if let Some((uid, gid)) = l.run_as {
-        if usable_by(&exe, uid, gid) {
-            c.uid(uid).gid(gid);
-        } else {
-            degraded.push(format!(
-                "the workspace's 9p server runs as root: {uid}:{gid} cannot run {} (install oxydra-host where every user may run it)",
-                exe.display()
-            ));
-        }
-    }
+    as_vm_user(
+        l,
+        &mut c,
+        &exe,
+        "the workspace's 9p server",
+        "install oxydra-host where every user may run it",
+        degraded,
+    );
     let mut child = c.spawn().map_err(|e| {
         format!(
             "could not start the workspace's 9p server ({}): {e}",
@@ -1041,9 +1058,20 @@ async fn start_share_server(
         )
     })?;
     let mut out = BufReader::new(child.stdout.take().ok_or("vm-share has no stdout")?);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let mut line = String::new();
-    let said = tokio::time::timeout(Duration::from_secs(10), out.read_line(&mut line)).await;
-    if !matches!(said, Ok(Ok(n)) if n > 0 && line.starts_with("ready")) {
+    let ready = loop {
+        line.clear();
+        let said = tokio::time::timeout_at(deadline, out.read_line(&mut line)).await;
+        match said {
+            Ok(Ok(n)) if n > 0 => match line.trim_end().strip_prefix("degraded: ") {
+                Some(d) => degraded.push(format!("the workspace's 9p server: {d}")),
+                None => break line.starts_with("ready"),
+            },
+            _ => break false,
+        }
+    };
+    if !ready {
         let mut text = String::new();
         if let Some(mut e) = child.stderr.take() {
             let _ = tokio::time::timeout(Duration::from_secs(2), e.read_to_string(&mut text)).await;
