@@ -25,7 +25,8 @@ pub struct LabelledNote {
 #[derive(Deserialize)]
 pub struct LabelledQuery {
     pub id: String,
-    /// `paraphrase` or `keyword`.
+    /// `paraphrase`, `keyword` (words the note has) or `identifier` (a code, serial,
+    /// hash or number the note has, among near-misses).
     pub kind: String,
     pub text: String,
     pub relevant: Vec<String>,
@@ -46,13 +47,14 @@ pub struct Scores {
     pub queries: usize,
 }
 
-/// One configuration's scores: all queries, paraphrases only, keyword queries only.
+/// One configuration's scores: all queries, then each kind.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub name: String,
     pub all: Scores,
     pub paraphrase: Scores,
     pub keyword: Scores,
+    pub identifier: Scores,
 }
 
 /// A memory in `dir` holding the labelled notes; the map turns its note ids into the
@@ -129,6 +131,7 @@ pub fn run(
             all: score("all"),
             paraphrase: score("paraphrase"),
             keyword: score("keyword"),
+            identifier: score("identifier"),
         });
     }
     Ok(rows)
@@ -179,18 +182,20 @@ pub fn configs() -> Vec<(&'static str, Mode, Fusion)> {
 /// The table, as markdown.
 pub fn table(rows: &[Row]) -> String {
     let mut s = String::from(
-        "| Retrieval | recall@5 | MRR | recall@5 paraphrase | MRR paraphrase | recall@5 keyword | MRR keyword |\n| --- | --- | --- | --- | --- | --- | --- |\n",
+        "| Retrieval | recall@5 | MRR | recall@5 paraphrase | MRR paraphrase | recall@5 keyword | MRR keyword | recall@5 identifier | MRR identifier |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
     );
     for r in rows {
         s.push_str(&format!(
-            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
+            "| {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} | {:.3} |\n",
             r.name,
             r.all.recall_at_5,
             r.all.mrr,
             r.paraphrase.recall_at_5,
             r.paraphrase.mrr,
             r.keyword.recall_at_5,
-            r.keyword.mrr
+            r.keyword.mrr,
+            r.identifier.recall_at_5,
+            r.identifier.mrr
         ));
     }
     s

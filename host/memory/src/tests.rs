@@ -365,7 +365,11 @@ fn the_labelled_set_is_whole_and_bm25_finds_keyword_queries() {
     assert!(set.queries.len() >= 50, "{} queries", set.queries.len());
     let known: HashSet<&str> = set.notes.iter().map(|n| n.id.as_str()).collect();
     for q in &set.queries {
-        assert!(q.kind == "paraphrase" || q.kind == "keyword", "{}", q.id);
+        assert!(
+            ["paraphrase", "keyword", "identifier"].contains(&q.kind.as_str()),
+            "{}",
+            q.id
+        );
         assert!(!q.relevant.is_empty(), "{}", q.id);
         for r in &q.relevant {
             assert!(known.contains(r.as_str()), "{}: {r}", q.id);
@@ -375,6 +379,11 @@ fn the_labelled_set_is_whole_and_bm25_finds_keyword_queries() {
     let (m, map) = eval::load(&set, dir.path(), det()).unwrap();
     let rows = eval::run(&set, &m, &map, &eval::configs()[..1]).unwrap();
     assert!(rows[0].keyword.recall_at_5 > 0.5, "{}", eval::table(&rows));
+    assert!(
+        rows[0].identifier.queries >= 15 && rows[0].identifier.recall_at_5 > 0.8,
+        "{}",
+        eval::table(&rows)
+    );
 }
 
 /// The model scripts/build.sh fetched (scripts/fetch-embedding-model.sh).
