@@ -161,8 +161,9 @@ pub struct Store {
     path: PathBuf,
 }
 
-/// The tables `SCHEMA` creates.
-const SCHEMA_TABLES: i64 = 12;
+/// The tables `SCHEMA` creates, and the newest index (a store made before it was added
+/// gets it when it is opened).
+const SCHEMA_TABLES: i64 = 13;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS sessions (
@@ -474,7 +475,8 @@ impl Store {
                 .query(
                     "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name IN \
                      ('sessions', 'messages', 'summaries', 'turns', 'leases', 'channel_state', 'jobs', 'job_runs', \
-                     'memory_docs', 'memory_tombstones', 'memory_meta', 'scratchpads')",
+                     'memory_docs', 'memory_tombstones', 'memory_meta', 'scratchpads') \
+                     OR (type = 'index' AND name = 'memory_docs_user_key')",
                     (),
                 )
                 .await?;
