@@ -7,7 +7,7 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
 
 use oxydra_memory::embed::{Deterministic, Embedder, MiniLm};
-use oxydra_memory::{Fusion, Memory, Search, eval};
+use oxydra_memory::{Fusion, Memory, Mode, Search, eval};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -97,12 +97,21 @@ fn open(dir: &Path, e: Arc<dyn Embedder>) -> Memory {
 }
 
 fn searches(m: &Memory, n: usize) -> (Duration, Duration) {
+    searches_in(m, n, Mode::Hybrid)
+}
+
+/// `n` searches of three words from a note, in `mode`: p50 and p99.
+fn searches_in(m: &Memory, n: usize, mode: Mode) -> (Duration, Duration) {
     let mut t = Vec::new();
     for i in 0..n {
         let q = note(i * 7919 + 3);
         let q: String = q.split(' ').skip(2).take(3).collect::<Vec<_>>().join(" ");
+        let search = Search {
+            mode,
+            ..Search::new(&q, 5)
+        };
         let s = Instant::now();
-        let hits = m.search(&Search::new(&q, 5)).unwrap();
+        let hits = m.search(&search).unwrap();
         t.push(s.elapsed());
         assert!(!hits.is_empty());
     }
@@ -159,6 +168,17 @@ fn main() {
             ms(p50),
             ms(p99)
         );
+        for (name, mode) in [
+            ("BM25 only", Mode::FtsOnly),
+            ("vectors only", Mode::VectorOnly),
+        ] {
+            let (p50, p99) = searches_in(&m, 500, mode);
+            println!(
+                "  of which, {name} (same queries, documents read from the store): p50 {} p99 {}",
+                ms(p50),
+                ms(p99)
+            );
+        }
         let s = Instant::now();
         m.save("one more note about the harbor lantern", &[])
             .unwrap();
